@@ -1,0 +1,50 @@
+# poisonrepro: `make reproduce` runs the notebooks, `make test` runs the tests.
+# Both first create or update the virtual environment .venv from pyproject.toml.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# cpu without a GPU, the published settings with one
+PROFILE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo paper || echo cpu)
+NOTEBOOKS ?=
+# the offline data mirror, where this checkout has one beside it
+ifneq ($(wildcard ../shared/data/cifar10-jpeg.tar.gz),)
+export POISONREPRO_DATA ?= $(abspath ../shared/data)
+endif
+
+.PHONY: help venv reproduce test unit notebooks-test clean
+help:
+	@echo "make reproduce [PROFILE=smoke|cpu|paper] [NOTEBOOKS=\"01_poison_frogs ...\"]"
+	@echo "    run the notebooks with papermill into build/<PROFILE>/ and write"
+	@echo "    figures/<PROFILE>/{<notebook>/,summary.csv,REPORT.md} (default PROFILE: $(PROFILE))."
+	@echo "    At PROFILE=cpu the executed notebooks replace the committed ones."
+	@echo "make test        unit tests + every notebook under nbval at the smoke profile"
+	@echo "make venv        create/update .venv (editable install of poisonrepro)"
+	@echo "make clean       remove build/ and data/derived/ (caches)"
+	@echo "Data: POISONREPRO_DATA=$(POISONREPRO_DATA)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import poisonrepro, torch, papermill, nbval"
+	touch $@
+
+venv: $(VENV)/.installed
+
+reproduce: venv
+	$(PY) -m poisonrepro.reproduce --profile $(PROFILE) --notebooks "$(NOTEBOOKS)" \
+		$(if $(filter cpu,$(PROFILE)),--update-notebooks,)
+
+unit: venv
+	POISONREPRO_PROGRESS=0 $(PY) -m pytest tests -q
+
+notebooks-test: venv
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest --nbval-lax notebooks -q
+
+test: venv
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest tests notebooks --nbval-lax -q
+
+clean:
+	rm -rf build data/derived

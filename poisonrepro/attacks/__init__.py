@@ -1,0 +1,2 @@
+"""Attacks, one module per method; importing this package registers them all."""
+from . import evasion_pgd, feature_collision  # noqa: F401

@@ -1,0 +1,34 @@
+"""Targeted evasion by projected gradient descent (Madry et al., ICLR 2018, Eq. 2, run towards
+a chosen class): the test-time attack that the Poison Frogs blog (seed 001, "Evasion
+attacks") contrasts with poisoning, used for its plane -> "frog" illustration (PF-F1).
+
+    x_{k+1} = Proj_{||x - x_0||_inf <= eps, x in [0,1]} ( x_k - alpha * sign(grad_x CE(f(x_k), y_target)) )
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import register_attack
+
+
+@register_attack("pgd_evasion", paper="Madry et al. 2018 (illustration in Shafahi et al. 2018 blog)",
+                 notebook="01_poison_frogs", summary="targeted L-inf PGD at test time",
+                 timing="evasion", goal="targeted", knowledge="white-box", universality="individual",
+                 influence="exploratory", violation="integrity", specificity="targeted")
+def targeted_pgd(model, x: torch.Tensor, target_class: int, *, eps: float, steps: int,
+                 step_size: float | None = None) -> torch.Tensor:
+    """Adversarial examples for ``x`` pushed towards ``target_class`` within an L-inf ball."""
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels are on the [0, 1] scale; 8/255, not 8)")
+    step_size = step_size or 2.5 * eps / steps
+    model.eval()
+    y = torch.full((len(x),), target_class, dtype=torch.long)
+    adv = x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = F.cross_entropy(model(adv), y)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() - step_size * grad.sign()
+        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+    return adv.detach()

@@ -1,0 +1,99 @@
+"""Feature collision ("Poison Frogs"): Shafahi et al., "Poison Frogs! Targeted Clean-Label
+Poisoning Attacks on Neural Networks", NeurIPS 2018, Eq. (1) and Algorithm 1.
+
+    p = argmin_x ||f(x) - f(t)||^2 + beta ||x - b||^2                       (Eq. 1)
+
+solved by forward-backward splitting (Algorithm 1):
+
+    forward:  x^ = x - lambda * grad_x ||f(x) - f(t)||^2
+    backward: x  = (x^ + lambda * beta * b) / (1 + lambda * beta)            (prox of beta||x-b||^2)
+
+with images clipped to the valid pixel range after each step. The paper scales beta with
+the dimensions of the feature and input spaces, beta = beta0 * 2048^2 / dim_b^2 (Sec. 4.1),
+``paper_beta``. The step size is halved whenever the objective rises above the mean of its
+last 40 values, and crafting stops early once the relative change of the objective falls
+below 1e-10 (both from the authors' released code; paper-notes.md).
+
+Watermarking (Sec. 4.2): for end-to-end training the base is first blended with the target,
+b <- gamma * t + (1 - gamma) * b, at opacity gamma (``watermark``).
+
+All pairs (base_i, target_i) of a batch are optimised at once, each with its own step size.
+Pixels are on the [0, 1] scale here; the authors' code worked on [0, 255], where the same
+beta weighs ||x - b||^2 255^2 times less.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..registry import register_attack
+from ..train import progress
+
+
+def paper_beta(beta0: float, feature_dim: int, input_dim: int) -> float:
+    """beta = beta0 * 2048^2 / dim_b^2 generalised to our feature dimension (Sec. 4.1)."""
+    return beta0 * feature_dim ** 2 / input_dim ** 2
+
+
+def watermark(base: torch.Tensor, target: torch.Tensor, opacity: float) -> torch.Tensor:
+    """b <- gamma * t + (1 - gamma) * b (Sec. 4.2)."""
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity={opacity}: must lie in [0, 1]")
+    return opacity * target + (1 - opacity) * base
+
+
+def collision_objective(model, x, target_features, base, beta) -> torch.Tensor:
+    """Per-pair value of Eq. (1)."""
+    feat = model.features(x)
+    return ((feat - target_features) ** 2).flatten(1).sum(1) + beta * ((x - base) ** 2).flatten(1).sum(1)
+
+
+@register_attack("feature_collision", paper="Shafahi et al. 2018 (Poison Frogs)",
+                 notebook="01_poison_frogs",
+                 summary="clean-label poison colliding with the target in feature space",
+                 timing="poisoning", goal="targeted", knowledge="white-box", universality="individual",
+                 influence="causative", violation="integrity", specificity="targeted")
+def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: float, iters: int,
+                  lr: float, opacity: float = 0.0, decay_window: int = 40, tol: float = 1e-10,
+                  desc: str = "crafting poisons") -> tuple[torch.Tensor, torch.Tensor]:
+    """Poisons for each (base_i, target_i) pair; ``target`` may be one image for all bases.
+
+    Returns ``(poisons, history)``: poisons in [0, 1] with the base's label unchanged, and the
+    objective of Eq. (1) per pair and iteration, shape [<= iters + 1, P]
+    (shorter when every pair stopped early).
+    """
+    if beta < 0 or lr <= 0 or iters < 0:
+        raise ValueError(f"need beta >= 0, lr > 0, iters >= 0 (got beta={beta}, lr={lr}, iters={iters})")
+    if target.shape[0] == 1:
+        target = target.expand_as(base)
+    model.eval()
+    trainable = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():  # gradients w.r.t. the image only
+        p.requires_grad_(False)
+    with torch.no_grad():
+        target_features = model.features(target)
+    anchor = watermark(base, target, opacity) if opacity > 0 else base
+    x = anchor.clone()
+    step = torch.full((len(base),), float(lr))
+    active = torch.ones(len(base), dtype=torch.bool)
+    with torch.no_grad():
+        history = [collision_objective(model, x, target_features, anchor, beta)]
+    bar = progress(range(iters), desc=desc, leave=False)
+    for _ in bar:
+        x.requires_grad_(True)
+        feat_loss = ((model.features(x) - target_features) ** 2).flatten(1).sum(1)
+        (grad,) = torch.autograd.grad(feat_loss.sum(), x)
+        with torch.no_grad():
+            lam = (step * active)[:, None, None, None]
+            x_hat = x - lam * grad                                   # forward step
+            x = ((x_hat + lam * beta * anchor) / (1 + lam * beta)).clamp(0, 1)  # backward (prox) step
+            obj = collision_objective(model, x, target_features, anchor, beta)
+            recent = torch.stack(history[-decay_window:])
+            step = torch.where(obj > recent.mean(0), step * 0.5, step)
+            rel = (history[-1] - obj).abs() / history[-1].clamp_min(1e-12)
+            active &= rel >= tol
+            history.append(obj)
+        if not active.any():
+            break
+    for p, flag in zip(model.parameters(), trainable):
+        p.requires_grad_(flag)
+    return x.detach(), torch.stack(history)

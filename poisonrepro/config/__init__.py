@@ -1,0 +1,181 @@
+"""Profiles and configuration: one validated config per paper.
+
+Every paper module in this package declares a frozen dataclass whose fields carry their
+validation rules (``spec``) and a ``PROFILES`` mapping with the three profiles:
+
+- ``smoke``: seconds; exercises the plumbing only, its numbers mean nothing;
+- ``cpu``: minutes on 2 cores; the reduced-scale reproduction whose claims must hold;
+- ``paper``: the published settings (each cited in the profile's ``_sources``), for a GPU.
+
+``load_config(paper, profile, **overrides)`` rejects an unknown paper, profile or key, a
+wrong type and an out-of-range value *before any compute*, with a message that names the
+key and the allowed values. ``dry_run(cfg)`` shrinks every loop to one pass so that the
+``paper`` profile can be exercised on a CPU in the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import math
+import os
+from typing import Any, get_args, get_origin
+
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+PAPERS = {
+    # notebook stem -> config module (filled in as papers land)
+    "poison_frogs": "poisonrepro.config.poison_frogs",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value was rejected before any computation started."""
+
+
+def spec(*, min=None, max=None, choices=None, epsilon=False, loop=False, dry=None, doc=""):
+    """Field metadata: range, allowed values, and how a dry run shrinks the field.
+
+    ``epsilon=True`` marks a perturbation budget on the [0, 1] pixel scale: a value above 1
+    is almost always a 0-255 budget typed by mistake (8 instead of 8/255), so it is refused.
+    ``loop=True`` marks an iteration count that a dry run sets to 1 (a tuple of settings: its first
+    only); ``dry`` gives the value
+    a dry run uses instead (for sizes).
+    """
+    return {"min": min, "max": max, "choices": choices, "epsilon": epsilon,
+            "loop": loop, "dry": dry, "doc": doc}
+
+
+def param(**kw):
+    """A required dataclass field carrying its ``spec`` (values come from the profiles)."""
+    return dataclasses.field(metadata=spec(**kw))
+
+
+def default_profile() -> str:
+    """The profile named by ``POISONREPRO_PROFILE``, else ``smoke``."""
+    return os.environ.get("POISONREPRO_PROFILE", "smoke") or "smoke"
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILE_NAMES)}")
+    return profile
+
+
+def _type_ok(value, annotation) -> bool:
+    if annotation in (float, "float"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation in (int, "int"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (bool, "bool"):
+        return isinstance(value, bool)
+    if annotation in (str, "str"):
+        return isinstance(value, str)
+    return True
+
+
+def _element_type(annotation):
+    """(container, element) for ``tuple[float, ...]``-style annotations, else (None, ann)."""
+    if isinstance(annotation, str):
+        for name, typ in (("float", float), ("int", int), ("str", str)):
+            if annotation == f"tuple[{name}, ...]":
+                return tuple, typ
+        return None, {"float": float, "int": int, "str": str, "bool": bool}.get(annotation, annotation)
+    if get_origin(annotation) is tuple:
+        return tuple, get_args(annotation)[0]
+    return None, annotation
+
+
+def _check_scalar(name, value, elem_type, meta):
+    if not _type_ok(value, elem_type):
+        raise ConfigError(f"{name}={value!r}: expected {getattr(elem_type, '__name__', elem_type)}, "
+                          f"got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: must be a finite number")
+    if meta.get("epsilon") and value > 1:
+        raise ConfigError(f"{name}={value!r}: perturbation budgets are on the [0, 1] pixel scale; "
+                          f"did you mean {value}/255 = {value / 255:.5f}?")
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name}={value!r}: allowed values are {', '.join(map(repr, choices))}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        lo_s = "-inf" if lo is None else repr(lo)
+        hi_s = "inf" if hi is None else repr(hi)
+        raise ConfigError(f"{name}={value!r}: must lie in [{lo_s}, {hi_s}]")
+
+
+def validate(cfg) -> None:
+    """Check every field of a config dataclass against its ``spec``; raise ConfigError."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        container, elem = _element_type(f.type)
+        if container is tuple:
+            if not isinstance(value, tuple) or len(value) == 0:
+                raise ConfigError(f"{f.name}={value!r}: expected a non-empty tuple")
+            for v in value:
+                _check_scalar(f.name, v, elem, f.metadata)
+        else:
+            _check_scalar(f.name, value, elem, f.metadata)
+    post = getattr(cfg, "check", None)
+    if callable(post):
+        post()
+
+
+def _module(paper: str):
+    if paper not in PAPERS:
+        raise ConfigError(f"unknown paper {paper!r}; known papers: {', '.join(sorted(PAPERS))}")
+    return importlib.import_module(PAPERS[paper])
+
+
+def load_config(paper: str, profile: str | None = None, **overrides):
+    """The validated config of ``paper`` at ``profile`` (default: ``default_profile()``)."""
+    mod = _module(paper)
+    profile = check_profile(profile or default_profile())
+    values = {k: v for k, v in mod.PROFILES[profile].items() if not k.startswith("_")}
+    names = {f.name for f in dataclasses.fields(mod.Config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)} for {paper}; "
+                          f"allowed keys: {', '.join(sorted(names - {'profile'}))}")
+    values.update(overrides)
+    values["profile"] = profile
+    try:
+        cfg = mod.Config(**values)
+    except TypeError as exc:  # a profile that forgot a key: a bug in the package itself
+        raise ConfigError(f"{paper}/{profile}: {exc}") from None
+    validate(cfg)
+    return cfg
+
+
+def profile_sources(paper: str, profile: str) -> dict:
+    """The citations a profile gives for its settings (the ``_sources`` entry)."""
+    return dict(_module(paper).PROFILES[check_profile(profile)].get("_sources", {}))
+
+
+def dry_run(cfg):
+    """A copy of ``cfg`` with every loop run once and every size at its dry value."""
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        meta = f.metadata
+        value = getattr(cfg, f.name)
+        if meta.get("loop"):
+            changes[f.name] = value[:1] if isinstance(value, tuple) else 1
+        elif meta.get("dry") is not None:
+            changes[f.name] = meta["dry"]
+    out = dataclasses.replace(cfg, **changes)
+    validate(out)
+    return out
+
+
+def as_dict(cfg) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def config_hash(cfg_or_dict, *, keys=None, extra: dict | None = None) -> str:
+    """A short stable hash of (a subset of) a config, used as the artifact-cache key."""
+    d = cfg_or_dict if isinstance(cfg_or_dict, dict) else as_dict(cfg_or_dict)
+    if keys is not None:
+        d = {k: d[k] for k in keys}
+    d = dict(d, **(extra or {}))
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

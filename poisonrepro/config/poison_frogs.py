@@ -1,0 +1,115 @@
+"""Config of notebook 01, Poison Frogs (Shafahi et al., NeurIPS 2018).
+
+``paper`` gives the published settings (sources in ``_sources``); ``cpu`` the reduced-scale
+reproduction on 2 cores; ``smoke`` the plumbing check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ConfigError, param
+from ..data import CIFAR10_CLASSES
+
+C = CIFAR10_CLASSES
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = param(choices=("smoke", "cpu", "paper"))
+    seed: int = param(min=0)
+    # --- transfer learning (frozen feature extractor, last layer retrained)
+    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
+    standin_width: int = param(min=4, max=256, dry=4)
+    standin_per_class: int = param(min=1, max=5000, dry=4)
+    standin_epochs: int = param(min=1, loop=True)
+    standin_lr: float = param(min=0, max=1)
+    transfer_class_a: str = param(choices=C)
+    transfer_class_b: str = param(choices=C)
+    train_per_class: int = param(min=1, max=4500, dry=4)
+    test_per_class: int = param(min=1, max=1000, dry=4)
+    n_targets: int = param(min=1, max=2000, dry=2)
+    head_epochs: int = param(min=1, loop=True)
+    head_lr: float = param(min=0, max=1)
+    head_batch_size: int = param(min=1)
+    craft_iters: int = param(min=1, loop=True)
+    craft_lr: float = param(min=0)
+    beta0: float = param(min=0)
+    beta_sweep: tuple[float, ...] = param(min=0, loop=True)
+    evasion_eps: float = param(min=0, max=1, epsilon=True)
+    evasion_steps: int = param(min=1, loop=True)
+    # --- end-to-end training (every layer retrained on the poisoned set)
+    e2e_model: str = param(choices=("convnet", "alexnet_cifar"))
+    e2e_width: int = param(min=4, max=256, dry=4)
+    e2e_num_classes: int = param(choices=(2, 10))
+    e2e_target_class: str = param(choices=C)
+    e2e_base_class: str = param(choices=C)
+    e2e_train_per_class: int = param(min=1, max=5000, dry=4)
+    e2e_pretrain_epochs: int = param(min=1, loop=True)
+    e2e_pretrain_lr: float = param(min=0, max=1)
+    e2e_finetune_epochs: int = param(min=1, loop=True)
+    e2e_finetune_lr: float = param(min=0, max=1)
+    e2e_poison_counts: tuple[int, ...] = param(min=1, max=1000, loop=True)
+    e2e_opacities: tuple[float, ...] = param(min=0, max=1, loop=True)
+    e2e_targets: int = param(min=1, max=1000, dry=1)
+    e2e_craft_iters: int = param(min=1, loop=True)
+    e2e_beta0: float = param(min=0)
+    scratch_targets: int = param(min=0, max=1000, dry=1)
+
+    def check(self):
+        if self.transfer_class_a == self.transfer_class_b:
+            raise ConfigError("transfer_class_a and transfer_class_b must differ")
+        if self.e2e_target_class == self.e2e_base_class:
+            raise ConfigError("e2e_target_class and e2e_base_class must differ")
+        if self.n_targets > 2 * self.test_per_class:
+            raise ConfigError(f"n_targets={self.n_targets}: at most 2 * test_per_class = "
+                              f"{2 * self.test_per_class} test images can serve as targets")
+
+
+_COMMON = dict(
+    seed=0, transfer_class_a="airplane", transfer_class_b="frog",
+    head_lr=0.01, head_batch_size=32, beta0=0.25, evasion_eps=8 / 255,
+    e2e_target_class="bird", e2e_base_class="dog",
+)
+
+PROFILES = {
+    "smoke": dict(_COMMON,
+                  extractor="standin_convnet", standin_width=8, standin_per_class=60, standin_epochs=1,
+                  standin_lr=1e-3, train_per_class=40, test_per_class=40, n_targets=4, head_epochs=5,
+                  craft_iters=20, craft_lr=0.05, beta_sweep=(0.1, 10.0), evasion_steps=5,
+                  e2e_model="convnet", e2e_width=8, e2e_num_classes=2, e2e_train_per_class=60,
+                  e2e_pretrain_epochs=1, e2e_pretrain_lr=1e-3, e2e_finetune_epochs=1,
+                  e2e_finetune_lr=1e-4, e2e_poison_counts=(1, 4), e2e_opacities=(0.3,), e2e_targets=2,
+                  e2e_craft_iters=10, e2e_beta0=0.25, scratch_targets=1),
+    "cpu": dict(_COMMON,
+                extractor="standin_convnet", standin_width=32, standin_per_class=2500, standin_epochs=8,
+                standin_lr=1e-3, train_per_class=500, test_per_class=500, n_targets=60, head_epochs=100,
+                craft_iters=500, craft_lr=0.05, beta_sweep=(0.1, 10.0, 100.0), evasion_steps=20,
+                e2e_model="convnet", e2e_width=16, e2e_num_classes=2, e2e_train_per_class=600,
+                e2e_pretrain_epochs=15, e2e_pretrain_lr=1e-3, e2e_finetune_epochs=10,
+                e2e_finetune_lr=1e-4, e2e_poison_counts=(1, 5, 10, 25, 50), e2e_opacities=(0.0, 0.3),
+                e2e_targets=10, e2e_craft_iters=300, e2e_beta0=0.25, scratch_targets=5),
+    "paper": dict(_COMMON,
+                  extractor="inception_v3_imagenet", standin_width=32, standin_per_class=5000,
+                  standin_epochs=30, standin_lr=1e-3, train_per_class=900, test_per_class=1000,
+                  n_targets=1099, head_epochs=100, craft_iters=1000, craft_lr=0.05,
+                  beta_sweep=(0.01, 0.1, 10.0, 100.0), evasion_steps=50,
+                  e2e_model="alexnet_cifar", e2e_width=32, e2e_num_classes=10, e2e_train_per_class=5000,
+                  e2e_pretrain_epochs=100, e2e_pretrain_lr=1e-3, e2e_finetune_epochs=10,
+                  e2e_finetune_lr=1.85e-5, e2e_poison_counts=(1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70),
+                  e2e_opacities=(0.0, 0.2, 0.3), e2e_targets=30, e2e_craft_iters=12000, e2e_beta0=0.1,
+                  scratch_targets=30,
+                  _sources={
+                      "extractor": "Sec. 4.1: ImageNet-pretrained InceptionV3, frozen",
+                      "train_per_class": "Sec. 4.1: 900 training images per class (dog vs fish)",
+                      "n_targets": "Sec. 4.1: all 1099 test images serve as targets",
+                      "head_epochs/head_lr/head_batch_size": "authors' code: Adam 0.01, 100 epochs, batch 32, cold start",
+                      "craft_iters": "authors' code: MaxIter 1000 (paper text: 100)",
+                      "beta0": "Sec. 4.1: beta0 = 0.25, beta = beta0 * 2048^2 / dim_b^2",
+                      "e2e_model": "Sec. 4.2: scaled-down AlexNet, CIFAR-10, warm start",
+                      "e2e_finetune_lr/e2e_finetune_epochs": "Sec. 4.2: Adam 1.85e-5, 10 epochs",
+                      "e2e_poison_counts/e2e_opacities": "Fig. 6: 1-70 poisons step 5, opacity 20%/30%",
+                      "e2e_targets": "Sec. 4.2: >= 30 trials per point",
+                      "e2e_craft_iters/e2e_beta0": "Sec. 4.2: single-poison experiment, beta 0.1, 12000 iterations",
+                      "e2e_target_class/e2e_base_class": "Fig. 6b: bird target, dog bases",
+                  }),
+}

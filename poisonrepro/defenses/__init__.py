@@ -1,0 +1,1 @@
+"""Defences, one module per method; importing this package registers them all."""

@@ -1,0 +1,1 @@
+"""One module per paper: the experiments its notebook runs."""

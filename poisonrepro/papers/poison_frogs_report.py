@@ -1,0 +1,316 @@
+"""Notebook 01, Poison Frogs: figures, tables and claims from the experiments' results.
+
+Every function takes the results of ``poison_frogs`` stages and a ``Results`` collector,
+saves its artifact (PF-F1 ... PF-F9, FC-1) and returns the figure or table to display.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from .. import models as M
+from .. import plots as P
+from .. import train as T
+from ..attacks.evasion_pgd import targeted_pgd
+from ..results import Results, wilson
+
+plt = P.plt
+
+
+class Composite(torch.nn.Module):
+    """Frozen extractor + one trained head, as a single classifier (for PF-F1)."""
+
+    def __init__(self, extractor, weight, bias):
+        super().__init__()
+        self.extractor = extractor
+        self.weight, self.bias = weight, bias
+
+    def forward(self, x):
+        return self.extractor.features(x) @ self.weight.T + self.bias
+
+
+def _names(data, cfg):
+    return [cfg.transfer_class_a, cfg.transfer_class_b]
+
+
+def fig_evasion(cfg, data, extractor, setup, res: Results, label: str):
+    """PF-F1: a real test-time adversarial example on the notebook's own classifier."""
+    names = _names(data, cfg)
+    te = data["transfer_test"]
+    head = setup["clean_head"]
+    clf = Composite(extractor, head.params["weight"][0].detach(), head.params["bias"][0].detach())
+    pool = torch.nonzero(te.y == 0).flatten()
+    pred = T.predict_logits(clf, te.x[pool]).argmax(-1)
+    x = te.x[pool[pred == 0][:1]]
+    adv = targeted_pgd(clf, x, 1, eps=cfg.evasion_eps, steps=cfg.evasion_steps)
+    p0, p1 = T.predict_logits(clf, x).softmax(-1)[0], T.predict_logits(clf, adv).softmax(-1)[0]
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    P.image_row(axes, [x[0], P.amplified(adv[0] - x[0]), adv[0]],
+                [f"'{names[int(p0.argmax())]}' ({p0.max():.0%})",
+                 f"perturbation (amplified)\nL-inf = {255 * (adv - x).abs().max():.1f}/255",
+                 f"'{names[int(p1.argmax())]}' ({p1.max():.0%})"])
+    fig.suptitle(f"PF-F1 evasion (test time): {names[0]} + perturbation -> '{names[1]}'", fontsize=10)
+    P.standin_note(fig, label + "; classifier = frozen extractor + clean linear head")
+    res.save_figure(fig, "PF-F1")
+    return fig
+
+
+def fig_poison_example(cfg, data, tr_res, res: Results, label: str):
+    """PF-F2: base, perturbation, poison (label unchanged), target and its prediction."""
+    names = _names(data, cfg)
+    i = int(torch.nonzero(tr_res["success"]).flatten()[0]) if tr_res["success"].any() else 0
+    te = data["transfer_test"]
+    t = int(tr_res["targets"][i])
+    base, poison = tr_res["base"][i], tr_res["poison"][i]
+    t_lab = int(tr_res["target_label"][i])
+    b_lab = 1 - t_lab
+    before = 1 - float(tr_res["control_wrong_conf"][i])
+    after = float(tr_res["wrong_conf"][i])
+    fig, axes = plt.subplots(1, 4, figsize=(9.5, 2.9))
+    P.image_row(axes, [base, P.amplified(poison - base), poison, te.x[t]],
+                [f"base (label '{names[b_lab]}')", "perturbation (amplified)",
+                 f"poison (label '{names[b_lab]}')",
+                 f"target: '{names[t_lab]}' {before:.0%} before\n'{names[b_lab]}' {after:.0%} after poisoning"])
+    fig.suptitle("PF-F2 targeted clean-label poisoning (transfer learning, one poison)", fontsize=10)
+    P.standin_note(fig, label)
+    res.save_figure(fig, "PF-F2")
+    return fig
+
+
+def fig_feature_collision(cfg, data, setup, tr_res, res: Results, label: str):
+    """PF-F3: penultimate features in 2-D (centroid axis x head-normal axis) with the
+    decision boundary of the clean and of the poisoned head, for one target."""
+    names = _names(data, cfg)
+    tr = data["transfer_train"]
+    f = setup["f_train"]
+    i = 0
+    t = int(tr_res["targets"][i])
+    t_lab = int(tr_res["target_label"][i])
+    w_clean, b_clean = setup["clean_head"].params["weight"][0].detach(), setup["clean_head"].params["bias"][0].detach()
+    w_p, b_p = tr_res["head_weight"][i], tr_res["head_bias"][i]
+    origin, u, v = P.projection_basis(f[tr.y == 0], f[tr.y == 1], w_clean[1] - w_clean[0])
+    pts = P.project(f, origin, u, v)
+    tgt = P.project(setup["f_test"][t:t + 1], origin, u, v)[0]
+    poi = P.project(tr_res["f_poison"][i:i + 1], origin, u, v)[0]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
+    for ax, (w, b, title) in zip(axes, [(w_clean, b_clean, "clean head"), (w_p, b_p, "head retrained with the poison")]):
+        for c, col in ((0, "tab:blue"), (1, "tab:orange")):
+            ax.scatter(*pts[tr.y.numpy() == c].T, s=5, alpha=0.35, color=col, label=f"{names[c]} (train)")
+        ax.scatter(*tgt, marker="*", s=250, color="black", label=f"target ({names[t_lab]})")
+        ax.scatter(*poi, marker="P", s=140, color="red", label=f"poison (label {names[1 - t_lab]})")
+        # boundary restricted to the plane origin + a u + b v: (wd.u) a + (wd.v) b + (wd.origin + bd) = 0
+        wd, bd = w[1] - w[0], b[1] - b[0]
+        cu, cv, c0 = float(wd @ u), float(wd @ v), float(wd @ origin + bd)
+        xs = np.linspace(pts[:, 0].min(), pts[:, 0].max(), 50)
+        if abs(cv) > 1e-9:
+            ax.plot(xs, -(c0 + cu * xs) / cv, "k--", lw=1.2, label="decision boundary (in this plane)")
+        ax.set_ylim(pts[:, 1].min() - 1, pts[:, 1].max() + 1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("centroid axis")
+    axes[0].set_ylabel("head-normal axis")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle("PF-F3 feature collision: the poison sits on the target in feature space", fontsize=10)
+    P.standin_note(fig, label)
+    res.save_figure(fig, "PF-F3")
+    return fig
+
+
+def fig_training_contexts(cfg, extractor, victim, res: Results):
+    """PF-F4: which layers are trained in transfer learning vs end-to-end, read off the
+    model objects after ``freeze_for_transfer`` / ``unfreeze``."""
+    T.freeze_for_transfer(extractor)
+    transfer = M.trainable_summary(extractor)
+    import copy
+    e2e = M.trainable_summary(T.unfreeze(copy.deepcopy(victim)))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, rows, title in ((axes[0], transfer, "transfer learning (frozen extractor)"),
+                            (axes[1], e2e, "end-to-end training")):
+        names = [r[0] for r in rows]
+        counts = [r[1] for r in rows]
+        colors = ["tab:green" if r[2] else "lightgrey" for r in rows]
+        ax.barh(range(len(rows)), counts, color=colors)
+        ax.set_yticks(range(len(rows)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (green: trained, grey: frozen)")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("PF-F4 the two training contexts", fontsize=10)
+    res.save_figure(fig, "PF-F4")
+    return fig
+
+
+def transfer_table(cfg, sweep: dict) -> pd.DataFrame:
+    """PF-F5 table: success and perturbation size for each beta of the sweep."""
+    rows = []
+    for mult, r in sorted(sweep.items()):
+        k, n = int(r["success"].sum()), len(r["success"])
+        lo, hi = wilson(k, n)
+        rows.append({"beta_multiplier": mult, "beta": float(r["beta"]), "targets": n,
+                     "success_rate": k / n, "ci_low": lo, "ci_high": hi,
+                     "median_l2": float(r["l2"].median()), "median_linf_255": float(255 * r["linf"].median()),
+                     "median_wrong_confidence": float(r["wrong_conf"].median()),
+                     "mean_control_wrong_confidence": float(r["control_wrong_conf"].mean()),
+                     "clean_accuracy": float(r["clean_acc"][0]),
+                     "mean_clean_accuracy_drop": float((r["clean_acc"] - r["clean_acc_poisoned"]).mean())})
+    return pd.DataFrame(rows).set_index("beta_multiplier")
+
+
+def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
+    """PF-F5: one-shot kill: confidence in the wrong class with and without the poison, and
+    the beta sweep (success against perturbation size)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    bins = np.linspace(0, 1, 21)
+    axes[0].hist(main["control_wrong_conf"].numpy(), bins=bins, alpha=0.7, label="control (no poison)")
+    axes[0].hist(main["wrong_conf"].numpy(), bins=bins, alpha=0.7, label="one poison")
+    k, n = int(main["success"].sum()), len(main["success"])
+    axes[0].set_title(f"targets' confidence in the wrong class\nsuccess {k}/{n} = {k / n:.0%}", fontsize=10)
+    axes[0].set_xlabel("probability of the base class")
+    axes[0].set_ylabel("targets")
+    axes[0].legend(fontsize=8)
+    ax = axes[1]
+    P.success_curve(ax, table.median_l2, table.success_rate, table.ci_low, table.ci_high, "success (95% CI)")
+    for mult, r in table.iterrows():
+        ax.annotate(f"beta x{mult:g}", (r.median_l2, r.success_rate), textcoords="offset points",
+                    xytext=(4, -12), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("median L2 size of the perturbation ([0,1] pixels)")
+    ax.set_ylabel("poison success rate")
+    ax.set_title("beta sweep: success vs perturbation size", fontsize=10)
+    fig.suptitle(f"PF-F5 one-shot kill, transfer learning ({cfg.transfer_class_a} vs {cfg.transfer_class_b})",
+                 fontsize=10)
+    P.standin_note(fig, label)
+    res.save_figure(fig, "PF-F5")
+    return fig
+
+
+def fig_e2e_projection(cfg, data, e2e, tag: str, artifact: str, res: Results):
+    """PF-F6 / PF-F7: target and poisons in the victim's feature space before and after
+    end-to-end retraining (centroid axis x principal residual axis)."""
+    te = data["e2e_test"]
+    tl, bl = data["e2e_target_label"], data["e2e_base_label"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, when in zip(axes, ("before", "after")):
+        ft = e2e[f"{tag}_{when}_test"]
+        fp = e2e[f"{tag}_{when}_feats"]
+        origin, u, v = P.projection_basis(ft[te.y == tl], ft[te.y == bl])
+        pts = P.project(ft, origin, u, v)
+        ax.scatter(*pts[te.y.numpy() == tl].T, s=5, alpha=0.3, label=f"{cfg.e2e_target_class} (test)")
+        ax.scatter(*pts[te.y.numpy() == bl].T, s=5, alpha=0.3, label=f"{cfg.e2e_base_class} (test)")
+        q = P.project(fp, origin, u, v)
+        ax.scatter(*q[1:].T, marker="P", s=60, color="red", label=f"poisons ({len(q) - 1})")
+        ax.scatter(*q[0], marker="*", s=250, color="black", label="target")
+        ax.set_title(f"{when} retraining", fontsize=10)
+        ax.set_xlabel(f"centroid axis ({cfg.e2e_target_class} -> {cfg.e2e_base_class})")
+    axes[1].legend(fontsize=7)
+    n = len(e2e[f"{tag}_before_feats"]) - 1
+    what = "single poison, no watermark" if tag == "single" else f"{n} poisons, watermark {cfg.e2e_opacities[-1]:.0%}"
+    fig.suptitle(f"{artifact} end-to-end feature space: {what}", fontsize=10)
+    res.save_figure(fig, artifact)
+    return fig
+
+
+def e2e_table(e2e) -> pd.DataFrame:
+    rows = []
+    for oi, gamma in enumerate(e2e["opacities"].tolist()):
+        for ci, n in enumerate(e2e["counts"].tolist()):
+            s = e2e["success"][oi, ci]
+            k, m = int(s.sum()), len(s)
+            lo, hi = wilson(k, m)
+            rows.append({"opacity": gamma, "poisons": n, "targets": m, "success_rate": k / m,
+                         "ci_low": lo, "ci_high": hi,
+                         "mean_clean_accuracy": float(e2e["clean_acc"][oi, ci].mean())})
+    return pd.DataFrame(rows).set_index(["opacity", "poisons"])
+
+
+def fig_e2e_success(cfg, table: pd.DataFrame, res: Results):
+    """PF-F8: end-to-end success against the number of poisons, per watermark opacity."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for gamma, part in table.groupby(level="opacity"):
+        n = part.index.get_level_values("poisons")
+        P.success_curve(ax, n, part.success_rate, part.ci_low, part.ci_high, f"opacity {gamma:.0%}")
+    ax.set_xlabel("number of poisons")
+    ax.set_ylabel("attack success rate (95% CI)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"PF-F8 end-to-end: {cfg.e2e_target_class} targets, {cfg.e2e_base_class} bases", fontsize=10)
+    res.save_figure(fig, "PF-F8")
+    return fig
+
+
+def fig_poison_grid(cfg, e2e, res: Results):
+    """PF-F9: crafted poisons (watermarked) above their bases."""
+    poisons = e2e[f"poisons_o{len(cfg.e2e_opacities) - 1}"]
+    n = min(8, len(poisons))
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3), squeeze=False)
+    P.image_row(axes[0], e2e["bases"][:n], [f"base {i}" for i in range(n)])
+    P.image_row(axes[1], poisons[:n], [f"poison {i}" for i in range(n)])
+    fig.suptitle(f"PF-F9 poison {cfg.e2e_base_class}s for one {cfg.e2e_target_class} target "
+                 f"(opacity {cfg.e2e_opacities[-1]:.0%})", fontsize=10)
+    res.save_figure(fig, "PF-F9")
+    return fig
+
+
+def fc1_table(cfg, main, e2e) -> pd.DataFrame:
+    """FC-1: feature collision is strong for transfer learning, weak end-to-end / from scratch."""
+    nmax = int(e2e["counts"].max())
+    single = e2e["success"][0, 0]
+    multi = e2e["success"][-1, -1]
+    gamma = float(e2e["opacities"][-1])
+    rows = [("transfer learning (frozen extractor), 1 poison", main["success"]),
+            (f"end-to-end fine-tuning, 1 poison, opacity {float(e2e['opacities'][0]):.0%}", single),
+            (f"end-to-end fine-tuning, {nmax} poisons, opacity {gamma:.0%}", multi),
+            (f"from scratch, {nmax} poisons, opacity {gamma:.0%}", e2e["scratch_success"])]
+    out = []
+    for name, s in rows:
+        k, n = int(s.sum()), len(s)
+        lo, hi = wilson(k, n) if n else (np.nan, np.nan)
+        out.append({"setting": name, "targets": n, "successes": k, "success_rate": k / n if n else np.nan,
+                    "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out).set_index("setting")
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rho; NaN (the claim then does not hold) where either side is constant."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, t8: pd.DataFrame, label: str):
+    """The claims of the notebook, each with its reduced-scale check (computed, not set)."""
+    k, n = int(main["success"].sum()), len(main["success"])
+    res.claim("PF-F5", "one poison per target succeeds in transfer learning", "success_rate", k / n, ">= 0.8",
+              setting=label, paper_key="transfer_success_rate", successes=k, n=n)
+    res.claim("PF-F5", "misclassified targets get high wrong-class confidence", "median_wrong_confidence",
+              float(main["wrong_conf"][main["success"]].median()) if k else float("nan"), ">= 0.9",
+              setting=label, paper_key="transfer_median_wrong_confidence")
+    res.claim("PF-F5", "control without poison puts little confidence on the wrong class",
+              "mean_control_wrong_confidence", float(main["control_wrong_conf"].mean()), "< 0.1",
+              setting=label, paper_key="transfer_control_wrong_confidence")
+    drop = float((main["clean_acc"] - main["clean_acc_poisoned"]).mean())
+    res.claim("PF-F5", "clean accuracy barely drops", "mean_clean_accuracy_drop", drop, "<= 0.01",
+              setting=label, paper_key="transfer_clean_accuracy_drop")
+    res.claim("PF-F5", "beta sweep: larger perturbations succeed at least as often",
+              "spearman(median_l2, success_rate)",
+              rank_correlation(t5.median_l2, t5.success_rate), "> 0")
+    single, multi = e2e["success"][0, 0], e2e["success"][-1, -1]
+    res.claim("PF-F8", "one poison succeeds less often end-to-end than many watermarked poisons",
+              "success(many, watermarked) - success(1, none)",
+              float(multi.float().mean() - single.float().mean()), "> 0")
+    last = t8.xs(float(e2e["opacities"][-1]), level="opacity")
+    res.claim("PF-F8", "success rises with the number of poisons", "spearman(poisons, success_rate)",
+              rank_correlation(last.index, last.success_rate), "> 0")
+    if 50 in last.index:
+        s = e2e["success"][-1, list(e2e["counts"].tolist()).index(50)]
+        res.claim("PF-F8", "50 watermarked poisons succeed often end-to-end", "success_rate",
+                  float(s.float().mean()), ">= 0.3", setting=f"opacity {float(e2e['opacities'][-1]):.0%}",
+                  paper_key="e2e_success_rate_50_poisons_opacity_0.3", successes=int(s.sum()), n=len(s))
+    res.claim("PF-F6", "a single poison fails end-to-end", "success_rate", float(single.float().mean()), "<= 0.2",
+              paper_key="e2e_single_poison_success", successes=int(single.sum()), n=len(single))
+    res.claim("FC-1", "strong for transfer learning, weak end-to-end (1 poison each)",
+              "success(transfer) - success(end-to-end)", k / n - float(single.float().mean()), ">= 0.5")
+    if len(e2e["scratch_success"]):
+        res.claim("FC-1", "weak from scratch", "success(transfer) - success(from scratch)",
+                  k / n - float(e2e["scratch_success"].float().mean()), ">= 0.5")

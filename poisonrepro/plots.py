@@ -1,0 +1,59 @@
+"""Plot helpers shared by the notebooks (matplotlib + seaborn, PNG output)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt  # noqa: F401  (re-exported for the notebooks)
+import numpy as np
+import seaborn as sns
+import torch
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """CHW [0, 1] tensor -> HWC array for imshow."""
+    return x.detach().permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def image_row(axes, images, titles, amplify=None):
+    for ax, img, title in zip(axes, images, titles):
+        ax.imshow(to_image(img), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+
+
+def amplified(delta: torch.Tensor) -> torch.Tensor:
+    """A perturbation scaled to fill [0, 1] around grey, for display."""
+    scale = delta.abs().max().clamp_min(1e-8)
+    return 0.5 + 0.5 * delta / scale
+
+
+def standin_note(fig, text: str):
+    """Every figure made with a stand-in says so on the figure itself."""
+    fig.text(0.01, -0.02, text, fontsize=8, color="firebrick", ha="left", va="top")
+
+
+def projection_basis(class0: torch.Tensor, class1: torch.Tensor, direction: torch.Tensor | None = None):
+    """An orthonormal pair (u, v) and origin: u joins the two class centroids; v is the part
+    of ``direction`` (e.g. a head's weight difference) orthogonal to u, else the first
+    principal direction of the remaining spread."""
+    m0, m1 = class0.mean(0), class1.mean(0)
+    u = (m1 - m0) / (m1 - m0).norm()
+    if direction is None:
+        allc = torch.cat([class0 - m0, class1 - m1])
+        resid = allc - (allc @ u)[:, None] * u
+        direction = torch.linalg.svd(resid, full_matrices=False).Vh[0]
+    v = direction - (direction @ u) * u
+    v = v / v.norm().clamp_min(1e-12)
+    return (m0 + m1) / 2, u, v
+
+
+def project(feats: torch.Tensor, origin, u, v) -> np.ndarray:
+    c = feats - origin
+    return torch.stack([c @ u, c @ v], 1).numpy()
+
+
+def success_curve(ax, x, rates, lows, highs, label, marker="o"):
+    x, rates = np.asarray(x), np.asarray(rates)
+    ax.errorbar(x, rates, yerr=[rates - np.asarray(lows), np.asarray(highs) - rates], marker=marker,
+                capsize=3, label=label)
+    ax.set_ylim(-0.02, 1.02)
