@@ -25,7 +25,7 @@ def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.repo_root(),
                              capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.repo_root(),
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "poisonrepro", "pyproject.toml"], cwd=paths.repo_root(),
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):

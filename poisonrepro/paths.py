@@ -29,7 +29,7 @@ def clean_cache_dir() -> Path:
 
 def artifact_dir() -> Path:
     """Models, crafted poisons and results, keyed by config hash (see ``poisonrepro.cache``)."""
-    return derived_dir() / "artifacts"
+    return Path(os.environ.get("POISONREPRO_ARTIFACTS", derived_dir() / "artifacts"))
 
 
 def figures_dir(profile: str, notebook: str | None = None) -> Path:

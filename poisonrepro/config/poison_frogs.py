@@ -87,7 +87,7 @@ PROFILES = {
                 e2e_model="convnet", e2e_width=16, e2e_num_classes=2, e2e_train_per_class=600,
                 e2e_pretrain_epochs=15, e2e_pretrain_lr=1e-3, e2e_finetune_epochs=10,
                 e2e_finetune_lr=1e-4, e2e_poison_counts=(1, 5, 10, 25, 50), e2e_opacities=(0.0, 0.3),
-                e2e_targets=10, e2e_craft_iters=300, e2e_beta0=0.25, scratch_targets=5),
+                e2e_targets=10, e2e_craft_iters=300, e2e_beta0=0.25, scratch_targets=10),
     "paper": dict(_COMMON,
                   extractor="inception_v3_imagenet", standin_width=32, standin_per_class=5000,
                   standin_epochs=30, standin_lr=1e-3, train_per_class=900, test_per_class=1000,

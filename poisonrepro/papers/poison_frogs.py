@@ -28,7 +28,7 @@ from ..config import as_dict, config_hash
 NOTEBOOK = "01_poison_frogs"
 PAPER = "poison_frogs"
 INPUT_DIM = 3 * 32 * 32
-CODE_VERSION = "1"  # bump when a stage's computation changes, to invalidate its cache
+CODE_VERSION = "3"  # bump when a stage's computation changes, to invalidate its cache
 
 
 def _key(cfg, keys, **extra) -> str:
@@ -114,13 +114,18 @@ def load_extractor(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, str]:
 
 
 # --------------------------------------------------------------------------- transfer
+def _random_targets(correct: torch.Tensor, candidates: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Up to n of ``candidates`` in random order, correctly classified ones first (a target
+    the clean model already gets wrong would make the attack look better than it is; the
+    others are used only where too few are correct, as in dry runs)."""
+    order = candidates[torch.randperm(len(candidates), generator=gen)]
+    return torch.cat([order[correct[order]], order[~correct[order]]])[:n]
+
+
 def _pick_targets(correct: torch.Tensor, labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """n correctly classified test images, alternating between the two classes."""
+    """n test images, correctly classified where possible, alternating between the classes."""
     gen = torch.Generator().manual_seed(seed)
-    per_class = []
-    for c in (0, 1):
-        pool = torch.nonzero(correct & (labels == c)).flatten()
-        per_class.append(pool[torch.randperm(len(pool), generator=gen)])
+    per_class = [_random_targets(correct, torch.nonzero(labels == c).flatten(), n, gen) for c in (0, 1)]
     picked = [per_class[i % 2][i // 2] for i in range(n) if i // 2 < len(per_class[i % 2])]
     return torch.stack(picked)
 
@@ -225,10 +230,9 @@ def e2e_victim(cfg, data, cache: ArtifactCache) -> M.Classifier:
 
 def e2e_targets(cfg, data, victim) -> torch.Tensor:
     te = data["e2e_test"]
-    pred = T.predict_logits(victim, te.x).argmax(-1)
-    pool = torch.nonzero((pred == te.y) & (te.y == data["e2e_target_label"])).flatten()
-    gen = torch.Generator().manual_seed(cfg.seed + 12)
-    return pool[torch.randperm(len(pool), generator=gen)[:cfg.e2e_targets]]
+    correct = T.predict_logits(victim, te.x).argmax(-1) == te.y
+    pool = torch.nonzero(te.y == data["e2e_target_label"]).flatten()
+    return _random_targets(correct, pool, cfg.e2e_targets, torch.Generator().manual_seed(cfg.seed + 12))
 
 
 def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
@@ -249,7 +253,7 @@ def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
 
 def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
     """Success of 1..N watermarked poisons per target, every layer fine-tuned (warm start),
-    plus from-scratch retraining with the most poisons (FC-1)."""
+    plus retraining from scratch with one plain poison and with the most watermarked ones (FC-1)."""
     key = _key(cfg, ["seed", "e2e_model", "e2e_width", "e2e_num_classes", "e2e_target_class",
                      "e2e_base_class", "e2e_train_per_class", "e2e_pretrain_epochs", "e2e_pretrain_lr",
                      "e2e_finetune_epochs", "e2e_finetune_lr", "e2e_poison_counts", "e2e_opacities",
@@ -266,7 +270,10 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
         poisons_kept = {}
         proj = {}
         nmax = max(counts)
-        scratch_success = torch.zeros(min(cfg.scratch_targets, len(targets)), dtype=torch.bool)
+        n_scratch = min(cfg.scratch_targets, len(targets))
+        # from scratch: one poison without watermark (FC-1's budget) and the largest watermarked set
+        scratch_single = torch.zeros(n_scratch, dtype=torch.bool)
+        scratch_multi = torch.zeros(n_scratch, dtype=torch.bool)
         bar = T.progress(total=len(targets) * len(opac) * len(counts), desc="end-to-end trials")
         for ti, t in enumerate(targets.tolist()):
             t_img = te.x[t:t + 1]
@@ -274,28 +281,59 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
                 # poisons are crafted independently per base: craft the largest set once and
                 # use its first n for every n (nested poison sets, as in a sweep over n)
                 allp, _ = craft_poisons(victim, bases.x[:nmax], t_img, beta=beta, iters=cfg.e2e_craft_iters,
-                                        lr=0.05, opacity=gamma, desc="craft e2e poisons")
+                                        lr=cfg.craft_lr, opacity=gamma, desc="craft e2e poisons")
                 if ti == 0:
                     poisons_kept[f"poisons_o{oi}"] = allp
                 for ci, n in enumerate(counts):
                     model = _finetune(cfg, victim, tr.x, tr.y, allp[:n], base_label, cfg.seed + 1000 + ti)
                     success[oi, ci, ti] = T.predict_logits(model, t_img).argmax(-1).item() == base_label
                     clean_acc[oi, ci, ti] = T.evaluate(model, te.x, te.y)
-                    if ti == 0 and ((ci == 0 and oi == 0) or (ci == len(counts) - 1 and oi == len(opac) - 1)):
-                        tag = "single" if (ci == 0 and oi == 0) else "multi"
+                    tags = [tag for tag, hit in (("single", ci == 0 and oi == 0),
+                                                 ("multi", ci == len(counts) - 1 and oi == len(opac) - 1)) if hit]
+                    for tag in tags if ti == 0 else ():  # feature projections of the first target
                         proj[f"{tag}_before_feats"] = T.extract_features(victim, torch.cat([t_img, allp[:n]]))
                         proj[f"{tag}_after_feats"] = T.extract_features(model, torch.cat([t_img, allp[:n]]))
                         proj[f"{tag}_before_test"] = T.extract_features(victim, te.x)
                         proj[f"{tag}_after_test"] = T.extract_features(model, te.x)
                     bar.update(1)
-                if oi == len(opac) - 1 and ti < len(scratch_success):
-                    model = _finetune(cfg, victim, tr.x, tr.y, allp[:nmax], base_label, cfg.seed + 2000 + ti,
+                if ti < n_scratch and oi in (0, len(opac) - 1):
+                    n = 1 if oi == 0 else nmax
+                    model = _finetune(cfg, victim, tr.x, tr.y, allp[:n], base_label, cfg.seed + 2000 + ti,
                                       from_scratch=True)
-                    scratch_success[ti] = T.predict_logits(model, t_img).argmax(-1).item() == base_label
+                    hit = T.predict_logits(model, t_img).argmax(-1).item() == base_label
+                    (scratch_single if oi == 0 else scratch_multi)[ti] = hit
         bar.close()
         return {"targets": targets, "success": success, "clean_acc": clean_acc,
                 "clean_acc_victim": torch.tensor(T.evaluate(victim, te.x, te.y)),
                 "counts": torch.tensor(counts), "opacities": torch.tensor(opac),
-                "scratch_success": scratch_success, "beta": torch.tensor(beta),
+                "scratch_single": scratch_single, "scratch_multi": scratch_multi, "beta": torch.tensor(beta),
                 "bases": bases.x[:nmax], **poisons_kept, **proj}
     return cache.tensors("e2e_attack", key, run)
+
+
+# --------------------------------------------------------------------------- entry points
+@dataclass
+class TransferRun:
+    data: dict
+    extractor: M.Classifier
+    extractor_label: str
+    setup: dict
+    main: dict
+    sweep: dict  # beta multiplier -> results (1.0 is ``main``)
+
+
+def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
+    """Data, extractor, clean head and the attack at the paper's beta and each swept beta."""
+    data = prepare_data(cfg)
+    extractor, label = load_extractor(cfg, data, cache)
+    setup = transfer_setup(cfg, data, extractor, cache)
+    main = transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=1.0)
+    sweep = {m: transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=m) for m in cfg.beta_sweep}
+    sweep[1.0] = main
+    return TransferRun(data, extractor, label, setup, main, sweep)
+
+
+def run_end_to_end(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, dict]:
+    """The end-to-end victim and the 1..N-poison, per-opacity trials."""
+    victim = e2e_victim(cfg, data, cache)
+    return victim, e2e_attack(cfg, data, victim, cache)

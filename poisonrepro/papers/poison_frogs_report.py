@@ -260,7 +260,8 @@ def fc1_table(cfg, main, e2e) -> pd.DataFrame:
     rows = [("transfer learning (frozen extractor), 1 poison", main["success"]),
             (f"end-to-end fine-tuning, 1 poison, opacity {float(e2e['opacities'][0]):.0%}", single),
             (f"end-to-end fine-tuning, {nmax} poisons, opacity {gamma:.0%}", multi),
-            (f"from scratch, {nmax} poisons, opacity {gamma:.0%}", e2e["scratch_success"])]
+            (f"from scratch, 1 poison, opacity {float(e2e['opacities'][0]):.0%}", e2e["scratch_single"]),
+            (f"from scratch, {nmax} poisons, opacity {gamma:.0%}", e2e["scratch_multi"])]
     out = []
     for name, s in rows:
         k, n = int(s.sum()), len(s)
@@ -286,6 +287,8 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, t8: pd.DataFra
     res.claim("PF-F5", "misclassified targets get high wrong-class confidence", "median_wrong_confidence",
               float(main["wrong_conf"][main["success"]].median()) if k else float("nan"), ">= 0.9",
               setting=label, paper_key="transfer_median_wrong_confidence")
+    res.claim("PF-F5", "poisons stay close to their base image (clean label)", "median_linf_255",
+              float(255 * main["linf"].median()), "<= 32", setting=label + "; the paper's beta")
     res.claim("PF-F5", "control without poison puts little confidence on the wrong class",
               "mean_control_wrong_confidence", float(main["control_wrong_conf"].mean()), "< 0.1",
               setting=label, paper_key="transfer_control_wrong_confidence")
@@ -311,6 +314,7 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, t8: pd.DataFra
               paper_key="e2e_single_poison_success", successes=int(single.sum()), n=len(single))
     res.claim("FC-1", "strong for transfer learning, weak end-to-end (1 poison each)",
               "success(transfer) - success(end-to-end)", k / n - float(single.float().mean()), ">= 0.5")
-    if len(e2e["scratch_success"]):
-        res.claim("FC-1", "weak from scratch", "success(transfer) - success(from scratch)",
-                  k / n - float(e2e["scratch_success"].float().mean()), ">= 0.5")
+    if len(e2e["scratch_single"]):
+        res.claim("FC-1", "strong for transfer learning, weak from scratch (1 poison each)",
+                  "success(transfer) - success(from scratch)",
+                  k / n - float(e2e["scratch_single"].float().mean()), ">= 0.5")

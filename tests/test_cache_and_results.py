@@ -1,0 +1,62 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from poisonrepro import cache as C
+from poisonrepro import paths
+from poisonrepro.results import CLAIM_COLUMNS, Results, check, wilson
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "a.pt"
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        C.atomic_write(target, broken)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cache_computes_once_and_reloads_tensors_only(tmp_path):
+    cache = C.ArtifactCache(tmp_path)
+    calls = []
+    def compute():
+        calls.append(1)
+        return {"w": torch.arange(3.0)}
+    a = cache.tensors("model", "k1", compute)
+    b = cache.tensors("model", "k1", compute)
+    assert len(calls) == 1 and torch.equal(a["w"], b["w"])
+    # files hold plain tensors: loadable with weights_only=True
+    assert torch.equal(torch.load(cache.path("model", "k1", ".pt"), weights_only=True)["w"], a["w"])
+
+
+def test_artifact_cache_may_not_live_in_the_clean_data_cache():
+    with pytest.raises(ValueError, match="clean-data cache"):
+        C.ArtifactCache(paths.clean_cache_dir() / "poisons")
+
+
+def test_wilson_interval():
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_expectations():
+    assert check(0.85, ">= 0.8") and not check(0.75, ">= 0.8")
+    assert check(0.05, "< 0.1") and not check(float("nan"), "< 0.1")
+    with pytest.raises(ValueError, match="expectation"):
+        check(1.0, "about 1")
+
+
+def test_claims_are_computed_and_written_with_the_contract_columns(isolated_artifacts):
+    res = Results("01_poison_frogs", "smoke", "poison_frogs")
+    row = res.claim("PF-F5", "c", "success_rate", 0.0, ">= 0.8", paper_key="transfer_success_rate",
+                    successes=9, n=10)
+    assert row["measured"] == 0.9 and row["holds"] and row["paper"] == 1.0
+    assert "Sec. 4.1.1" in row["setting"]
+    res.save_table(pd.DataFrame({"a": [1]}, index=["r"]), "PF-F5")
+    df = pd.read_csv(res.write_claims())
+    assert list(df.columns) == CLAIM_COLUMNS
+    assert "PF-F5: table rows=['r'] columns=['a']" in res.regenerated()
