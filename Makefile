@@ -26,7 +26,6 @@ help:
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | grep -v "is ignored" || true
 	$(PY) -c "import poisonrepro, torch, papermill, nbval"
 	touch $@

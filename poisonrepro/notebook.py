@@ -38,10 +38,16 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def _cache_summary() -> str:
+    from .cache import EVENTS
+    hits = sum(1 for e in EVENTS if e[2] == "hit")
+    return f"artifact cache: {hits} reused, {len(EVENTS) - hits} computed in this run"
+
+
 def colophon(profile: str) -> str:
     import numpy, sklearn, pandas  # noqa: E401
     lines = [f"git commit:  {git_commit()}", f"profile:     {profile}", f"device:      {device_name()}",
              f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
              f"scikit-learn {sklearn.__version__}, pandas {pandas.__version__}",
-             f"wall time:   {time.time() - _START:.0f} s"]
+             f"wall time:   {time.time() - _START:.0f} s ({_cache_summary()})"]
     return "\n".join(lines)

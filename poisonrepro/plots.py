@@ -1,12 +1,13 @@
 """Plot helpers shared by the notebooks (matplotlib + seaborn, PNG output)."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt  # noqa: F401  (re-exported for the notebooks)
+import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
 
 sns.set_theme(context="notebook", style="whitegrid")
+plt.rcParams["figure.constrained_layout.use"] = True  # room for suptitles and stand-in notes
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
