@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import torch
@@ -37,6 +38,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (seconds)")
     args = ap.parse_args(argv)
+    os.environ["POISONREPRO_PROGRESS"] = "0"  # bars would cost time in both arms
     n, epochs = (300, 2) if args.quick else (1000, 5)
     torch.manual_seed(0)
     feats, yb = torch.randn(n, 2048), torch.randint(0, 2, (n,))

@@ -58,7 +58,7 @@ class Results:
     paper: str
     out_dir: Path = field(init=False)
     claims: list = field(default_factory=list)
-    artifacts: dict = field(default_factory=dict)  # id -> "figure" | ("table", rows, cols)
+    artifacts: dict = field(default_factory=dict)  # id -> {"figure": "figure", "table": "table ..."}
 
     def __post_init__(self):
         self.out_dir = paths.figures_dir(self.profile, self.notebook)
@@ -69,13 +69,16 @@ class Results:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
         path = atomic_write(self.out_dir / f"{artifact}.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
-        self.artifacts[artifact] = ("figure",)
+        self.artifacts.setdefault(artifact, {})["figure"] = "figure"
         return path
 
     def save_table(self, df: pd.DataFrame, artifact: str) -> Path:
         text = df.to_csv(index=True)
         path = atomic_write(self.out_dir / f"{artifact}.csv", lambda tmp: tmp.write_text(text))
-        self.artifacts[artifact] = ("table", [str(i) for i in df.index], [str(c) for c in df.columns])
+        # a sweep's rows (numbers) change with the profile: name its index instead
+        numeric = all(pd.api.types.is_numeric_dtype(df.index.get_level_values(i)) for i in range(df.index.nlevels))
+        rows = f"indexed by {list(df.index.names)}" if numeric else f"rows={[str(i) for i in df.index]}"
+        self.artifacts.setdefault(artifact, {})["table"] = f"table {rows} columns={[str(c) for c in df.columns]}"
         return path
 
     # ---- claims
@@ -117,15 +120,12 @@ class Results:
                              "check": df.expectation, "holds": df.holds})
 
     def regenerated(self) -> str:
-        """The artifact ids of this run with each table's row and column labels: the same at
-        every profile, so nbval can compare it."""
+        """The artifact ids of this run with each table's row and column labels (a numeric
+        sweep by its index names): the same at every profile, so nbval can compare it."""
         lines = []
         for aid in sorted(self.artifacts):
-            kind = self.artifacts[aid]
-            if kind[0] == "figure":
-                lines.append(f"{aid}: figure")
-            else:
-                lines.append(f"{aid}: table rows={kind[1]} columns={kind[2]}")
+            kinds = self.artifacts[aid]
+            lines.append(f"{aid}: " + "; ".join(kinds[k] for k in ("figure", "table") if k in kinds))
         lines.append("claims: " + ", ".join(sorted({c['artifact'] + ':' + c['metric'] for c in self.claims})))
         return "\n".join(lines)
 

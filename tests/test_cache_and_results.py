@@ -1,5 +1,6 @@
 import math
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -57,6 +58,10 @@ def test_claims_are_computed_and_written_with_the_contract_columns(isolated_arti
     assert row["measured"] == 0.9 and row["holds"] and row["paper"] == 1.0
     assert "Sec. 4.1.1" in row["setting"]
     res.save_table(pd.DataFrame({"a": [1]}, index=["r"]), "PF-F5")
+    res.save_table(pd.DataFrame({"a": [1]}, index=pd.Index([0.5], name="beta")), "PF-F8")
     df = pd.read_csv(res.write_claims())
     assert list(df.columns) == CLAIM_COLUMNS
     assert "PF-F5: table rows=['r'] columns=['a']" in res.regenerated()
+    res.save_figure(plt.figure(), "PF-F5")  # a figure and a table may share an id
+    assert "PF-F5: figure; table rows=['r'] columns=['a']" in res.regenerated()
+    assert "PF-F8: table indexed by ['beta'] columns=['a']" in res.regenerated()

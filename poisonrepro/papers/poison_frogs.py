@@ -28,7 +28,7 @@ from ..config import as_dict, config_hash
 NOTEBOOK = "01_poison_frogs"
 PAPER = "poison_frogs"
 INPUT_DIM = 3 * 32 * 32
-CODE_VERSION = "3"  # bump when a stage's computation changes, to invalidate its cache
+CODE_VERSION = "4"  # bump when a stage's computation changes, to invalidate its cache
 
 
 def _key(cfg, keys, **extra) -> str:
@@ -130,17 +130,17 @@ def _pick_targets(correct: torch.Tensor, labels: torch.Tensor, n: int, seed: int
     return torch.stack(picked)
 
 
-def _train_heads(cfg, feats_train, y_train, extra_feats, extra_y, seeds_from: int):
+def _train_heads(cfg, feats_train, y_train, extra_feats, extra_y, seeds):
     """One cold-start linear head per row of ``extra_feats`` (trained on the clean features
-    plus that row's poisons), all at once; a row of zero poisons gives a clean control."""
+    plus that row's extra examples), all at once; ``seeds[i]`` draws head i's initial weights."""
     n, k = len(y_train), len(extra_feats)
     p = extra_feats.shape[1]
     pool_x = torch.cat([feats_train, extra_feats.reshape(k * p, feats_train.shape[1])])
     pool_y = torch.cat([y_train, extra_y.reshape(-1)])
     sets = torch.stack([torch.cat([torch.arange(n), n + i * p + torch.arange(p)]) for i in range(k)])
     heads = []
-    for i in range(k):
-        torch.manual_seed(seeds_from + i)  # cold start, one seed per target
+    for seed in seeds:
+        torch.manual_seed(int(seed))  # cold start
         heads.append(torch.nn.Linear(feats_train.shape[1], 2))
     return T.train_many(heads, pool_x, pool_y, sets, epochs=cfg.head_epochs, lr=cfg.head_lr,
                         optimizer="adam", batch_size=cfg.head_batch_size, seed=cfg.seed, desc="retrain heads")
@@ -151,7 +151,7 @@ def transfer_setup(cfg, data, extractor, cache: ArtifactCache) -> dict:
     T.freeze_for_transfer(extractor)
     tr, te = data["transfer_train"], data["transfer_test"]
     f_tr, f_te = T.extract_features(extractor, tr.x), T.extract_features(extractor, te.x)
-    clean = _train_heads(cfg, f_tr, tr.y, f_tr.new_zeros(1, 0, f_tr.shape[1]), tr.y.new_zeros(1, 0), cfg.seed)
+    clean = _train_heads(cfg, f_tr, tr.y, f_tr.new_zeros(1, 0, f_tr.shape[1]), tr.y.new_zeros(1, 0), [cfg.seed])
     logits = clean.predict(f_te)[0]
     correct = logits.argmax(-1) == te.y
     targets = _pick_targets(correct, te.y, cfg.n_targets, cfg.seed)
@@ -160,8 +160,8 @@ def transfer_setup(cfg, data, extractor, cache: ArtifactCache) -> dict:
 
 
 def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_multiplier: float = 1.0) -> dict:
-    """One poison per target, then one cold-start head per target (and a clean control head
-    with the same seed). Returns per-target tensors; cached."""
+    """One poison per target, then one cold-start head per target, and a paired control head
+    per target (same seed, the clean base instead of the poison). Returns per-target tensors; cached."""
     beta = paper_beta(cfg.beta0, extractor.feature_dim, INPUT_DIM) * beta_multiplier
     key = _key(cfg, ["seed", "extractor", "standin_width", "standin_per_class", "standin_epochs",
                      "standin_lr", "transfer_class_a", "transfer_class_b", "train_per_class",
@@ -180,29 +180,30 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
         poisons, history = craft_poisons(extractor, b_img, t_img, beta=beta, iters=cfg.craft_iters,
                                          lr=cfg.craft_lr, desc=f"craft transfer poisons (beta x{beta_multiplier:g})")
         f_p = T.extract_features(extractor, poisons)
+        f_b = T.extract_features(extractor, b_img)
         k = len(targets)
-        heads = _train_heads(cfg, setup["f_train"], tr.y, f_p[:, None], base_lab[:, None], cfg.seed + 100)
-        # control: the same cold starts without the poison
-        logits = heads.predict(setup["f_test"])  # [K, N, 2]
-        probs = logits.softmax(-1)
+        # K poisoned heads and K paired controls: the same cold start and the same set size,
+        # with the unperturbed base image in place of the poison
+        seeds = [cfg.seed + 100 + i for i in range(k)] * 2
+        heads = _train_heads(cfg, setup["f_train"], tr.y, torch.cat([f_p, f_b])[:, None],
+                             torch.cat([base_lab, base_lab])[:, None], seeds)
+        probs = heads.predict(setup["f_test"]).softmax(-1)  # [2K, N, 2]
+        poisoned, control = probs[:k], probs[k:]
         idx = torch.arange(k)
         keep = torch.ones(len(te.y), dtype=torch.bool)
         keep[targets] = False  # clean accuracy on the test images that are not targets
-        clean_acc_poisoned = (logits[:, keep].argmax(-1) == te.y[keep]).float().mean(1)
-        clean_logits = setup["clean_head"].predict(setup["f_test"])[0]
-        clean_acc = (clean_logits[keep].argmax(-1) == te.y[keep]).float().mean()
-        control_probs = clean_logits.softmax(-1)[targets]
+        acc = (probs[:, keep].argmax(-1) == te.y[keep]).float().mean(1)
         return {
             "targets": targets, "target_label": t_lab, "base_index": base_pick, "base": b_img,
             "poison": poisons, "objective": history,
-            "success": probs[idx, targets].argmax(-1) == base_lab,
-            "wrong_conf": probs[idx, targets, base_lab],
-            "control_wrong_conf": control_probs[idx, base_lab],
-            "clean_acc_poisoned": clean_acc_poisoned, "clean_acc": clean_acc.expand(k),
+            "success": poisoned[idx, targets].argmax(-1) == base_lab,
+            "wrong_conf": poisoned[idx, targets, base_lab],
+            "control_wrong_conf": control[idx, targets, base_lab],
+            "clean_acc_poisoned": acc[:k], "clean_acc": acc[k:],
             "l2": (poisons - b_img).flatten(1).norm(dim=1),
             "linf": (poisons - b_img).flatten(1).abs().max(dim=1).values,
             "beta": torch.tensor(beta), "feature_dist": (f_p - setup["f_test"][targets]).norm(dim=1),
-            "head_weight": heads.params["weight"][:3].detach(), "head_bias": heads.params["bias"][:3].detach(),
+            "head_weight": heads.params["weight"][:1].detach(), "head_bias": heads.params["bias"][:1].detach(),
             "f_poison": f_p,
         }
     return cache.tensors("transfer_attack", key, run)
