@@ -26,6 +26,7 @@ PROFILE_NAMES = ("smoke", "cpu", "paper")
 PAPERS = {
     # notebook stem -> config module (filled in as papers land)
     "poison_frogs": "poisonrepro.config.poison_frogs",
+    "biggio_svm": "poisonrepro.config.biggio_svm",
 }
 
 
@@ -33,16 +34,17 @@ class ConfigError(ValueError):
     """A configuration value was rejected before any computation started."""
 
 
-def spec(*, min=None, max=None, choices=None, epsilon=False, loop=False, dry=None, doc=""):
+def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=False, dry=None, doc=""):
     """Field metadata: range, allowed values, and how a dry run shrinks the field.
 
+    ``below`` is a strict upper bound (a poisoning fraction lies in [0, 1)).
     ``epsilon=True`` marks a perturbation budget on the [0, 1] pixel scale: a value above 1
     is almost always a 0-255 budget typed by mistake (8 instead of 8/255), so it is refused.
     ``loop=True`` marks an iteration count that a dry run sets to 1 (a tuple of settings: its first
     only); ``dry`` gives the value
     a dry run uses instead (for sizes).
     """
-    return {"min": min, "max": max, "choices": choices, "epsilon": epsilon,
+    return {"min": min, "max": max, "below": below, "choices": choices, "epsilon": epsilon,
             "loop": loop, "dry": dry, "doc": doc}
 
 
@@ -98,6 +100,9 @@ def _check_scalar(name, value, elem_type, meta):
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{name}={value!r}: allowed values are {', '.join(map(repr, choices))}")
+    below = meta.get("below")
+    if below is not None and value >= below:
+        raise ConfigError(f"{name}={value!r}: must lie in [{lo!r}, {below!r})")
     if lo is not None and value < lo or hi is not None and value > hi:
         lo_s = "-inf" if lo is None else repr(lo)
         hi_s = "inf" if hi is None else repr(hi)

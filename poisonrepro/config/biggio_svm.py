@@ -1,0 +1,67 @@
+"""Config of notebook 05, poisoning attacks against SVMs (Biggio, Nelson, Laskov, ICML 2012).
+
+The paper's MNIST protocol (100 training and 500 validation digits per pair, the test set for
+reporting, linear kernel, C = 1) is taken from paper-notes.md, where it is marked
+UNCONFIRMED: it is used as a setting, never as a paper value. The 2-D example (Fig. 1: two
+Gaussians, linear and RBF kernels with gamma 0.5, C = 1) is from the same notes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ConfigError, param
+
+PAIRS = ("7v1", "9v8", "4v0")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = param(choices=("smoke", "cpu", "paper"))
+    seed: int = param(min=0)
+    pairs: tuple[str, ...] = param(choices=PAIRS)
+    kernels: tuple[str, ...] = param(choices=("linear", "rbf"))
+    n_train: int = param(min=4, max=2000, dry=20)
+    n_val: int = param(min=4, max=2000, dry=20)
+    n_test: int = param(min=10, max=2500, dry=50)  # per pair, from the MNIST test set
+    splits: int = param(min=1, max=100, loop=True)
+    C: float = param(min=0, below=1e6)
+    rbf_gamma: float = param(min=0)
+    step: float = param(min=0)
+    max_iter: int = param(min=1, loop=True)
+    patience: int = param(min=1)
+    attack_fractions: tuple[float, ...] = param(min=0, below=1)
+    multi_kernel: str = param(choices=("linear", "rbf"))
+    multi_splits: int = param(min=1, max=100, loop=True)
+    multi_max_iter: int = param(min=1, loop=True)
+    toy_per_class: int = param(min=2, max=500, dry=5)
+    toy_gamma: float = param(min=0)
+    toy_step: float = param(min=0)
+    toy_grid: int = param(min=3, max=200, dry=4)
+
+    def check(self):
+        if max(self.attack_fractions) * self.n_train < 1 and len(self.attack_fractions) > 1:
+            raise ConfigError(f"attack_fractions={self.attack_fractions}: with n_train={self.n_train} "
+                              "every fraction rounds to zero attack points")
+
+
+_COMMON = dict(seed=0, C=1.0, rbf_gamma=0.01, patience=10, toy_gamma=0.5, toy_step=0.1)
+
+PROFILES = {
+    "smoke": dict(_COMMON, pairs=("7v1", "9v8", "4v0"), kernels=("linear", "rbf"), n_train=40, n_val=60, n_test=200,
+                  splits=1, step=0.5, max_iter=5, attack_fractions=(0.0, 0.05), multi_kernel="linear", multi_splits=1,
+                  multi_max_iter=3,
+                  toy_per_class=10, toy_grid=8),
+    "cpu": dict(_COMMON, pairs=("7v1", "9v8", "4v0"), kernels=("linear", "rbf"), n_train=100, n_val=500,
+                n_test=2000, splits=5, step=0.5, max_iter=200, attack_fractions=(0.0, 0.01, 0.02, 0.05, 0.1),
+                multi_kernel="linear", multi_splits=3, multi_max_iter=30, toy_per_class=25, toy_grid=40),
+    "paper": dict(_COMMON, pairs=("7v1", "9v8", "4v0"), kernels=("linear", "rbf"), n_train=100, n_val=500,
+                  n_test=2000, splits=10, step=0.5, max_iter=500, attack_fractions=(0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2),
+                  multi_kernel="linear", multi_splits=10, multi_max_iter=200, toy_per_class=25, toy_grid=60,
+                  _sources={
+                      "pairs": "Sec. 5.2: digit pairs 7 vs 1, 9 vs 8, 4 vs 0 (paper-notes.md)",
+                      "n_train/n_val": "100 training, 500 validation digits (paper-notes.md, UNCONFIRMED)",
+                      "C": "C = 1 (Fig. 1; paper-notes.md)",
+                      "multi_kernel": "the multi-point experiment on the linear kernel (paper-notes.md)",
+                      "toy_gamma": "Fig. 1: RBF gamma 0.5 on 2-D Gaussians",
+                  }),
+}
