@@ -24,7 +24,8 @@ from .poison_frogs_report import rank_correlation
 
 NOTEBOOK = "05_biggio_svm"
 PAPER = "biggio_svm"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
+TOY_SCALE = 8.0  # the 2-D example's coordinates are divided by this to fit the unit box
 plt = P.plt
 
 
@@ -137,8 +138,8 @@ def multi_point(cfg, cache: ArtifactCache) -> dict:
 
 def toy_data(cfg, rng):
     n = cfg.toy_per_class
-    X = np.vstack([rng.normal((-1.5, 0), 0.6, (n, 2)), rng.normal((1.5, 0), 0.6, (n, 2))])
-    return np.clip(X / 5 + 0.5, 0, 1), np.r_[np.ones(n), -np.ones(n)]  # into the unit box
+    X = np.vstack([rng.normal((-1, 0), 1, (n, 2)), rng.normal((1, 0), 1, (n, 2))])
+    return np.clip(X / TOY_SCALE + 0.5, 0, 1), np.r_[np.ones(n), -np.ones(n)]  # into the unit box
 
 
 def toy_surfaces(cfg, cache: ArtifactCache) -> dict:
@@ -153,9 +154,10 @@ def toy_surfaces(cfg, cache: ArtifactCache) -> dict:
         Xv, yv = toy_data(cfg, rng)
         grid = np.linspace(0, 1, cfg.toy_grid)
         out = {"X": X, "y": y, "grid": grid}
-        x0 = X[np.argmax(X[:, 0] * (y == 1))]  # the outermost point of class +1, label flipped
+        x0 = X[y == 1][np.argmin(((X[y == 1] - X[y == 1].mean(0)) ** 2).sum(1))]  # a typical +1 point, label flipped
         for kernel in cfg.kernels:
-            g = cfg.toy_gamma / 25 if kernel == "rbf" else 0.0  # gamma 0.5 in the unscaled coordinates
+            # gamma 0.5 in the unscaled coordinates: distances shrink by TOY_SCALE in the box
+            g = cfg.toy_gamma * TOY_SCALE ** 2 if kernel == "rbf" else 0.0
             loss = np.zeros((len(grid), len(grid)))
             err = np.zeros_like(loss)
             for i, gy in enumerate(grid):

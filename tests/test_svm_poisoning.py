@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from poisonrepro.attacks.svm_poisoning import attack_gradient, fit_svm, hinge_loss, poison_svm
+from poisonrepro.config import ConfigError, load_config
+
+
+def _toy(seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(-1, 1, (15, 2)), rng.normal(1, 1, (15, 2))])
+    Xv = np.vstack([rng.normal(-1, 1, (50, 2)), rng.normal(1, 1, (50, 2))])
+    y = np.r_[-np.ones(15), np.ones(15)]
+    yv = np.r_[-np.ones(50), np.ones(50)]
+    return X, y, Xv, yv
+
+
+@pytest.mark.parametrize("kernel,xc,margin_vector", [
+    ("linear", (1.2, 0.8), False), ("linear", (0.8, 0.2), False), ("linear", (-1.5, 0.75), True),
+    ("rbf", (0.0, 0.0), False), ("rbf", (0.5, 0.5), False),
+])
+def test_attack_gradient_matches_finite_differences(kernel, xc, margin_vector):
+    X, y, Xv, yv = _toy()
+    xc = np.asarray(xc)
+    Xa, ya = np.vstack([X, xc]), np.append(y, -1)
+    clf = fit_svm(Xa, ya, kernel=kernel, C=1.0, gamma=0.5)
+    alpha_c = np.abs(clf.dual_coef_[0])[list(clf.support_).index(30)]
+    assert (alpha_c < 1 - 1e-6) == margin_vector  # both cases of the derivation are exercised
+    # no validation point on the hinge's kink, where the loss has no derivative
+    assert np.abs(yv * clf.decision_function(Xv) - 1).min() > 1e-3
+
+    def loss(u):
+        return hinge_loss(fit_svm(np.vstack([X, u]), ya, kernel=kernel, C=1.0, gamma=0.5), Xv, yv)
+    h = 1e-4
+    fd = np.array([(loss(xc + h * e) - loss(xc - h * e)) / (2 * h) for e in np.eye(2)])
+    g = attack_gradient(clf, Xa, ya, 30, Xv, yv, kernel=kernel, C=1.0, gamma=0.5)
+    assert np.allclose(g, fd, rtol=1e-3, atol=2e-3), (g, fd)
+
+
+@pytest.mark.parametrize("kernel,gamma,min_gain", [("linear", 0.0, 1.0), ("rbf", 32.0, 1.1)])
+def test_algorithm_1_raises_the_validation_loss_and_stays_in_the_box(kernel, gamma, min_gain):
+    from poisonrepro.papers.biggio_svm import toy_data
+    cfg = load_config("biggio_svm", "cpu")
+    rng = np.random.default_rng(0)
+    (X, y), (Xv, yv) = toy_data(cfg, rng), toy_data(cfg, rng)
+    x0 = X[y == 1][np.argmin(((X[y == 1] - X[y == 1].mean(0)) ** 2).sum(1))]
+    tr = poison_svm(X, y, Xv, yv, x0, -1, kernel=kernel, C=1.0, gamma=gamma, step=0.1, max_iter=60)
+    assert tr.val_loss[-1] > tr.val_loss[0] * min_gain and max(tr.val_loss) > tr.val_loss[0]
+    pts = np.asarray(tr.points)
+    assert pts.min() >= 0 and pts.max() <= 1
+
+
+def test_bad_inputs_are_rejected_before_any_compute():
+    with pytest.raises(ConfigError, match=r"attack_fractions=1.0: must lie in \[0, 1\)"):
+        load_config("biggio_svm", "smoke", attack_fractions=(0.0, 1.0))
+    with pytest.raises(ConfigError, match="attack_fractions=-0.1"):
+        load_config("biggio_svm", "smoke", attack_fractions=(-0.1,))
+    with pytest.raises(ConfigError, match="kernels='poly'.*allowed values are 'linear', 'rbf'"):
+        load_config("biggio_svm", "smoke", kernels=("poly",))
+    with pytest.raises(ConfigError, match="pairs='3v5'"):
+        load_config("biggio_svm", "smoke", pairs=("3v5",))
+    with pytest.raises(ValueError, match="kernel='poly'"):
+        fit_svm(np.zeros((2, 2)), np.array([-1, 1]), kernel="poly", C=1.0, gamma=0.1)
