@@ -115,7 +115,8 @@ class Results:
         """The readable table shown in the notebook: paper and measured side by side."""
         df = self.claims_frame()
         ci = [f"[{lo:.2f}, {hi:.2f}]" if not math.isnan(lo) else "" for lo, hi in zip(df.ci_low, df.ci_high)]
-        return pd.DataFrame({"artifact": df.artifact, "claim": df.claim, "metric": df.metric,
+        return pd.DataFrame({"artifact": df.artifact, "claim": df.claim, "setting": df.setting.map(short_setting),
+                             "metric": df.metric,
                              "paper": df.paper, "measured": df.measured, "95% CI": ci,
                              "check": df.expectation, "holds": df.holds})
 
@@ -128,6 +129,11 @@ class Results:
             lines.append(f"{aid}: " + "; ".join(kinds[k] for k in ("figure", "table") if k in kinds))
         lines.append("claims: " + ", ".join(sorted({c['artifact'] + ':' + c['metric'] for c in self.claims})))
         return "\n".join(lines)
+
+
+def short_setting(setting) -> str:
+    """The setting without the paper locator (which stays in claims.csv)."""
+    return "" if pd.isna(setting) else str(setting).split("; paper:")[0].removeprefix("paper:").strip()
 
 
 def write_summary(profile: str, notebooks: list[str] | None = None) -> tuple[Path, Path]:
@@ -149,12 +155,13 @@ def write_summary(profile: str, notebooks: list[str] | None = None) -> tuple[Pat
     for nb, part in summary.groupby("notebook", sort=True):
         held = int(part.holds.astype(bool).sum())
         lines += [f"## {nb}: {held} of {len(part)} checks hold", "",
-                  "| artifact | claim | metric | paper | measured | 95% CI | check | holds |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| artifact | claim | setting | metric | paper | measured | 95% CI | check | holds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in part.itertuples():
             ci = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if not pd.isna(r.ci_low) else ""
             paper = "" if pd.isna(r.paper) else f"{r.paper:.3g}"
-            lines.append(f"| {r.artifact} | {r.claim} | {r.metric} | {paper} | {r.measured:.3g} | {ci} | "
+            lines.append(f"| {r.artifact} | {r.claim} | {short_setting(r.setting)} | {r.metric} | {paper} | "
+                         f"{r.measured:.3g} | {ci} | "
                          f"`{r.expectation}` | {'yes' if bool(r.holds) else '**no**'} |")
         lines.append("")
     report = "\n".join(lines)
