@@ -27,6 +27,7 @@ PAPERS = {
     # notebook stem -> config module (filled in as papers land)
     "poison_frogs": "poisonrepro.config.poison_frogs",
     "biggio_svm": "poisonrepro.config.biggio_svm",
+    "influence": "poisonrepro.config.influence",
 }
 
 

@@ -12,7 +12,6 @@ resumes where it stopped.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from .. import data as D
 from .. import models as M
+from .. import pretrained
 from .. import train as T
 from ..attacks.feature_collision import craft_poisons, paper_beta
 from ..cache import ArtifactCache
@@ -55,9 +55,6 @@ def prepare_data(cfg) -> dict:
     unseen = [a, b]
     seen = [c for c in range(10) if c not in unseen]
     out = {"source": train.source, "unseen": unseen, "seen": seen}
-    # stand-in extractor: pretrained on the eight classes the transfer task does not use
-    pre_idx = D.stratified_subset(train.y, cfg.standin_per_class, cfg.seed, classes=seen)
-    out["pretrain"] = _task(train, seen, pre_idx)
     # transfer task a vs b; bases come from other training images of those classes
     tr_idx = D.stratified_subset(train.y, cfg.train_per_class, cfg.seed + 1, classes=unseen)
     base_idx = D.stratified_subset(train.y, min(500, 5000 - cfg.train_per_class), cfg.seed + 2,
@@ -81,36 +78,13 @@ def prepare_data(cfg) -> dict:
 
 
 # --------------------------------------------------------------------------- extractor
-def standin_extractor(cfg, data, cache: ArtifactCache) -> M.Classifier:
-    """The project's stand-in for an ImageNet-pretrained net: a ConvNet trained on the eight
-    CIFAR-10 classes the transfer task does not use (its 2048-d flattened conv block is the
-    penultimate layer, the regime of InceptionV3's 2048-d features)."""
-    model = M.convnet(num_classes=len(data["seen"]), width=cfg.standin_width)
-    key = _key(cfg, ["seed", "standin_width", "standin_per_class", "standin_epochs", "standin_lr",
-                     "transfer_class_a", "transfer_class_b"])
-
-    def fit():
-        T.seed_everything(cfg.seed)
-        m = M.convnet(num_classes=len(data["seen"]), width=cfg.standin_width)
-        pre = data["pretrain"]
-        T.train_classifier(m, pre.x, pre.y, epochs=cfg.standin_epochs, lr=cfg.standin_lr,
-                           optimizer="adam", augment=True, seed=cfg.seed, desc="pretrain stand-in")
-        return m.state_dict()
-    model.load_state_dict(cache.tensors("standin_extractor", key, fit))
-    return model.eval()
-
-
 def load_extractor(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, str]:
-    """(frozen extractor, label). The ``paper`` profile asks for torchvision's ImageNet
-    InceptionV3; where its weights cannot be had, the CIFAR stand-in is used and labeled."""
-    if cfg.extractor == "inception_v3_imagenet":
-        try:
-            return M.inception_v3_imagenet(num_classes=2).eval(), "InceptionV3 (ImageNet weights)"
-        except Exception as exc:  # no network / no cached weights
-            warnings.warn(f"ImageNet InceptionV3 weights unavailable ({type(exc).__name__}); "
-                          "using the CIFAR stand-in extractor instead")
-    label = f"STAND-IN: ConvNet-{cfg.standin_width} pretrained on 8 other CIFAR-10 classes"
-    return standin_extractor(cfg, data, cache), label
+    """(frozen extractor, label): torchvision's ImageNet InceptionV3 at the ``paper`` profile
+    where its weights can be had, else the project's CIFAR stand-in trained on the eight
+    classes the transfer task does not use (``poisonrepro.pretrained``), labeled."""
+    return pretrained.load_extractor(cfg.extractor, unseen=data["unseen"], width=cfg.standin_width,
+                                     per_class=cfg.standin_per_class, epochs=cfg.standin_epochs,
+                                     lr=cfg.standin_lr, seed=cfg.seed, cache=cache)
 
 
 # --------------------------------------------------------------------------- transfer

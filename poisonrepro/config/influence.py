@@ -1,0 +1,66 @@
+"""Config of notebook 08, influence functions and the training-set attack (Koh and Liang, ICML 2017).
+
+The paper's setting (paper-notes.md): Inception-v3 features of dog vs fish, 900 training and
+300 test images per class, logistic regression with L2 0.001, signed steps on the training
+pixels (0.02 on the [-1, 1] scale) inside an L-inf box of 0.5 pixel levels (0-255 scale), 100
+iterations, 1, 2, 3, 5 or 10 perturbed training images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ConfigError, param
+from ..data import CIFAR10_CLASSES as C
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = param(choices=("smoke", "cpu", "paper"))
+    seed: int = param(min=0)
+    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
+    standin_width: int = param(min=4, max=256, dry=4)
+    standin_per_class: int = param(min=1, max=5000, dry=4)
+    standin_epochs: int = param(min=1, loop=True)
+    standin_lr: float = param(min=0, max=1)
+    class_a: str = param(choices=C)
+    class_b: str = param(choices=C)
+    train_per_class: int = param(min=2, max=4500, dry=6)
+    test_per_class: int = param(min=1, max=1000, dry=4)
+    weight_decay: float = param(min=0)
+    loo_points: int = param(min=3, max=2000, dry=4)
+    n_targets: int = param(min=1, max=2000, dry=1)
+    perturb_counts: tuple[int, ...] = param(min=1, max=100, loop=True)
+    eps: tuple[float, ...] = param(min=0, max=1, epsilon=True, loop=True)
+    step_fraction: float = param(min=0, max=10)  # step = step_fraction * eps
+    attack_iters: int = param(min=1, loop=True)
+
+    def check(self):
+        if self.class_a == self.class_b:
+            raise ConfigError("class_a and class_b must differ")
+        if max(self.perturb_counts) > 2 * self.train_per_class:
+            raise ConfigError(f"perturb_counts={self.perturb_counts}: at most {2 * self.train_per_class} "
+                              "training images exist")
+
+
+# the stand-in extractor's settings equal notebook 01's, so both share one cached extractor
+_STANDIN = dict(extractor="standin_convnet", standin_width=32, standin_per_class=2500, standin_epochs=8,
+                standin_lr=1e-3)
+_COMMON = dict(seed=0, class_a="airplane", class_b="frog", weight_decay=0.001, perturb_counts=(1, 2, 3, 5, 10))
+
+PROFILES = {
+    "smoke": dict(_COMMON, extractor="standin_convnet", standin_width=8, standin_per_class=60, standin_epochs=1,
+                  standin_lr=1e-3, train_per_class=30, test_per_class=20, loo_points=8, n_targets=2,
+                  eps=(2 / 255, 16 / 255), step_fraction=0.5, attack_iters=2),
+    "cpu": dict(_COMMON, **_STANDIN, train_per_class=300, test_per_class=200, loo_points=40, n_targets=20,
+                eps=(2 / 255, 16 / 255), step_fraction=0.25, attack_iters=5),
+    "paper": dict(_COMMON, **dict(_STANDIN, extractor="inception_v3_imagenet"), train_per_class=900,
+                  test_per_class=300, loo_points=100, n_targets=600, eps=(0.5 / 255, 2 / 255, 16 / 255),
+                  step_fraction=5.1, attack_iters=100,
+                  _sources={
+                      "train_per_class/test_per_class": "dog vs fish, 900/300 per class (paper-notes.md)",
+                      "weight_decay": "L2 0.001 (paper-notes.md)",
+                      "eps/step_fraction/attack_iters": "0.5 pixel levels box, step 0.02 on [-1, 1] (= 5.1 boxes), "
+                                                        "100 iterations (paper-notes.md); larger boxes added as a sweep",
+                      "perturb_counts": "1, 2, 3, 5, 10 perturbed training images (paper-notes.md)",
+                  }),
+}

@@ -1,0 +1,63 @@
+"""The project's stand-ins for ImageNet-pretrained feature extractors.
+
+No ImageNet weights can be had offline, so the notebooks that need a pretrained extractor use
+a small ConvNet trained on the CIFAR-10 classes that their experiment does not use, cached by
+the hash of its settings and shared between notebooks. Every table and figure made with it
+carries ``standin_label``.
+"""
+from __future__ import annotations
+
+import warnings
+
+from . import data as D
+from . import models as M
+from . import train as T
+from .cache import ArtifactCache
+from .config import config_hash
+
+CODE_VERSION = "1"
+
+
+def standin_label(width: int) -> str:
+    return f"STAND-IN: ConvNet-{width} pretrained on 8 other CIFAR-10 classes"
+
+
+def cifar_standin(*, unseen: list[int], width: int, per_class: int, epochs: int, lr: float, seed: int,
+                  cache: ArtifactCache) -> M.Classifier:
+    """A ConvNet trained (Adam, augmentation) on ``per_class`` images of every CIFAR-10 class
+    not in ``unseen``; its 2048-d flattened last conv block (width 32) is the penultimate layer,
+    the regime of InceptionV3's 2048-d features."""
+    seen = [c for c in range(10) if c not in unseen]
+    key = config_hash({"unseen": sorted(unseen), "width": width, "per_class": per_class, "epochs": epochs,
+                       "lr": lr, "seed": seed, "code": CODE_VERSION})
+
+    def fit():
+        train = D.load_cifar10("train")
+        idx = D.stratified_subset(train.y, per_class, seed, classes=seen)
+        remap = {c: i for i, c in enumerate(seen)}
+        x = D.to_tensor(train.x[idx])
+        import torch
+        y = torch.tensor([remap[int(v)] for v in train.y[idx]])
+        T.seed_everything(seed)
+        m = M.convnet(num_classes=len(seen), width=width)
+        T.train_classifier(m, x, y, epochs=epochs, lr=lr, optimizer="adam", augment=True, seed=seed,
+                           desc="pretrain stand-in")
+        return m.state_dict()
+    model = M.convnet(num_classes=len(seen), width=width)
+    model.load_state_dict(cache.tensors("standin_extractor", key, fit))
+    return model.eval()
+
+
+def load_extractor(name: str, *, unseen: list[int], width: int, per_class: int, epochs: int, lr: float, seed: int,
+                   cache: ArtifactCache, num_classes: int = 2) -> tuple[M.Classifier, str]:
+    """(frozen extractor, label). ``inception_v3_imagenet`` asks torchvision for the ImageNet
+    weights; where they cannot be had, the CIFAR stand-in is used and labeled."""
+    if name == "inception_v3_imagenet":
+        try:
+            return M.inception_v3_imagenet(num_classes=num_classes).eval(), "InceptionV3 (ImageNet weights)"
+        except Exception as exc:  # no network / no cached weights
+            warnings.warn(f"ImageNet InceptionV3 weights unavailable ({type(exc).__name__}); "
+                          "using the CIFAR stand-in extractor instead")
+    model = cifar_standin(unseen=unseen, width=width, per_class=per_class, epochs=epochs, lr=lr, seed=seed,
+                          cache=cache)
+    return model, standin_label(width)
