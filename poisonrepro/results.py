@@ -20,7 +20,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from . import paths, reference
 from .cache import atomic_write
@@ -38,6 +40,14 @@ def wilson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
         return (math.nan, math.nan)
     lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
     return float(lo), float(hi)
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rho; NaN (the claim then does not hold) where either side is constant."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def check(measured: float, expectation: str) -> bool:

@@ -18,9 +18,8 @@ from .. import plots as P
 from ..attacks.svm_poisoning import error_rate, fit_svm, hinge_loss, poison_svm
 from ..cache import ArtifactCache
 from ..config import as_dict, config_hash
-from ..results import Results
+from ..results import Results, rank_correlation
 from ..train import progress
-from .poison_frogs_report import rank_correlation
 
 NOTEBOOK = "05_biggio_svm"
 PAPER = "biggio_svm"

@@ -16,9 +16,8 @@ from .. import train as T
 from ..attacks.influence import LogisticHead, influence_up_loss, training_set_attack
 from ..cache import ArtifactCache
 from ..config import as_dict, config_hash
-from ..results import Results, wilson
+from ..results import Results, rank_correlation, wilson
 from ..train import progress
-from .poison_frogs_report import rank_correlation
 
 NOTEBOOK = "08_influence"
 PAPER = "influence"

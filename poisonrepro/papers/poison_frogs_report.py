@@ -8,13 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
 from .. import models as M
 from .. import plots as P
 from .. import train as T
 from ..attacks.evasion_pgd import targeted_pgd
-from ..results import Results, wilson
+from ..results import Results, rank_correlation, wilson
 
 plt = P.plt
 
@@ -274,14 +273,6 @@ def fc1_table(cfg, main, e2e) -> pd.DataFrame:
         out.append({"setting": name, "poisons": n_poisons, "opacity": opacity, "targets": n, "successes": k,
                     "success_rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(out).set_index("setting")
-
-
-def rank_correlation(x, y) -> float:
-    """Spearman's rho; NaN (the claim then does not hold) where either side is constant."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
 
 
 def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, t8: pd.DataFrame, label: str):
