@@ -17,7 +17,6 @@ def start(profile: str) -> float:
     """Called in each notebook's config cell; notes the wall-clock start."""
     global _START
     _START = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return _START
 
 

@@ -24,29 +24,26 @@ def attack_taxonomy() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-def barreno_attack_table() -> pd.DataFrame:
-    """Barreno et al.'s attack model (influence x specificity by violation), each cell the
-    registered attacks that fall in it."""
-    tax = attack_taxonomy()
-    attacks = tax[tax.kind == "attack"]
+def _barreno_table(cells) -> pd.DataFrame:
+    """Barreno et al.'s grid (influence x specificity by violation), each cell listing the
+    method names that ``cells`` yields for it as (influence, violation, specificity, name)."""
     index = pd.MultiIndex.from_product([registry.ALLOWED["influence"], registry.ALLOWED["specificity"]],
                                        names=["influence", "specificity"])
     out = pd.DataFrame("", index=index, columns=list(registry.ALLOWED["violation"]))
-    for name, r in attacks.iterrows():
-        cell = out.loc[(r.influence, r.specificity), r.violation]
-        out.loc[(r.influence, r.specificity), r.violation] = f"{cell}, {name}" if cell else name
+    for influence, violation, specificity, name in cells:
+        cell = out.loc[(influence, specificity), violation]
+        out.loc[(influence, specificity), violation] = f"{cell}, {name}" if cell else name
     return out
+
+
+def barreno_attack_table() -> pd.DataFrame:
+    """Barreno et al.'s attack model filled with the registered attacks."""
+    attacks = sorted((m for m in registry.load_all().values() if m.kind == "attack"), key=lambda m: m.name)
+    return _barreno_table((m.taxonomy["influence"], m.taxonomy["violation"], m.taxonomy["specificity"], m.name)
+                          for m in attacks)
 
 
 def barreno_defense_table() -> pd.DataFrame:
     """Barreno et al.'s defence model filled with the registered defences."""
-    tax = attack_taxonomy()
-    index = pd.MultiIndex.from_product([registry.ALLOWED["influence"], registry.ALLOWED["specificity"]],
-                                       names=["influence", "specificity"])
-    out = pd.DataFrame("", index=index, columns=list(registry.ALLOWED["violation"]))
-    for name, m in registry.load_all().items():
-        for influence, violation, specificity in m.defends:
-            cell = out.loc[(influence, specificity), violation]
-            out.loc[(influence, specificity), violation] = f"{cell}, {name}" if cell else name
-    del tax
-    return out
+    return _barreno_table((influence, violation, specificity, name)
+                          for name, m in registry.load_all().items() for influence, violation, specificity in m.defends)

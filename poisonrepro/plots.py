@@ -15,7 +15,7 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return x.detach().permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def image_row(axes, images, titles, amplify=None):
+def image_row(axes, images, titles):
     for ax, img, title in zip(axes, images, titles):
         ax.imshow(to_image(img), interpolation="nearest")
         ax.set_title(title, fontsize=9)

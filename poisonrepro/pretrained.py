@@ -48,16 +48,16 @@ def cifar_standin(*, unseen: list[int], width: int, per_class: int, epochs: int,
     return model.eval()
 
 
-def load_extractor(name: str, *, unseen: list[int], width: int, per_class: int, epochs: int, lr: float, seed: int,
-                   cache: ArtifactCache, num_classes: int = 2) -> tuple[M.Classifier, str]:
-    """(frozen extractor, label). ``inception_v3_imagenet`` asks torchvision for the ImageNet
-    weights; where they cannot be had, the CIFAR stand-in is used and labeled."""
-    if name == "inception_v3_imagenet":
+def load_extractor(cfg, *, unseen: list[int], cache: ArtifactCache, num_classes: int = 2) -> tuple[M.Classifier, str]:
+    """(frozen extractor, label) for a config with the ``config.ExtractorConfig`` fields.
+    ``inception_v3_imagenet`` asks torchvision for the ImageNet weights; where they cannot be
+    had, the CIFAR stand-in is used and labeled."""
+    if cfg.extractor == "inception_v3_imagenet":
         try:
             return M.inception_v3_imagenet(num_classes=num_classes).eval(), "InceptionV3 (ImageNet weights)"
         except Exception as exc:  # no network / no cached weights
             warnings.warn(f"ImageNet InceptionV3 weights unavailable ({type(exc).__name__}); "
                           "using the CIFAR stand-in extractor instead")
-    model = cifar_standin(unseen=unseen, width=width, per_class=per_class, epochs=epochs, lr=lr, seed=seed,
-                          cache=cache)
-    return model, standin_label(width)
+    model = cifar_standin(unseen=unseen, width=cfg.standin_width, per_class=cfg.standin_per_class,
+                          epochs=cfg.standin_epochs, lr=cfg.standin_lr, seed=cfg.seed, cache=cache)
+    return model, standin_label(cfg.standin_width)

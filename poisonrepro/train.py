@@ -162,20 +162,6 @@ class ModelStack:
         return torch.cat([self.forward(x[i:i + batch_size], shared_input=True)
                           for i in range(0, len(x), batch_size)], dim=1)
 
-    def unstack(self, i: int, template: nn.Module) -> nn.Module:
-        m = copy.deepcopy(template)
-        m.load_state_dict({**{k: v[i].detach() for k, v in self.params.items()},
-                           **{k: v[i] for k, v in self.buffers.items()}})
-        return m
-
-    def state(self) -> dict:
-        return {k: v.detach() for k, v in self.params.items()}
-
-    def load_state(self, state: dict) -> "ModelStack":
-        for k, v in state.items():
-            self.params[k] = v.clone().requires_grad_(True)
-        return self
-
 
 def train_many(models: list[nn.Module], pool_x: torch.Tensor, pool_y: torch.Tensor,
                index_sets: list[torch.Tensor] | torch.Tensor, *, epochs: int, lr: float,

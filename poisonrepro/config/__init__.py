@@ -54,6 +54,20 @@ def param(**kw):
     return dataclasses.field(metadata=spec(**kw))
 
 
+@dataclasses.dataclass(frozen=True)
+class ExtractorConfig:
+    """The leading fields of a config whose experiment runs on a frozen, pretrained feature
+    extractor (``poisonrepro.pretrained.load_extractor``): the published one, or the project's
+    CIFAR stand-in with these settings."""
+    profile: str = param(choices=PROFILE_NAMES)
+    seed: int = param(min=0)
+    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
+    standin_width: int = param(min=4, max=256, dry=4)
+    standin_per_class: int = param(min=1, max=5000, dry=4)
+    standin_epochs: int = param(min=1, loop=True)
+    standin_lr: float = param(min=0, max=1)
+
+
 def default_profile() -> str:
     """The profile named by ``POISONREPRO_PROFILE``, else ``smoke``."""
     return os.environ.get("POISONREPRO_PROFILE", "smoke") or "smoke"

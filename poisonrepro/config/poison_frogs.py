@@ -7,22 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ConfigError, param
+from . import ConfigError, ExtractorConfig, param
 from ..data import CIFAR10_CLASSES
 
 C = CIFAR10_CLASSES
 
 
 @dataclass(frozen=True)
-class Config:
-    profile: str = param(choices=("smoke", "cpu", "paper"))
-    seed: int = param(min=0)
+class Config(ExtractorConfig):
     # --- transfer learning (frozen feature extractor, last layer retrained)
-    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
-    standin_width: int = param(min=4, max=256, dry=4)
-    standin_per_class: int = param(min=1, max=5000, dry=4)
-    standin_epochs: int = param(min=1, loop=True)
-    standin_lr: float = param(min=0, max=1)
     transfer_class_a: str = param(choices=C)
     transfer_class_b: str = param(choices=C)
     train_per_class: int = param(min=1, max=4500, dry=4)

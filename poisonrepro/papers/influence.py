@@ -36,9 +36,7 @@ def prepare(cfg, cache: ArtifactCache) -> dict:
     a, b = D.class_index(cfg.class_a), D.class_index(cfg.class_b)
     tr = D.stratified_subset(train.y, cfg.train_per_class, cfg.seed + 1, classes=[a, b])
     te = D.stratified_subset(test.y, cfg.test_per_class, cfg.seed + 3, classes=[a, b])
-    extractor, label = pretrained.load_extractor(cfg.extractor, unseen=[a, b], width=cfg.standin_width,
-                                                 per_class=cfg.standin_per_class, epochs=cfg.standin_epochs,
-                                                 lr=cfg.standin_lr, seed=cfg.seed, cache=cache)
+    extractor, label = pretrained.load_extractor(cfg, unseen=[a, b], cache=cache)
     T.freeze_for_transfer(extractor)
     x_tr, x_te = D.to_tensor(train.x[tr]), D.to_tensor(test.x[te])
     y_tr = torch.from_numpy((train.y[tr] == b).astype(np.int64))

@@ -53,8 +53,7 @@ def prepare_data(cfg) -> dict:
     train, test = D.load_cifar10("train"), D.load_cifar10("test")
     a, b = D.class_index(cfg.transfer_class_a), D.class_index(cfg.transfer_class_b)
     unseen = [a, b]
-    seen = [c for c in range(10) if c not in unseen]
-    out = {"source": train.source, "unseen": unseen, "seen": seen}
+    out = {"source": train.source, "unseen": unseen}
     # transfer task a vs b; bases come from other training images of those classes
     tr_idx = D.stratified_subset(train.y, cfg.train_per_class, cfg.seed + 1, classes=unseen)
     base_idx = D.stratified_subset(train.y, min(500, 5000 - cfg.train_per_class), cfg.seed + 2,
@@ -82,9 +81,7 @@ def load_extractor(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, str]:
     """(frozen extractor, label): torchvision's ImageNet InceptionV3 at the ``paper`` profile
     where its weights can be had, else the project's CIFAR stand-in trained on the eight
     classes the transfer task does not use (``poisonrepro.pretrained``), labeled."""
-    return pretrained.load_extractor(cfg.extractor, unseen=data["unseen"], width=cfg.standin_width,
-                                     per_class=cfg.standin_per_class, epochs=cfg.standin_epochs,
-                                     lr=cfg.standin_lr, seed=cfg.seed, cache=cache)
+    return pretrained.load_extractor(cfg, unseen=data["unseen"], cache=cache)
 
 
 # --------------------------------------------------------------------------- transfer
@@ -120,7 +117,7 @@ def _train_heads(cfg, feats_train, y_train, extra_feats, extra_y, seeds):
                         optimizer="adam", batch_size=cfg.head_batch_size, seed=cfg.seed, desc="retrain heads")
 
 
-def transfer_setup(cfg, data, extractor, cache: ArtifactCache) -> dict:
+def transfer_setup(cfg, data, extractor) -> dict:
     """Features, the clean head, and the targets it classifies correctly."""
     T.freeze_for_transfer(extractor)
     tr, te = data["transfer_train"], data["transfer_test"]
@@ -301,7 +298,7 @@ def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
     """Data, extractor, clean head and the attack at the paper's beta and each swept beta."""
     data = prepare_data(cfg)
     extractor, label = load_extractor(cfg, data, cache)
-    setup = transfer_setup(cfg, data, extractor, cache)
+    setup = transfer_setup(cfg, data, extractor)
     main = transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=1.0)
     sweep = {m: transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=m) for m in cfg.beta_sweep}
     sweep[1.0] = main

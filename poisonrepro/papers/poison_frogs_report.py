@@ -5,6 +5,8 @@ saves its artifact (PF-F1 ... PF-F9, FC-1) and returns the figure or table to di
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import torch
@@ -126,7 +128,6 @@ def fig_training_contexts(cfg, extractor, victim, res: Results):
     model objects after ``freeze_for_transfer`` / ``unfreeze``."""
     T.freeze_for_transfer(extractor)
     transfer = M.trainable_summary(extractor)
-    import copy
     e2e = M.trainable_summary(T.unfreeze(copy.deepcopy(victim)))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, rows, title in ((axes[0], transfer, "transfer learning: frozen extractor, head retrained"),
