@@ -327,3 +327,21 @@ def class_index(name: str, classes=CIFAR10_CLASSES) -> int:
     if name not in classes:
         raise ValueError(f"unknown class {name!r}; allowed: {', '.join(classes)}")
     return classes.index(name)
+
+
+def binary_feature_standin(n_features: int, seed: int, n: int = 4000, informative: int = 60,
+                           shift: float = 0.25) -> ArrayDataset:
+    """A labeled stand-in for binary malware features (the Ransomware data of Munoz-Gonzalez
+    et al. is not available offline): each feature is present with a rate drawn from
+    U(0.02, 0.4); ``informative`` features are ``shift`` more frequent in one of the two classes
+    (half in each). Not real data: every table and figure that uses it says so."""
+    rng = np.random.default_rng(seed)
+    p0 = rng.uniform(0.02, 0.4, n_features)
+    p1 = p0.copy()
+    j = rng.choice(n_features, informative, replace=False)
+    p1[j[:informative // 2]] = np.clip(p0[j[:informative // 2]] + shift, 0, 0.95)
+    p0[j[informative // 2:]] = np.clip(p0[j[informative // 2:]] + shift, 0, 0.95)
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    x = (rng.random((n, n_features)) < np.where(y[:, None] == 1, p1, p0)).astype(np.float32)
+    return ArrayDataset(x, y, ("benign", "ransomware"),
+                        f"STAND-IN: synthetic {n_features} binary features, not the Ransomware data")

@@ -1,2 +1,2 @@
 """Attacks, one module per method; importing this package registers them all."""
-from . import evasion_pgd, feature_collision, influence, svm_poisoning  # noqa: F401
+from . import back_gradient, evasion_pgd, feature_collision, influence, label_flipping, svm_poisoning  # noqa: F401

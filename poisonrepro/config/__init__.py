@@ -28,6 +28,8 @@ PAPERS = {
     "poison_frogs": "poisonrepro.config.poison_frogs",
     "biggio_svm": "poisonrepro.config.biggio_svm",
     "influence": "poisonrepro.config.influence",
+    "back_gradient": "poisonrepro.config.back_gradient",
+    "pgan": "poisonrepro.config.pgan",
 }
 
 

@@ -1,0 +1,91 @@
+"""Config of notebook 07, generative poisoning: the autoencoder-based attack of Yang et al. (2017;
+GEN-1) and pGAN (Munoz-Gonzalez et al. 2019; PGAN-1).
+
+paper-notes.md has no settings for either paper beyond the game itself ("3-player GAN, alpha
+trade-off detectability vs effectiveness; details UNCONFIRMED"): every size, architecture and
+schedule here is ours, and the `paper` profile only scales them up. The digits follow the
+lecture deck (seed 002): GEN-1 starts from MNIST "5"s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ConfigError, param
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = param(choices=("smoke", "cpu", "paper"))
+    seed: int = param(min=0)
+    # GEN-1: victim = 10-class logistic regression trained by gradient descent
+    gen_n_train: int = param(min=20, max=5000, dry=60)
+    gen_n_val: int = param(min=20, max=5000, dry=40)
+    gen_n_test: int = param(min=20, max=10000, dry=60)
+    gen_source: int = param(min=0, max=9)
+    gen_fraction: float = param(min=0, below=1)  # poisons / clean training points
+    gen_attack_iters: int = param(min=1, max=2000, loop=True)
+    gen_attack_step: float = param(min=0, max=10)
+    gen_train_steps: int = param(min=1, max=100000)
+    gen_train_lr: float = param(min=0, max=10)
+    gen_inner_steps: int = param(min=1, max=1000)
+    gen_weight_decay: float = param(min=0, max=1)
+    ae_code: int = param(min=2, max=512, dry=4)
+    ae_pretrain_steps: int = param(min=1, max=100000, loop=True)
+    ae_attack_steps: int = param(min=1, max=100000, loop=True)
+    ae_lr: float = param(min=0, max=1)
+    ae_recon_weight: float = param(min=0, max=100)
+    ae_batch: int = param(min=1, max=1000, dry=4)
+    # PGAN-1: binary MNIST, poisons labeled `pgan_poison_class`
+    pgan_poison_class: int = param(min=0, max=9)
+    pgan_other_class: int = param(min=0, max=9)
+    pgan_n_train: int = param(min=20, max=10000, dry=60)
+    pgan_n_test: int = param(min=20, max=5000, dry=60)
+    pgan_fraction: float = param(min=0, below=1)
+    pgan_alphas: tuple[float, ...] = param(min=0, max=1)
+    pgan_lambda: float = param(min=0, max=1)
+    pgan_pretrain_steps: int = param(min=1, max=100000, loop=True)
+    pgan_steps: int = param(min=1, max=100000, loop=True)
+    pgan_batch: int = param(min=2, max=1000, dry=8)
+    pgan_hidden: int = param(min=4, max=2048, dry=8)
+    pgan_z_dim: int = param(min=1, max=512, dry=4)
+    pgan_lr: float = param(min=0, max=1)
+    trusted_per_class: int = param(min=2, max=5000, dry=10)
+    od_quantile: float = param(min=0.5, max=1)
+
+    def check(self):
+        if self.pgan_poison_class == self.pgan_other_class:
+            raise ConfigError("pgan_poison_class and pgan_other_class must differ")
+        if int(round(self.gen_fraction * self.gen_n_train)) < 1 or int(round(self.pgan_fraction * self.pgan_n_train)) < 1:
+            raise ConfigError(f"gen_fraction={self.gen_fraction} of {self.gen_n_train} or pgan_fraction="
+                              f"{self.pgan_fraction} of {self.pgan_n_train} rounds to zero poisons")
+        if 1.0 not in self.pgan_alphas:
+            raise ConfigError(f"pgan_alphas={self.pgan_alphas} must include 1.0 (the plain GAN, the reference)")
+
+
+_COMMON = dict(seed=0, gen_source=5, gen_fraction=0.1, gen_attack_step=0.5, gen_train_lr=0.5, gen_weight_decay=0.001,
+               ae_lr=1e-3, ae_recon_weight=0.03, pgan_poison_class=3, pgan_other_class=5, pgan_fraction=0.1,
+               pgan_lambda=0.5, pgan_lr=2e-4, od_quantile=0.95)
+
+PROFILES = {
+    "smoke": dict(_COMMON, gen_n_train=100, gen_n_val=100, gen_n_test=200, gen_attack_iters=2, gen_train_steps=50,
+                  gen_inner_steps=3, ae_code=8, ae_pretrain_steps=20, ae_attack_steps=3, ae_batch=5,
+                  pgan_n_train=200, pgan_n_test=200, pgan_alphas=(0.5, 1.0), pgan_pretrain_steps=10, pgan_steps=5,
+                  pgan_batch=16, pgan_hidden=32, pgan_z_dim=8, trusted_per_class=20),
+    # ae_recon_weight: with a unit-length ascent direction the optimum of -u.x + w ||x - x0||^2 lies at
+    # ||x - x0|| = 1 / (2 w); 0.03 gives ~17, about as far as the direct method may move a poison (30 x 0.5)
+    "cpu": dict(_COMMON, gen_n_train=300, gen_n_val=300, gen_n_test=2000, gen_attack_iters=30, gen_train_steps=1000,
+                gen_inner_steps=20, ae_code=32, ae_pretrain_steps=1500, ae_attack_steps=150, ae_batch=10,
+                pgan_n_train=600, pgan_n_test=1000, pgan_alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                pgan_pretrain_steps=2000, pgan_steps=1500, pgan_batch=64, pgan_hidden=256, pgan_z_dim=32,
+                trusted_per_class=100),
+    "paper": dict(_COMMON, gen_n_train=1000, gen_n_val=1000, gen_n_test=10000, gen_attack_iters=200,
+                  gen_train_steps=1500, gen_inner_steps=100, ae_code=32, ae_pretrain_steps=10000,
+                  ae_attack_steps=1000, ae_batch=20, pgan_n_train=5000, pgan_n_test=1800,
+                  pgan_alphas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), pgan_pretrain_steps=20000,
+                  pgan_steps=5000, pgan_batch=128, pgan_hidden=512, pgan_z_dim=64, trusted_per_class=200,
+                  _sources={
+                      "gen_source": "GEN-1 panels start from MNIST '5' (seed 002)",
+                      "pgan_alphas": "alpha in [0, 1] trades detectability against effectiveness (seed 002); "
+                                     "sizes and schedules are ours (paper-notes.md: details UNCONFIRMED)",
+                  }),
+}

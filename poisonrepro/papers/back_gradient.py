@@ -1,0 +1,437 @@
+"""Notebook 06, back-gradient poisoning (Munoz-Gonzalez et al., AISec 2017), label flipping and
+its defences, as the lecture deck (seed 003) presents them: experiments, figures, claims.
+
+- MG-1, MG-2: 2-D illustrations (types of poisoning; the trajectory of one poison);
+- MG-3: indiscriminate attacks on ADALINE, logistic regression and a small MLP over Spambase,
+  MNIST 1 vs 7 and a labeled stand-in for Ransomware; MG-5: transferability between learners;
+- MG-4: multiclass MNIST logistic regression, error-generic and error-specific (8 as 3);
+- MG-6, MG-10: outlier-detection pre-filtering against the unconstrained attack and against
+  attacks constrained to stay within the detector's acceptance region;
+- MG-7, MG-8: optimal, informed and random label flipping on Spambase with outlier detection,
+  the noise-robust loss and k-NN label sanitisation (sensitivity to k);
+- LF-1: random labels, label flipping, partial label flipping (lecture seed 002).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.func import vmap
+
+from .. import data as D
+from .. import plots as P
+from ..attacks.back_gradient import (LEARNERS, Learner, as_tensor, craft_poisons, train_gd,
+                                     validation_objective)
+from ..attacks.label_flipping import informed_label_flips, poison_labels, random_label_flips
+from ..cache import ArtifactCache
+from ..config import as_dict, config_hash
+from ..defenses.knn_sanitization import knn_relabel
+from ..defenses.noisy_labels import noise_robust
+from ..defenses.outlier_detection import fit_outlier_detector
+from ..results import Results, rank_correlation
+from ..train import progress
+
+NOTEBOOK = "06_back_gradient"
+PAPER = "back_gradient"
+CODE_VERSION = "1"
+DATASET_LABELS = {"spambase": "Spambase", "mnist_1v7": "MNIST 1 vs 7", "ransomware_standin": "Ransomware (stand-in)"}
+plt = P.plt
+
+
+def _key(cfg, keys, **extra) -> str:
+    return config_hash(as_dict(cfg), keys=list(keys), extra=dict(extra, code=CODE_VERSION))
+
+
+_LEARNER_KEYS = ["attack_iters", "attack_step", "train_steps", "train_lr", "inner_steps", "inner_lr",
+                 "weight_decay", "mlp_hidden"]
+_SPLIT_KEYS = ["seed", "n_train", "n_val", "n_test", "splits", "ransomware_features", "trusted_per_class"]
+
+
+def settings(cfg, learner: str) -> dict:
+    """The per-learner settings of the config (tuples ordered as ``LEARNERS``)."""
+    i = LEARNERS.index(learner)
+    return {k: getattr(cfg, k)[i] for k in ("attack_iters", "attack_step", "train_steps", "train_lr",
+                                            "inner_steps", "inner_lr")}
+
+
+def make_learner(cfg, kind: str, n_features: int, n_classes: int = 2) -> Learner:
+    return Learner(kind, n_features, n_classes=n_classes, hidden=cfg.mlp_hidden, weight_decay=cfg.weight_decay)
+
+
+# --------------------------------------------------------------------------- data
+def load_pool(cfg, name: str) -> dict:
+    """A dataset as features in [0, 1] and 0/1 labels: ``X, y`` (the pool splits are drawn
+    from), optionally a separate ``X_test, y_test``, and its ``source``."""
+    if name == "spambase":
+        ds = D.load_spambase()
+        z = np.log1p(ds.x.astype(np.float64))  # heavy-tailed counts: log scale, then [0, 1]
+        return {"X": z / np.maximum(z.max(0), 1e-12), "y": ds.y, "source": ds.source}
+    if name == "mnist_1v7":
+        out = {}
+        for split in ("train", "test"):
+            ds = D.load_mnist(split)
+            keep = np.isin(ds.y, (1, 7))
+            X = ds.x[keep].reshape(keep.sum(), -1).astype(np.float64) / 255.0
+            out[split] = (X, (ds.y[keep] == 7).astype(np.int64), ds.source)
+        return {"X": out["train"][0], "y": out["train"][1], "X_test": out["test"][0], "y_test": out["test"][1],
+                "source": f"{out['train'][2]}; test: {out['test'][2]}"}
+    if name == "ransomware_standin":
+        ds = D.binary_feature_standin(cfg.ransomware_features, cfg.seed)
+        return {"X": ds.x.astype(np.float64), "y": ds.y, "source": ds.source}
+    raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_LABELS)}")
+
+
+def check_inputs(cfg) -> dict:
+    """Load (and so check) every dataset the config names, before any compute: a missing
+    file says how to get it; a Spambase file of the wrong shape is refused."""
+    return {name: load_pool(cfg, name) for name in cfg.datasets}
+
+
+def make_split(cfg, pool: dict, split: int) -> dict:
+    """Disjoint training, validation (the attacker's), trusted (the defender's curated points,
+    ``trusted_per_class`` per class) and test sets."""
+    rng = np.random.default_rng(cfg.seed + 1000 * split)
+    X, y = pool["X"], pool["y"]
+    order = rng.permutation(len(y))
+    tr, va = order[:cfg.n_train], order[cfg.n_train:cfg.n_train + cfg.n_val]
+    rest = order[cfg.n_train + cfg.n_val:]
+    trusted = np.concatenate([rest[y[rest] == k][:cfg.trusted_per_class] for k in (0, 1)])
+    rest = np.setdiff1d(rest, trusted)
+    if "X_test" in pool:
+        te = rng.permutation(len(pool["y_test"]))[:cfg.n_test]
+        X_te, y_te = pool["X_test"][te], pool["y_test"][te]
+    else:
+        te = rng.permutation(rest)[:cfg.n_test]
+        X_te, y_te = X[te], y[te]
+    return {"X_tr": X[tr], "y_tr": y[tr], "X_val": X[va], "y_val": y[va], "X_trusted": X[trusted],
+            "y_trusted": y[trusted], "X_te": X_te, "y_te": y_te, "rng": rng}
+
+
+def initial_poisons(sp: dict, count: int):
+    """The paper's initialisation: random validation points with their labels flipped."""
+    idx = sp["rng"].choice(len(sp["y_val"]), size=count, replace=False)
+    return sp["X_val"][idx], 1 - sp["y_val"][idx]
+
+
+def victim_error(learner: Learner, s: dict, X, y, X_te, y_te) -> float:
+    """Test error of the learner trained from its initialisation on (X, y)."""
+    w = train_gd(learner, X, y, steps=s["train_steps"], lr=s["train_lr"])
+    return learner.error(w, as_tensor(X_te), torch.as_tensor(y_te))
+
+
+def _attack(cfg, learner, s, sp, objective, X0, y0, per_round, bar, project=None, keep_path=False):
+    return craft_poisons(learner, sp["X_tr"], sp["y_tr"], objective, X0, y0, per_round=per_round,
+                         attack_iters=s["attack_iters"], attack_step=s["attack_step"],
+                         train_steps=s["train_steps"], train_lr=s["train_lr"], inner_steps=s["inner_steps"],
+                         inner_lr=s["inner_lr"], project=project, keep_path=keep_path, bar=bar)
+
+
+def _poisoned(sp, X_p, y_p, count):
+    return np.vstack([sp["X_tr"], X_p[:count]]), np.concatenate([sp["y_tr"], y_p[:count]])
+
+
+# --------------------------------------------------------------------------- MG-3 (and the poisons of MG-5..7)
+def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
+    """For every dataset, learner and split: ``max(counts)`` poisons crafted greedily by
+    back-gradient ascent on the validation loss; test error after each count."""
+    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "learners", "poison_fractions", "per_round"])
+    counts = cfg.counts()
+
+    def run():
+        err = np.zeros((len(cfg.datasets), len(cfg.learners), cfg.splits, len(counts)))
+        out = {}
+        total = sum(settings(cfg, l)["attack_iters"] for l in cfg.learners) * len(cfg.datasets) * cfg.splits \
+            * (max(counts) // cfg.per_round)
+        bar = progress(total=total, desc="MG-3 back-gradient attacks")
+        for di, name in enumerate(cfg.datasets):
+            pool = pools[name]
+            for li, kind in enumerate(cfg.learners):
+                s = settings(cfg, kind)
+                for sp_i in range(cfg.splits):
+                    sp = make_split(cfg, pool, sp_i)
+                    learner = make_learner(cfg, kind, sp["X_tr"].shape[1])
+                    X0, y0 = initial_poisons(sp, max(counts))
+                    objective = validation_objective(learner, sp["X_val"], sp["y_val"])
+                    runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.per_round, bar)
+                    X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
+                    err[di, li, sp_i] = [victim_error(learner, s, *_poisoned(sp, X_p, y_p, c), sp["X_te"], sp["y_te"])
+                                         for c in counts]
+                    out[f"poisons/{name}/{kind}/{sp_i}"] = torch.from_numpy(X_p)
+                    out[f"labels/{name}/{kind}/{sp_i}"] = torch.from_numpy(y_p)
+        bar.close()
+        out.update(test_error=torch.from_numpy(err), counts=torch.tensor(counts))
+        return out
+    return cache.tensors("bg_indiscriminate", key, run)
+
+
+def transferability(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
+    """MG-5: the poisons crafted against each source learner (most poisons) added to the
+    training set of every victim learner; clean and poisoned test error, mean over splits."""
+    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "learners", "poison_fractions", "per_round",
+                                                   "transfer_dataset"])
+
+    def run():
+        name, L = cfg.transfer_dataset, len(cfg.learners)
+        clean, poisoned = np.zeros((L, cfg.splits)), np.zeros((L, L, cfg.splits))
+        for sp_i in range(cfg.splits):
+            sp = make_split(cfg, pools[name], sp_i)
+            for vi, victim in enumerate(cfg.learners):
+                learner, s = make_learner(cfg, victim, sp["X_tr"].shape[1]), settings(cfg, victim)
+                clean[vi, sp_i] = victim_error(learner, s, sp["X_tr"], sp["y_tr"], sp["X_te"], sp["y_te"])
+                for si, source in enumerate(cfg.learners):
+                    X_p = ind[f"poisons/{name}/{source}/{sp_i}"].numpy()
+                    y_p = ind[f"labels/{name}/{source}/{sp_i}"].numpy()
+                    poisoned[si, vi, sp_i] = victim_error(learner, s, *_poisoned(sp, X_p, y_p, len(y_p)),
+                                                          sp["X_te"], sp["y_te"])
+        return {"clean": torch.from_numpy(clean), "poisoned": torch.from_numpy(poisoned)}
+    return cache.tensors("bg_transfer", key, run)
+
+
+# --------------------------------------------------------------------------- MG-6, MG-10
+def _filtered_error(learner, s, det, X, y, sp):
+    keep = det.keep(X, y)
+    return victim_error(learner, s, X[keep], y[keep], sp["X_te"], sp["y_te"])
+
+
+def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
+    """Logistic regression on each defence dataset: the unconstrained poisons of MG-3 and
+    poisons crafted under the detectability constraint (each radius), with and without the
+    outlier detector; ``error[dataset, variant, split, count, defence]`` with variants
+    (radii..., unconstrained) and defences (none, outlier detection), and the share of
+    poisons the detector flags."""
+    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "poison_fractions", "per_round", "defence_datasets",
+                                                   "od_quantile", "constraint_radii"])
+    counts = cfg.counts()
+
+    def run():
+        R = len(cfg.constraint_radii)
+        shape = (len(cfg.defence_datasets), R + 1, cfg.splits, len(counts))
+        err, flagged = np.zeros(shape + (2,)), np.zeros(shape)
+        s = settings(cfg, "logistic")
+        bar = progress(total=len(cfg.defence_datasets) * cfg.splits * R * s["attack_iters"]
+                       * (max(counts) // cfg.per_round), desc="MG-10 constrained attacks")
+        for di, name in enumerate(cfg.defence_datasets):
+            for sp_i in range(cfg.splits):
+                sp = make_split(cfg, pools[name], sp_i)
+                learner = make_learner(cfg, "logistic", sp["X_tr"].shape[1])
+                det = fit_outlier_detector(sp["X_trusted"], sp["y_trusted"], quantile=cfg.od_quantile)
+                X0, y0 = initial_poisons(sp, max(counts))
+                objective = validation_objective(learner, sp["X_val"], sp["y_val"])
+                variants = []
+                for r in cfg.constraint_radii:
+                    runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.per_round, bar,
+                                   project=lambda x, y, r=r: det.project(x, y, r))
+                    variants.append((runp.X_p.numpy(), runp.y_p.numpy()))
+                variants.append((ind[f"poisons/{name}/logistic/{sp_i}"].numpy(),
+                                 ind[f"labels/{name}/logistic/{sp_i}"].numpy()))
+                for vi, (X_p, y_p) in enumerate(variants):
+                    for ci, c in enumerate(counts):
+                        X, y = _poisoned(sp, X_p, y_p, c)
+                        err[di, vi, sp_i, ci, 0] = victim_error(learner, s, X, y, sp["X_te"], sp["y_te"])
+                        err[di, vi, sp_i, ci, 1] = _filtered_error(learner, s, det, X, y, sp)
+                        flagged[di, vi, sp_i, ci] = 1 - det.keep(X_p[:c], y_p[:c]).mean() if c else np.nan
+        bar.close()
+        return {"error": torch.from_numpy(err), "flagged": torch.from_numpy(flagged)}
+    return cache.tensors("bg_outlier", key, run)
+
+
+# --------------------------------------------------------------------------- MG-7, MG-8
+FLIP_ATTACKS = ("optimal", "informed label flipping", "random label flipping")
+
+
+def flip_defences(cfg) -> list[str]:
+    return ["no defence", "outlier detection", "noise-robust loss"] + [f"k-NN k={k}" for k in cfg.knn_ks]
+
+
+def label_flipping(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
+    """On ``flip_dataset`` with logistic regression: the optimal attack (MG-3's poisons), ILF
+    and RLF at the same budgets; test error under each defence: ``error[attack, split, count,
+    defence]`` with defences as ``flip_defences(cfg)``."""
+    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "poison_fractions", "per_round", "flip_dataset",
+                                                   "od_quantile", "ilf_candidates", "ilf_warm_steps", "knn_ks",
+                                                   "knn_confidence"])
+    counts = cfg.counts()
+    defences = flip_defences(cfg)
+
+    def run():
+        err = np.zeros((len(FLIP_ATTACKS), cfg.splits, len(counts), len(defences)))
+        s = settings(cfg, "logistic")
+        name = cfg.flip_dataset
+        bar = progress(total=cfg.splits * len(FLIP_ATTACKS), desc="MG-7/8 label flipping")
+        for sp_i in range(cfg.splits):
+            sp = make_split(cfg, pools[name], sp_i)
+            learner = make_learner(cfg, "logistic", sp["X_tr"].shape[1])
+            det = fit_outlier_detector(sp["X_trusted"], sp["y_trusted"], quantile=cfg.od_quantile)
+            objective = validation_objective(learner, sp["X_val"], sp["y_val"])
+            cand = sp["rng"].choice(len(sp["y_val"]), size=cfg.ilf_candidates, replace=False)
+            attacks = [(ind[f"poisons/{name}/logistic/{sp_i}"].numpy(), ind[f"labels/{name}/logistic/{sp_i}"].numpy()),
+                       informed_label_flips(learner, sp["X_tr"], sp["y_tr"], sp["X_val"][cand], sp["y_val"][cand],
+                                            max(counts), objective, steps=s["train_steps"], lr=s["train_lr"],
+                                            warm_steps=cfg.ilf_warm_steps),
+                       random_label_flips(sp["X_val"], sp["y_val"], max(counts), sp["rng"])]
+            for ai, (X_p, y_p) in enumerate(attacks):
+                for ci, c in enumerate(counts):
+                    X, y = _poisoned(sp, X_p, y_p, c)
+                    row = [victim_error(learner, s, X, y, sp["X_te"], sp["y_te"]),
+                           _filtered_error(learner, s, det, X, y, sp),
+                           victim_error(noise_robust(learner, c / len(y)), s, X, y, sp["X_te"], sp["y_te"])]
+                    row += [victim_error(learner, s, X, knn_relabel(X, y, k=k, confidence=cfg.knn_confidence),
+                                         sp["X_te"], sp["y_te"]) for k in cfg.knn_ks]
+                    err[ai, sp_i, ci] = row
+                bar.update(1)
+        bar.close()
+        return {"error": torch.from_numpy(err)}
+    return cache.tensors("bg_flipping", key, run)
+
+
+# --------------------------------------------------------------------------- MG-4
+def multiclass(cfg, cache: ArtifactCache) -> dict:
+    """Multiclass MNIST logistic regression (softmax), error-generic and error-specific
+    (``mc_source`` classified as ``mc_target``): test error and the source->target rate after
+    each count of poisons; ``error[objective, split, count]``, ``rate[objective, split, count]``."""
+    key = _key(cfg, _LEARNER_KEYS + ["seed", "mc_n_train", "mc_n_val", "mc_n_test", "mc_fractions", "mc_per_round",
+                                     "mc_attack_iters", "mc_splits", "mc_source", "mc_target"])
+    counts = cfg.counts(cfg.mc_fractions, cfg.mc_n_train)
+
+    def run():
+        train, test = D.load_mnist("train"), D.load_mnist("test")
+        Xp, yp = train.x.reshape(len(train.y), -1) / 255.0, train.y
+        Xt, yt = test.x.reshape(len(test.y), -1) / 255.0, test.y
+        s = dict(settings(cfg, "logistic"), attack_iters=cfg.mc_attack_iters)
+        err = np.zeros((2, cfg.mc_splits, len(counts)))
+        rate = np.zeros_like(err)
+        bar = progress(total=2 * cfg.mc_splits * cfg.mc_attack_iters * (max(counts) // cfg.mc_per_round),
+                       desc="MG-4 multiclass attacks")
+        for sp_i in range(cfg.mc_splits):
+            rng = np.random.default_rng(cfg.seed + 1000 * sp_i)
+            order = rng.permutation(len(yp))
+            tr, va = order[:cfg.mc_n_train], order[cfg.mc_n_train:cfg.mc_n_train + cfg.mc_n_val]
+            te = rng.permutation(len(yt))[:cfg.mc_n_test]
+            sp = {"X_tr": Xp[tr], "y_tr": yp[tr]}
+            learner = make_learner(cfg, "softmax", Xp.shape[1], n_classes=10)
+            src_te = yt[te] == cfg.mc_source
+            for oi, specific in enumerate((False, True)):
+                y_val = yp[va]
+                if specific:
+                    pool = va[yp[va] == cfg.mc_source]
+                    idx = rng.choice(pool, size=max(counts), replace=len(pool) < max(counts))
+                    X0, y0 = Xp[idx], np.full(max(counts), cfg.mc_target)
+                    objective = validation_objective(learner, Xp[va], None,
+                                                     np.where(y_val == cfg.mc_source, cfg.mc_target, y_val))
+                else:
+                    idx = rng.choice(va, size=max(counts), replace=False)
+                    X0, y0 = Xp[idx], (yp[idx] + rng.integers(1, 10, size=max(counts))) % 10  # a wrong label
+                    objective = validation_objective(learner, Xp[va], y_val)
+                runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.mc_per_round, bar)
+                X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
+                for ci, c in enumerate(counts):
+                    w = train_gd(learner, *_poisoned(sp, X_p, y_p, c), steps=s["train_steps"], lr=s["train_lr"])
+                    pred = learner.predict(w, as_tensor(Xt[te])).numpy()
+                    err[oi, sp_i, ci] = (pred != yt[te]).mean()
+                    rate[oi, sp_i, ci] = (pred[src_te] == cfg.mc_target).mean()
+        bar.close()
+        return {"error": torch.from_numpy(err), "rate": torch.from_numpy(rate), "counts": torch.tensor(counts)}
+    return cache.tensors("bg_multiclass", key, run)
+
+
+# --------------------------------------------------------------------------- LF-1
+LF_VARIANTS = ("random", "flip", "partial")
+
+
+def label_noise(cfg, cache: ArtifactCache) -> dict:
+    """LF-1: 10-class MNIST logistic regression (scikit-learn) trained on labels poisoned by
+    each variant; test accuracy and the source class's accuracy, ``[variant, split, fraction]``."""
+    from sklearn.linear_model import LogisticRegression
+    key = _key(cfg, ["seed", "lf_fractions", "lf_n_train", "lf_source", "lf_target", "splits", "n_test"])
+
+    def run():
+        train, test = D.load_mnist("train"), D.load_mnist("test")
+        Xp, yp = train.x.reshape(len(train.y), -1) / 255.0, train.y
+        Xt, yt = test.x.reshape(len(test.y), -1) / 255.0, test.y
+        acc = np.zeros((len(LF_VARIANTS), cfg.splits, len(cfg.lf_fractions)))
+        src = np.zeros_like(acc)
+        bar = progress(total=acc.size, desc="LF-1 label poisoning")
+        for sp_i in range(cfg.splits):
+            rng = np.random.default_rng(cfg.seed + 1000 * sp_i)
+            tr = rng.permutation(len(yp))[:cfg.lf_n_train]
+            te = rng.permutation(len(yt))[:cfg.n_test]
+            for vi, variant in enumerate(LF_VARIANTS):
+                for fi, f in enumerate(cfg.lf_fractions):
+                    y = poison_labels(yp[tr], f, variant, 10, rng, source=cfg.lf_source, target=cfg.lf_target)
+                    clf = LogisticRegression(max_iter=200, C=1.0).fit(Xp[tr], y)
+                    pred = clf.predict(Xt[te])
+                    acc[vi, sp_i, fi] = (pred == yt[te]).mean()
+                    src[vi, sp_i, fi] = (pred[yt[te] == cfg.lf_source] == cfg.lf_source).mean()
+                    bar.update(1)
+        bar.close()
+        return {"accuracy": torch.from_numpy(acc), "source_accuracy": torch.from_numpy(src)}
+    return cache.tensors("bg_label_noise", key, run)
+
+
+# --------------------------------------------------------------------------- MG-1, MG-2
+TOY_CENTERS = np.array([[0.3, 0.3], [0.7, 0.3], [0.5, 0.72]])
+
+
+def _blobs(rng, n, centers):
+    X = np.vstack([rng.normal(c, 0.08, (n, 2)) for c in centers])
+    return np.clip(X, 0, 1), np.repeat(np.arange(len(centers)), n)
+
+
+def toy(cfg, cache: ArtifactCache) -> dict:
+    """MG-1: three classes, clean / error-generic / error-specific (class 2 pushed to class 0)
+    poisons; MG-2: two classes, one poison's back-gradient trajectory over the validation loss
+    it causes at each position (every position's learner trained at once with vmap)."""
+    key = _key(cfg, _LEARNER_KEYS + ["seed", "toy_per_class", "toy_poisons", "toy_grid", "weight_decay"])
+
+    def run():
+        rng = np.random.default_rng(cfg.seed)
+        s = settings(cfg, "logistic")
+        grid = np.linspace(0, 1, cfg.toy_grid)
+        G = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+        out = {"grid": grid}
+        # MG-1
+        X, y = _blobs(rng, cfg.toy_per_class, TOY_CENTERS)
+        Xv, yv = _blobs(rng, cfg.toy_per_class, TOY_CENTERS)
+        learner = make_learner(cfg, "softmax", 2, n_classes=3)
+        sp = {"X_tr": X, "y_tr": y}
+        for name, target in (("clean", None), ("generic", None), ("specific", np.where(yv == 2, 0, yv))):
+            if name == "clean":
+                X_p, y_p = X[:0], y[:0]
+            else:
+                if target is None:
+                    idx = rng.choice(len(yv), cfg.toy_poisons, replace=False)
+                    X0, y0 = Xv[idx], (yv[idx] + rng.integers(1, 3, cfg.toy_poisons)) % 3
+                else:
+                    X0, y0 = Xv[rng.choice(np.flatnonzero(yv == 2), cfg.toy_poisons)], np.zeros(cfg.toy_poisons, int)
+                objective = validation_objective(learner, Xv, yv, target)
+                r = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.toy_poisons, None)
+                X_p, y_p = r.X_p.numpy(), r.y_p.numpy()
+            w = train_gd(learner, *_poisoned(sp, X_p, y_p, len(y_p)), steps=s["train_steps"], lr=s["train_lr"])
+            out[f"mg1_{name}_regions"] = learner.predict(w, as_tensor(G)).reshape(len(grid), len(grid))
+            out[f"mg1_{name}_poisons"], out[f"mg1_{name}_labels"] = X_p, y_p
+            out[f"mg1_{name}_val_error"] = learner.error(w, as_tensor(Xv), torch.as_tensor(yv))
+            out[f"mg1_{name}_red_as_blue"] = (learner.predict(w, as_tensor(Xv[yv == 2])) == 0).double().mean().item()
+        out.update(mg1_X=X, mg1_y=y)
+        # MG-2
+        centers = np.array([[0.35, 0.5], [0.65, 0.5]])
+        X, y = _blobs(rng, cfg.toy_per_class, centers)
+        Xv, yv = _blobs(rng, cfg.toy_per_class, centers)
+        learner = make_learner(cfg, "logistic", 2)
+        objective = validation_objective(learner, Xv, yv)
+        x0 = X[y == 0][np.argmin(((X[y == 0] - centers[0]) ** 2).sum(1))][None]  # a typical class-0 point, flipped
+        r = craft_poisons(learner, X, y, objective, x0, np.ones(1), per_round=1, attack_iters=4 * s["attack_iters"],
+                          attack_step=s["attack_step"] / 10, train_steps=s["train_steps"], train_lr=s["train_lr"],
+                          inner_steps=s["inner_steps"], inner_lr=s["inner_lr"], keep_path=True)
+        Xt, yt = as_tensor(X), as_tensor(y)
+
+        def loss_at(p):  # validation loss of the learner trained with a poison (label 1) at p
+            XX, YY = torch.cat([Xt, p[None]]), torch.cat([yt, torch.ones(1, dtype=yt.dtype)])
+            w = learner.init()
+            for _ in range(s["train_steps"]):
+                w = w - s["train_lr"] * learner.gradient(w, XX, YY)
+            return objective(w)
+        surface = vmap(loss_at)(as_tensor(G)).reshape(len(grid), len(grid))
+        out.update(mg2_X=X, mg2_y=y, mg2_path=r.paths[0][:, 0].numpy(), mg2_surface=surface.numpy(),
+                   mg2_objective=np.asarray(r.objective[0]))
+        return {k: torch.as_tensor(np.asarray(v)) for k, v in out.items()}
+    return cache.tensors("bg_toy", key, run)
