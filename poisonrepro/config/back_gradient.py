@@ -35,11 +35,11 @@ class Config:
     splits: int = param(min=1, max=100, loop=True)
     poison_fractions: tuple[float, ...] = param(min=0, below=1)  # poisons / clean training points
     per_round: int = param(min=1, max=100)  # poisons optimised jointly per greedy round (paper: 1)
-    attack_iters: tuple[int, ...] = param(min=1, max=1000)  # per learner
+    attack_iters: tuple[int, ...] = param(min=1, max=1000, dry=(1, 1, 1))  # per learner
     attack_step: tuple[float, ...] = param(min=0, max=10)  # per learner, L2 length of a normalised step
-    train_steps: tuple[int, ...] = param(min=1, max=100000)  # per learner, victim's full GD training
+    train_steps: tuple[int, ...] = param(min=1, max=100000, dry=(5, 5, 5))  # per learner, victim's full GD training
     train_lr: tuple[float, ...] = param(min=0, max=10)
-    inner_steps: tuple[int, ...] = param(min=1, max=1000)  # per learner, T of Algorithm 2
+    inner_steps: tuple[int, ...] = param(min=1, max=1000, dry=(2, 2, 2))  # per learner, T of Algorithm 2
     inner_lr: tuple[float, ...] = param(min=0, max=10)
     weight_decay: float = param(min=0, max=1)
     mlp_hidden: int = param(min=1, max=1000, dry=2)

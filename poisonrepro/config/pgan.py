@@ -25,9 +25,9 @@ class Config:
     gen_fraction: float = param(min=0, below=1)  # poisons / clean training points
     gen_attack_iters: int = param(min=1, max=2000, loop=True)
     gen_attack_step: float = param(min=0, max=10)
-    gen_train_steps: int = param(min=1, max=100000)
+    gen_train_steps: int = param(min=1, max=100000, dry=5)
     gen_train_lr: float = param(min=0, max=10)
-    gen_inner_steps: int = param(min=1, max=1000)
+    gen_inner_steps: int = param(min=1, max=1000, dry=2)
     gen_weight_decay: float = param(min=0, max=1)
     ae_code: int = param(min=2, max=512, dry=4)
     ae_pretrain_steps: int = param(min=1, max=100000, loop=True)

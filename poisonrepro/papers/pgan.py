@@ -118,16 +118,17 @@ def fig_generative(cfg, gen, res: Results):
     n = min(8, int(gen["n_poisons"]))
     rows = [("source digits", gen["source"]), (GEN_METHODS[0], gen["direct_data"]),
             (GEN_METHODS[1], gen["direct_noise"]), (GEN_METHODS[2], gen["generative"])]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.5 * len(rows)), squeeze=False)
+    fig = plt.figure(figsize=(1.2 * n, 1.6 * len(rows)))
     acc = {"source digits": None, GEN_METHODS[0]: "direct_data", GEN_METHODS[1]: "direct_noise",
            GEN_METHODS[2]: "generative"}
-    for r, (name, images) in enumerate(rows):
+    for r, (sub, (name, images)) in enumerate(zip(fig.subfigures(len(rows), 1), rows)):
+        axes = sub.subplots(1, n, squeeze=False)[0]
         for c in range(n):
-            axes[r, c].imshow(images[c].view(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[r, c].axis("off")
+            axes[c].imshow(images[c].view(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[c].axis("off")
         k = acc[name]
         title = name if k is None else f"({'abc'[r - 1]}) {name}: victim accuracy {float(gen['acc/' + k]):.3f}"
-        axes[r, 0].set_title(title, fontsize=9, loc="left")
+        sub.suptitle(title, fontsize=9, x=0.01, ha="left")
     fig.suptitle(f"GEN-1 poisons labeled '{cfg.gen_source}' ({int(gen['n_poisons'])} = {100 * cfg.gen_fraction:.0f}% "
                  f"of {cfg.gen_n_train} training digits); clean accuracy {float(gen['acc/clean']):.3f}", fontsize=10)
     res.save_figure(fig, "GEN-1")
