@@ -1,0 +1,29 @@
+"""The method registry: every method module registers, with a complete taxonomy."""
+from pathlib import Path
+
+import pytest
+
+from poisonrepro import registry
+
+PKG = Path(registry.__file__).resolve().parent
+
+
+@pytest.mark.parametrize("folder", ["attacks", "defenses"])
+def test_every_method_module_is_imported_and_registers_a_method(folder):
+    methods = registry.load_all().values()
+    modules = {m.function.__module__ for m in methods}
+    for path in sorted((PKG / folder).glob("*.py")):
+        if path.stem != "__init__":
+            assert f"poisonrepro.{folder}.{path.stem}" in modules, f"{folder}/{path.name} registers nothing"
+
+
+def test_attacks_declare_all_seven_taxonomy_keys_and_defences_their_cells():
+    for m in registry.load_all().values():
+        if m.kind == "attack":
+            assert set(m.taxonomy) == set(registry.ALLOWED), m.name
+        else:
+            assert m.defends and all(len(cell) == 3 for cell in m.defends), m.name
+    with pytest.raises(ValueError, match="taxonomy misses"):
+        registry.register_attack("x", paper="p", notebook="n", summary="s", timing="poisoning")
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        registry.get("nope")
