@@ -67,6 +67,8 @@ def test_a_killed_run_resumes_from_the_cache(mirror, tmp_path):
 DRY_RUN_ARTIFACTS = {
     "01_poison_frogs": {"PF-F1", "PF-F2", "PF-F3", "PF-F4", "PF-F5", "PF-F6", "PF-F7", "PF-F8", "PF-F9", "FC-1"},
     "05_biggio_svm": {"BS-1", "BS-1a", "BS-1b", "BS-1c"},
+    "06_back_gradient": {"MG-1", "MG-2", "MG-3", "MG-4", "MG-5", "MG-6", "MG-7", "MG-8", "MG-10", "LF-1"},
+    "07_pgan": {"GEN-1", "PGAN-1", "PGAN-1b"},
     "08_influence": {"INF-1", "INF-1a", "INF-1b"},
 }
 
