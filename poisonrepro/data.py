@@ -245,6 +245,15 @@ def load_mnist(split: str = "test", data_dir=None, download: bool = True) -> Arr
         "holding mnist/t10k-images-idx3-ubyte.gz and mnist/t10k-labels-idx1-ubyte.gz.")
 
 
+def mnist_flat(split: str = "test", digits=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """MNIST (``load_mnist``) as float64 rows of 784 pixels in [0, 1], the digit labels and the
+    source; only the given ``digits`` when named."""
+    ds = load_mnist(split)
+    keep = np.isin(ds.y, digits) if digits is not None else slice(None)
+    x, y = ds.x[keep], ds.y[keep]
+    return x.reshape(len(y), -1).astype(np.float64) / 255.0, y, ds.source
+
+
 # --------------------------------------------------------------------------- tabular
 def load_digits() -> ArrayDataset:
     """scikit-learn's 8x8 digits (1,797 images, values 0..16)."""

@@ -1,5 +1,4 @@
 """Generative poisoning (07): the autoencoder attack and pGAN."""
-import numpy as np
 import pytest
 import torch
 

@@ -232,7 +232,7 @@ def craft_poisons(learner: Learner, X_tr, y_tr, objective, init_points, init_lab
     X_tr, y_tr = as_tensor(X_tr), as_tensor(y_tr)
     init_points, init_labels = as_tensor(init_points), as_tensor(init_labels)
     X_p, y_p = X_tr[:0], y_tr[:0]
-    run = PoisonRun(X_p, y_p)
+    objectives, paths = [], []
     for start in range(0, len(init_points), per_round):
         x = init_points[start:start + per_round].clone()
         yc = init_labels[start:start + per_round]
@@ -246,17 +246,15 @@ def craft_poisons(learner: Learner, X_tr, y_tr, objective, init_points, init_lab
                          w0=w)
             values.append(objective(w).item())
             g = back_gradient(learner, w, X_fix, y_fix, x, yc, objective, steps=inner_steps, lr=inner_lr)
-            norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
-            x = (x + attack_step * g / norm).clamp(0, 1)
+            x = (x + attack_step * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(0, 1)
             if project is not None:
                 x = project(x, yc)
             if keep_path:
                 path.append(x.clone())
             if bar is not None:
                 bar.update(1)
-        run.objective.append(values)
+        objectives.append(values)
         if keep_path:
-            run.paths.append(torch.stack(path))
+            paths.append(torch.stack(path))
         X_p, y_p = torch.cat([X_p, x]), torch.cat([y_p, yc])
-    run.X_p, run.y_p = X_p, y_p
-    return run
+    return PoisonRun(X_p, y_p, objectives, paths)

@@ -48,12 +48,9 @@ def informed_label_flips(learner: Learner, X_tr, y_tr, X_cand, y_cand, count: in
     chosen: list[int] = []
     w = train_gd(learner, X_tr, y_tr, steps=steps, lr=lr)
 
-    def trial(x, y, X, Y, w0):
-        XX, YY = torch.cat([X, x[None]]), torch.cat([Y, y[None]])
-        w = w0
-        for _ in range(warm_steps):
-            w = w - lr * learner.gradient(w, XX, YY)
-        return objective(w)
+    def trial(x, y, X, Y, w0):  # vmapped over the candidates
+        return objective(train_gd(learner, torch.cat([X, x[None]]), torch.cat([Y, y[None]]), steps=warm_steps,
+                                  lr=lr, w0=w0))
 
     for _ in range(count):
         X, Y = torch.cat([X_tr, X_cand[chosen]]), torch.cat([y_tr, y_flip[chosen]])

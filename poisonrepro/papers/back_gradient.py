@@ -14,7 +14,6 @@ its defences, as the lecture deck (seed 003) presents them: experiments, figures
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.func import vmap
 
@@ -28,7 +27,6 @@ from ..config import as_dict, config_hash
 from ..defenses.knn_sanitization import knn_relabel
 from ..defenses.noisy_labels import noise_robust
 from ..defenses.outlier_detection import fit_outlier_detector
-from ..results import Results, rank_correlation
 from ..train import progress
 
 NOTEBOOK = "06_back_gradient"
@@ -67,14 +65,9 @@ def load_pool(cfg, name: str) -> dict:
         z = np.log1p(ds.x.astype(np.float64))  # heavy-tailed counts: log scale, then [0, 1]
         return {"X": z / np.maximum(z.max(0), 1e-12), "y": ds.y, "source": ds.source}
     if name == "mnist_1v7":
-        out = {}
-        for split in ("train", "test"):
-            ds = D.load_mnist(split)
-            keep = np.isin(ds.y, (1, 7))
-            X = ds.x[keep].reshape(keep.sum(), -1).astype(np.float64) / 255.0
-            out[split] = (X, (ds.y[keep] == 7).astype(np.int64), ds.source)
-        return {"X": out["train"][0], "y": out["train"][1], "X_test": out["test"][0], "y_test": out["test"][1],
-                "source": f"{out['train'][2]}; test: {out['test'][2]}"}
+        (X, y, source), (Xt, yt, test_source) = (D.mnist_flat(split, digits=(1, 7)) for split in ("train", "test"))
+        return {"X": X, "y": (y == 7).astype(np.int64), "X_test": Xt, "y_test": (yt == 7).astype(np.int64),
+                "source": f"{source}; test: {test_source}"}
     if name == "ransomware_standin":
         ds = D.binary_feature_standin(cfg.ransomware_features, cfg.seed)
         return {"X": ds.x.astype(np.float64), "y": ds.y, "source": ds.source}
@@ -119,11 +112,10 @@ def victim_error(learner: Learner, s: dict, X, y, X_te, y_te) -> float:
     return learner.error(w, as_tensor(X_te), torch.as_tensor(y_te))
 
 
-def _attack(cfg, learner, s, sp, objective, X0, y0, per_round, bar, project=None, keep_path=False):
-    return craft_poisons(learner, sp["X_tr"], sp["y_tr"], objective, X0, y0, per_round=per_round,
-                         attack_iters=s["attack_iters"], attack_step=s["attack_step"],
-                         train_steps=s["train_steps"], train_lr=s["train_lr"], inner_steps=s["inner_steps"],
-                         inner_lr=s["inner_lr"], project=project, keep_path=keep_path, bar=bar)
+def _attack(learner, s, sp, objective, X0, y0, per_round, bar, project=None):
+    """``craft_poisons`` on the split's training set with the learner's settings ``s``."""
+    return craft_poisons(learner, sp["X_tr"], sp["y_tr"], objective, X0, y0, per_round=per_round, project=project,
+                         bar=bar, **s)
 
 
 def _poisoned(sp, X_p, y_p, count):
@@ -152,7 +144,7 @@ def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
                     learner = make_learner(cfg, kind, sp["X_tr"].shape[1])
                     X0, y0 = initial_poisons(sp, max(counts))
                     objective = validation_objective(learner, sp["X_val"], sp["y_val"])
-                    runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.per_round, bar)
+                    runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar)
                     X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
                     err[di, li, sp_i] = [victim_error(learner, s, *_poisoned(sp, X_p, y_p, c), sp["X_te"], sp["y_te"])
                                          for c in counts]
@@ -219,7 +211,7 @@ def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
                 objective = validation_objective(learner, sp["X_val"], sp["y_val"])
                 variants = []
                 for r in cfg.constraint_radii:
-                    runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.per_round, bar,
+                    runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar,
                                    project=lambda x, y, r=r: det.project(x, y, r))
                     variants.append((runp.X_p.numpy(), runp.y_p.numpy()))
                 variants.append((ind[f"poisons/{name}/logistic/{sp_i}"].numpy(),
@@ -294,9 +286,7 @@ def multiclass(cfg, cache: ArtifactCache) -> dict:
     counts = cfg.counts(cfg.mc_fractions, cfg.mc_n_train)
 
     def run():
-        train, test = D.load_mnist("train"), D.load_mnist("test")
-        Xp, yp = train.x.reshape(len(train.y), -1) / 255.0, train.y
-        Xt, yt = test.x.reshape(len(test.y), -1) / 255.0, test.y
+        (Xp, yp, _), (Xt, yt, _) = D.mnist_flat("train"), D.mnist_flat("test")
         s = dict(settings(cfg, "logistic"), attack_iters=cfg.mc_attack_iters)
         err = np.zeros((2, cfg.mc_splits, len(counts)))
         rate = np.zeros_like(err)
@@ -322,7 +312,7 @@ def multiclass(cfg, cache: ArtifactCache) -> dict:
                     idx = rng.choice(va, size=max(counts), replace=False)
                     X0, y0 = Xp[idx], (yp[idx] + rng.integers(1, 10, size=max(counts))) % 10  # a wrong label
                     objective = validation_objective(learner, Xp[va], y_val)
-                runp = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.mc_per_round, bar)
+                runp = _attack(learner, s, sp, objective, X0, y0, cfg.mc_per_round, bar)
                 X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
                 for ci, c in enumerate(counts):
                     w = train_gd(learner, *_poisoned(sp, X_p, y_p, c), steps=s["train_steps"], lr=s["train_lr"])
@@ -345,9 +335,7 @@ def label_noise(cfg, cache: ArtifactCache) -> dict:
     key = _key(cfg, ["seed", "lf_fractions", "lf_n_train", "lf_source", "lf_target", "splits", "n_test"])
 
     def run():
-        train, test = D.load_mnist("train"), D.load_mnist("test")
-        Xp, yp = train.x.reshape(len(train.y), -1) / 255.0, train.y
-        Xt, yt = test.x.reshape(len(test.y), -1) / 255.0, test.y
+        (Xp, yp, _), (Xt, yt, _) = D.mnist_flat("train"), D.mnist_flat("test")
         acc = np.zeros((len(LF_VARIANTS), cfg.splits, len(cfg.lf_fractions)))
         src = np.zeros_like(acc)
         bar = progress(total=acc.size, desc="LF-1 label poisoning")
@@ -404,7 +392,7 @@ def toy(cfg, cache: ArtifactCache) -> dict:
                 else:
                     X0, y0 = Xv[rng.choice(np.flatnonzero(yv == 2), cfg.toy_poisons)], np.zeros(cfg.toy_poisons, int)
                 objective = validation_objective(learner, Xv, yv, target)
-                r = _attack(cfg, learner, s, sp, objective, X0, y0, cfg.toy_poisons, None)
+                r = _attack(learner, s, sp, objective, X0, y0, cfg.toy_poisons, None)
                 X_p, y_p = r.X_p.numpy(), r.y_p.numpy()
             w = train_gd(learner, *_poisoned(sp, X_p, y_p, len(y_p)), steps=s["train_steps"], lr=s["train_lr"])
             out[f"mg1_{name}_regions"] = learner.predict(w, as_tensor(G)).reshape(len(grid), len(grid))
@@ -419,17 +407,13 @@ def toy(cfg, cache: ArtifactCache) -> dict:
         learner = make_learner(cfg, "logistic", 2)
         objective = validation_objective(learner, Xv, yv)
         x0 = X[y == 0][np.argmin(((X[y == 0] - centers[0]) ** 2).sum(1))][None]  # a typical class-0 point, flipped
-        r = craft_poisons(learner, X, y, objective, x0, np.ones(1), per_round=1, attack_iters=4 * s["attack_iters"],
-                          attack_step=s["attack_step"] / 10, train_steps=s["train_steps"], train_lr=s["train_lr"],
-                          inner_steps=s["inner_steps"], inner_lr=s["inner_lr"], keep_path=True)
+        r = craft_poisons(learner, X, y, objective, x0, np.ones(1), per_round=1, keep_path=True,
+                          **dict(s, attack_iters=4 * s["attack_iters"], attack_step=s["attack_step"] / 10))
         Xt, yt = as_tensor(X), as_tensor(y)
 
         def loss_at(p):  # validation loss of the learner trained with a poison (label 1) at p
-            XX, YY = torch.cat([Xt, p[None]]), torch.cat([yt, torch.ones(1, dtype=yt.dtype)])
-            w = learner.init()
-            for _ in range(s["train_steps"]):
-                w = w - s["train_lr"] * learner.gradient(w, XX, YY)
-            return objective(w)
+            return objective(train_gd(learner, torch.cat([Xt, p[None]]), torch.cat([yt, torch.ones(1, dtype=yt.dtype)]),
+                                      steps=s["train_steps"], lr=s["train_lr"]))
         surface = vmap(loss_at)(as_tensor(G)).reshape(len(grid), len(grid))
         out.update(mg2_X=X, mg2_y=y, mg2_path=r.paths[0][:, 0].numpy(), mg2_surface=surface.numpy(),
                    mg2_objective=np.asarray(r.objective[0]))

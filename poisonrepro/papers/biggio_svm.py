@@ -41,14 +41,8 @@ def load_pair_pools(pair: str):
     """(train pool, test set) of one digit pair as flat [0, 1] features, labels +1 (first digit)
     and -1 (second digit), and the training source."""
     a, b = int(pair[0]), int(pair[-1])
-    train, test = D.load_mnist("train"), D.load_mnist("test")
-    out = []
-    for ds in (train, test):
-        keep = np.isin(ds.y, (a, b))
-        X = ds.x[keep].reshape(keep.sum(), -1).astype(np.float64) / 255.0
-        y = np.where(ds.y[keep] == a, 1.0, -1.0)
-        out.append((X, y))
-    return out[0], out[1], train.source
+    (Xp, yp, source), (Xt, yt, _) = (D.mnist_flat(split, digits=(a, b)) for split in ("train", "test"))
+    return (Xp, np.where(yp == a, 1.0, -1.0)), (Xt, np.where(yt == a, 1.0, -1.0)), source
 
 
 def make_split(cfg, pools, split: int) -> dict:

@@ -43,9 +43,8 @@ def _key(cfg, prefix, **extra) -> str:
 
 def mnist_pools():
     """MNIST training digits (the pool splits come from) and the test set, flat in [0, 1]."""
-    train, test = D.load_mnist("train"), D.load_mnist("test")
-    flat = lambda ds: ds.x.reshape(len(ds.y), -1).astype(np.float64) / 255.0
-    return (flat(train), train.y), (flat(test), test.y), train.source
+    (Xp, yp, source), (Xt, yt, _) = D.mnist_flat("train"), D.mnist_flat("test")
+    return (Xp, yp), (Xt, yt), source
 
 
 # --------------------------------------------------------------------------- GEN-1
@@ -275,7 +274,6 @@ def fig_tradeoff(cfg, sweep, res: Results):
 
 
 def record_claims(cfg, gen, sweep, res: Results, source: str):
-    clean = float(gen["acc/clean"])
     setting = f"10-class MNIST logistic regression, {100 * cfg.gen_fraction:.0f}% poisons ({source})"
     # each method against the poisons it started from: unmodified '5's, uniform noise, the autoencoder's
     # plain reconstructions (labeled '5' too); what the optimisation adds, not what any extra point does
