@@ -20,7 +20,7 @@ import importlib
 import json
 import math
 import os
-from typing import Any, get_args, get_origin
+from typing import get_args, get_origin
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 PAPERS = {
@@ -57,12 +57,17 @@ def param(**kw):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExtractorConfig:
+class BaseConfig:
+    """The leading fields of every paper's config."""
+    profile: str = param(choices=PROFILE_NAMES)
+    seed: int = param(min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractorConfig(BaseConfig):
     """The leading fields of a config whose experiment runs on a frozen, pretrained feature
     extractor (``poisonrepro.pretrained.load_extractor``): the published one, or the project's
     CIFAR stand-in with these settings."""
-    profile: str = param(choices=PROFILE_NAMES)
-    seed: int = param(min=0)
     extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
     standin_width: int = param(min=4, max=256, dry=4)
     standin_per_class: int = param(min=1, max=5000, dry=4)

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ConfigError, param
+from . import BaseConfig, ConfigError, param
 from ..attacks.back_gradient import LEARNERS
 
 DATASETS = ("spambase", "mnist_1v7", "ransomware_standin")
 
 
 @dataclass(frozen=True)
-class Config:
-    profile: str = param(choices=("smoke", "cpu", "paper"))
-    seed: int = param(min=0)
+class Config(BaseConfig):
     datasets: tuple[str, ...] = param(choices=DATASETS)
     learners: tuple[str, ...] = param(choices=LEARNERS)
     n_train: int = param(min=10, max=2000, dry=60)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ConfigError, param
+from . import BaseConfig, ConfigError, param
 
 PAIRS = ("7v1", "9v8", "4v0")
 
 
 @dataclass(frozen=True)
-class Config:
-    profile: str = param(choices=("smoke", "cpu", "paper"))
-    seed: int = param(min=0)
+class Config(BaseConfig):
     pairs: tuple[str, ...] = param(choices=PAIRS)
     kernels: tuple[str, ...] = param(choices=("linear", "rbf"))
     n_train: int = param(min=4, max=2000, dry=20)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ConfigError, param
+from . import BaseConfig, ConfigError, param
 
 
 @dataclass(frozen=True)
-class Config:
-    profile: str = param(choices=("smoke", "cpu", "paper"))
-    seed: int = param(min=0)
+class Config(BaseConfig):
     # GEN-1: victim = 10-class logistic regression trained by gradient descent
     gen_n_train: int = param(min=20, max=5000, dry=60)
     gen_n_val: int = param(min=20, max=5000, dry=40)
