@@ -58,3 +58,10 @@ def success_curve(ax, x, rates, lows, highs, label, marker="o"):
     ax.errorbar(x, rates, yerr=[rates - np.asarray(lows), np.asarray(highs) - rates], marker=marker,
                 capsize=3, label=label)
     ax.set_ylim(-0.02, 1.02)
+
+
+def success_curves(ax, table, by: str, x: str, label):
+    """One ``success_curve`` per value of the index level ``by`` of a table with columns
+    success_rate, ci_low, ci_high, against its index level ``x``; ``label(value)`` names it."""
+    for value, part in table.groupby(level=by):
+        success_curve(ax, part.index.get_level_values(x), part.success_rate, part.ci_low, part.ci_high, label(value))

@@ -46,15 +46,21 @@ class _Tanh(torch.nn.Module):
         return torch.tanh(self.lin(x.flatten(1).double()))
 
 
-def test_perturbation_influence_predicts_the_retrained_test_loss():
-    torch.manual_seed(1)
+def _extractor_task(seed, n):
+    """A fixed extractor, n images, their features, median-split labels, a test image and the head."""
+    torch.manual_seed(seed)
     ext = _Tanh(6, 5)
-    imgs = torch.rand(80, 6, dtype=torch.float64)
+    imgs = torch.rand(n, 6, dtype=torch.float64)
     with torch.no_grad():
         feats = ext.features(imgs)
     y = (feats[:, 0] > feats[:, 0].median()).long()
-    xt, yt = torch.rand(1, 6, dtype=torch.float64), torch.tensor([0])
-    head = LogisticHead.fit(feats, y, 0.01)
+    xt = torch.rand(1, 6, dtype=torch.float64)
+    return ext, imgs, feats, y, xt, LogisticHead.fit(feats, y, 0.01)
+
+
+def test_perturbation_influence_predicts_the_retrained_test_loss():
+    ext, imgs, feats, y, xt, head = _extractor_task(1, 80)
+    yt = torch.tensor([0])
     with torch.no_grad():
         ft = ext.features(xt)
     s_test = inverse_hvp(head, feats, head.grads(ft, yt)[0])
@@ -72,14 +78,7 @@ def test_perturbation_influence_predicts_the_retrained_test_loss():
 
 
 def test_training_set_attack_raises_the_test_loss_within_its_box():
-    torch.manual_seed(2)
-    ext = _Tanh(6, 5)
-    imgs = torch.rand(60, 6, dtype=torch.float64)
-    with torch.no_grad():
-        feats = ext.features(imgs)
-    y = (feats[:, 0] > feats[:, 0].median()).long()
-    xt = torch.rand(1, 6, dtype=torch.float64)
-    head = LogisticHead.fit(feats, y, 0.01)
+    ext, imgs, feats, y, xt, head = _extractor_task(2, 60)
     with torch.no_grad():
         yt = head.predict(ext.features(xt))  # attack the model's own (correct) prediction
     before = head.losses(ext.features(xt).detach(), yt)[0]

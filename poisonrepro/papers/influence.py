@@ -156,9 +156,7 @@ def attack_table(cfg, att) -> pd.DataFrame:
 def fig_attack(cfg, table: pd.DataFrame, res: Results, label: str):
     """INF-1b: success of the training-set attack against the number of perturbed images."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for box, part in table.groupby(level="linf_box_255"):
-        n = part.index.get_level_values("perturbed_images")
-        P.success_curve(ax, n, part.success_rate, part.ci_low, part.ci_high, f"L-inf box {box:g}/255")
+    P.success_curves(ax, table, "linf_box_255", "perturbed_images", lambda box: f"L-inf box {box:g}/255")
     ax.set_xlabel("perturbed training images")
     ax.set_ylabel("test predictions flipped (95% CI)")
     ax.legend(fontsize=8)

@@ -233,9 +233,7 @@ def e2e_table(e2e) -> pd.DataFrame:
 def fig_e2e_success(cfg, table: pd.DataFrame, res: Results):
     """PF-F8: end-to-end success against the number of poisons, per watermark opacity."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for gamma, part in table.groupby(level="opacity"):
-        n = part.index.get_level_values("poisons")
-        P.success_curve(ax, n, part.success_rate, part.ci_low, part.ci_high, f"opacity {gamma:.0%}")
+    P.success_curves(ax, table, "opacity", "poisons", lambda gamma: f"opacity {gamma:.0%}")
     ax.set_xlabel("number of poisons")
     ax.set_ylabel("attack success rate (95% CI)")
     ax.legend(fontsize=8)
