@@ -53,10 +53,17 @@ def project(feats: torch.Tensor, origin, u, v) -> np.ndarray:
     return torch.stack([c @ u, c @ v], 1).numpy()
 
 
+def error_bars(values, lows, highs) -> np.ndarray:
+    """``yerr`` for ``errorbar`` from an interval: never negative (a bound a rounding error
+    away on the wrong side of its value counts as touching it) and 0 where undefined."""
+    values, lows, highs = (np.asarray(a, float) for a in (values, lows, highs))
+    below, above = np.nan_to_num(values - lows), np.nan_to_num(highs - values)
+    return np.stack([np.clip(below, 0, None), np.clip(above, 0, None)])
+
+
 def success_curve(ax, x, rates, lows, highs, label, marker="o"):
-    x, rates = np.asarray(x), np.asarray(rates)
-    ax.errorbar(x, rates, yerr=[rates - np.asarray(lows), np.asarray(highs) - rates], marker=marker,
-                capsize=3, label=label)
+    x, rates = np.asarray(x), np.asarray(rates, float)
+    ax.errorbar(x, rates, yerr=error_bars(rates, lows, highs), marker=marker, capsize=3, label=label)
     ax.set_ylim(-0.02, 1.02)
 
 

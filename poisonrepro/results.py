@@ -3,10 +3,12 @@
 A run writes ``figures/<profile>/<notebook>/``:
 
 - ``<artifact-id>.png`` for each figure and ``<artifact-id>.csv`` for each table;
-- ``claims.csv`` with the columns ``CLAIM_COLUMNS``: ``paper`` from the reference data (its
-  locator in ``setting``), ``measured`` from the run, 95% Wilson intervals for success
-  rates, ``expectation`` (the reduced-scale check, e.g. ``>= 0.8``) and ``holds``, computed
-  from ``measured`` and ``expectation``, never set by hand.
+- ``claims.csv`` with the columns ``CLAIM_COLUMNS``: ``paper`` from the reference data and its
+  citation in ``source``; ``measured`` from the run with the one-sided 95% bounds of the test
+  that decides the claim (``ci_low``, ``ci_high``), the claim's threshold (``expectation``,
+  e.g. ``> 0.8``), the test's name and p-value, and the ``verdict`` (holds, fails or
+  inconclusive; ``poisonrepro.stats``), computed from the per-trial data, never set by hand.
+  ``n_needed`` says, for an inconclusive claim, how many trials would decide it.
 
 ``write_summary`` gathers every notebook's claims into ``figures/<profile>/summary.csv`` and a
 readable ``REPORT.md``.
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import io
 import math
-import operator
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,38 +26,40 @@ from scipy.stats import spearmanr
 
 from . import paths, reference
 from .cache import atomic_write
+from .stats import Decision, wilson  # noqa: F401  (wilson: the intervals of the tables and figures)
 
-CLAIM_COLUMNS = ["artifact", "claim", "setting", "metric", "paper", "measured",
-                 "n", "ci_low", "ci_high", "expectation", "holds"]
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-_EXPECT = re.compile(r"^\s*(>=|<=|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
-
-
-def wilson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (statsmodels)."""
-    from statsmodels.stats.proportion import proportion_confint
-    if n == 0:
-        return (math.nan, math.nan)
-    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
-    return float(lo), float(hi)
+CLAIM_COLUMNS = ["artifact", "claim", "setting", "metric", "paper", "source", "measured", "n",
+                 "ci_low", "ci_high", "expectation", "test", "p", "verdict", "n_needed"]
 
 
 def rank_correlation(x, y) -> float:
-    """Spearman's rho; NaN (the claim then does not hold) where either side is constant."""
+    """Spearman's rho, a descriptive number for tables (claims use ``stats``); NaN where
+    either side is constant."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
 
 
-def check(measured: float, expectation: str) -> bool:
-    """Evaluate an expectation such as ``>= 0.8`` or ``< 0.1`` against a measured value."""
-    m = _EXPECT.match(expectation)
-    if m is None:
-        raise ValueError(f"expectation {expectation!r}: write it as '<op> <number>', op one of {', '.join(_OPS)}")
-    if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-        return False
-    return bool(_OPS[m.group(1)](measured, float(m.group(2))))
+def fmt(x, digits: int = 3) -> str:
+    """A number for a reader: ``digits`` significant digits, never scientific notation,
+    empty for NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and not x):
+        return ""
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == int(x) and abs(x) >= 1:
+        return f"{int(x):,}" if abs(x) >= 1e4 else str(int(x))
+    return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+
+
+def fmt_p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 @dataclass
@@ -92,25 +94,22 @@ class Results:
         return path
 
     # ---- claims
-    def claim(self, artifact: str, claim: str, metric: str, measured: float, expectation: str, *,
-              setting: str = "", paper_key: str | None = None, successes: int | None = None,
-              n: int | None = None) -> dict:
-        """Record one claim. With ``successes`` and ``n`` the measured value is the success
-        rate and a Wilson interval is attached. ``paper_key`` looks the paper's number up in
-        the reference data; its locator goes into ``setting``."""
-        paper_value = math.nan
+    def claim(self, artifact: str, claim: str, metric: str, decision: Decision, *,
+              setting: str = "", paper_key: str | None = None) -> dict:
+        """Record one claim, decided by ``decision`` (a test of ``poisonrepro.stats`` run on
+        this run's per-trial data). ``paper_key`` looks the paper's number up in the
+        reference data; its citation goes into ``source``."""
+        if not isinstance(decision, Decision):
+            raise TypeError(f"{artifact} {claim!r}: pass a poisonrepro.stats Decision, not {type(decision).__name__}")
+        paper_value, source = math.nan, ""
         if paper_key is not None:
             ref = reference.get(self.paper, paper_key)
-            paper_value = ref.value
-            setting = f"{setting}; paper: {ref.citation}" if setting else f"paper: {ref.citation}"
-        lo = hi = math.nan
-        if successes is not None:
-            measured = successes / n if n else math.nan
-            lo, hi = wilson(successes, n)
+            paper_value, source = ref.value, ref.citation
+        d = decision
         row = {"artifact": artifact, "claim": claim, "setting": setting, "metric": metric,
-               "paper": paper_value, "measured": float(measured), "n": n if n is not None else "",
-               "ci_low": lo, "ci_high": hi, "expectation": expectation,
-               "holds": check(float(measured), expectation)}
+               "paper": paper_value, "source": source, "measured": d.measured, "n": d.n,
+               "ci_low": d.ci_low, "ci_high": d.ci_high, "expectation": d.expectation, "test": d.test,
+               "p": d.p, "verdict": d.verdict, "n_needed": d.n_needed}
         self.claims.append(row)
         return row
 
@@ -122,13 +121,9 @@ class Results:
         return atomic_write(self.out_dir / "claims.csv", lambda tmp: tmp.write_text(text))
 
     def paper_vs_measured(self) -> pd.DataFrame:
-        """The readable table shown in the notebook: paper and measured side by side."""
-        df = self.claims_frame()
-        ci = [f"[{lo:.2f}, {hi:.2f}]" if not math.isnan(lo) else "" for lo, hi in zip(df.ci_low, df.ci_high)]
-        return pd.DataFrame({"artifact": df.artifact, "claim": df.claim, "setting": df.setting.map(short_setting),
-                             "metric": df.metric,
-                             "paper": df.paper, "measured": df.measured, "95% CI": ci,
-                             "check": df.expectation, "holds": df.holds})
+        """The readable table shown in the notebook: paper and measured side by side, the
+        verdict, its test and p-value (the paper's citation is in ``claims.csv``)."""
+        return readable(self.claims_frame())
 
     def regenerated(self) -> str:
         """The artifact ids of this run with each table's row and column labels (a numeric
@@ -141,38 +136,72 @@ class Results:
         return "\n".join(lines)
 
 
-def short_setting(setting) -> str:
-    """The setting without the paper locator (which stays in claims.csv)."""
-    return "" if pd.isna(setting) else str(setting).split("; paper:")[0].removeprefix("paper:").strip()
+def _bounds(lo, hi) -> str:
+    return "" if pd.isna(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def _needed(row) -> str:
+    if row.verdict != "inconclusive" or pd.isna(row.n_needed):
+        return ""
+    return "none at this effect" if math.isinf(row.n_needed) else f"~{fmt(row.n_needed)}"
+
+
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """Claims as a reader sees them: numbers at sensible precision, no NaN."""
+    return pd.DataFrame({
+        "artifact": df.artifact, "claim": df.claim, "setting": df.setting.fillna(""), "metric": df.metric,
+        "paper": df.paper.map(fmt), "measured": df.measured.map(fmt), "n": df.n,
+        "95% bounds": [_bounds(lo, hi) for lo, hi in zip(df.ci_low, df.ci_high)],
+        "check": df.expectation, "test": df.test, "p": df.p.map(fmt_p), "verdict": df.verdict,
+        "trials to decide": [_needed(r) for r in df.itertuples()]}).reset_index(drop=True)
+
+
+def tally(verdicts) -> str:
+    v = list(verdicts)
+    h, f, i = (sum(x == k for x in v) for k in ("holds", "fails", "inconclusive"))
+    return f"{h} of {len(v)} claims hold, {f} fail, {i} inconclusive (not reproduced: {f + i})"
 
 
 def write_summary(profile: str, notebooks: list[str] | None = None) -> tuple[Path, Path]:
     """``summary.csv`` and ``REPORT.md`` for a profile from every notebook's ``claims.csv``."""
     root = paths.figures_dir(profile)
-    frames = []
+    frames, stale = [], []
     for claims in sorted(root.glob("*/claims.csv")):
         if notebooks and claims.parent.name not in notebooks:
             continue
-        df = pd.read_csv(claims)
+        df = pd.read_csv(claims, keep_default_na=True)
+        if list(df.columns) != CLAIM_COLUMNS:  # an older results contract: left out, and said so
+            stale.append(claims.parent.name)
+            continue
         df.insert(0, "notebook", claims.parent.name)
         frames.append(df)
     summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["notebook"] + CLAIM_COLUMNS)
     summary_path = atomic_write(root / "summary.csv",
                                 lambda tmp: tmp.write_text(summary.to_csv(index=False, float_format="%.6g")))
     lines = [f"# poisonrepro report: profile `{profile}`", "",
-             "Measured values come from the notebook runs; paper values from `poisonrepro/reference/`.",
-             "`holds` is the reduced-scale check of each claim, computed in the run.", ""]
+             "Measured values come from the notebook runs; paper values from `poisonrepro/reference/`",
+             "(the citation in `source`). Each claim is decided by the stated test on the per-trial data",
+             "(`poisonrepro/stats.py`): **holds** when the one-sided 95% bound on the claim's side clears",
+             "the threshold in `check`, **fails** when the other bound falls short of it, **inconclusive**",
+             "otherwise (too little data to tell at 95%; counted as not reproduced). `p` is the one-sided",
+             "p-value of the claim's null (for trends and correlations: of no trend at all; the bound then",
+             "decides against the minimum effect, and a claim holds only if both agree); `trials to decide`",
+             "estimates how many trials would decide an inconclusive claim if the observed effect and",
+             "spread held.", "",
+             f"Overall: {tally(summary.verdict)}.", ""]
+    if stale:
+        lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
+                  f"them): {', '.join(stale)}.", ""]
     for nb, part in summary.groupby("notebook", sort=True):
-        held = int(part.holds.astype(bool).sum())
-        lines += [f"## {nb}: {held} of {len(part)} checks hold", "",
-                  "| artifact | claim | setting | metric | paper | measured | 95% CI | check | holds |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in part.itertuples():
-            ci = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if not pd.isna(r.ci_low) else ""
-            paper = "" if pd.isna(r.paper) else f"{r.paper:.3g}"
-            lines.append(f"| {r.artifact} | {r.claim} | {short_setting(r.setting)} | {r.metric} | {paper} | "
-                         f"{r.measured:.3g} | {ci} | "
-                         f"`{r.expectation}` | {'yes' if bool(r.holds) else '**no**'} |")
+        lines += [f"## {nb}: {tally(part.verdict)}", "",
+                  "| artifact | claim | setting | metric | paper | source | measured | n | 95% bounds | check "
+                  "| test | p | verdict | trials to decide |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r, src in zip(readable(part).itertuples(index=False), part.source.fillna("")):
+            verdict = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*"}[r.verdict]
+            lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {src} | "
+                         f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | {verdict} | "
+                         f"{r._12} |")
         lines.append("")
     report = "\n".join(lines)
     report_path = atomic_write(root / "REPORT.md", lambda tmp: tmp.write_text(report))

@@ -191,3 +191,81 @@ def test_a_spambase_file_of_the_wrong_shape_stops_the_notebook_before_compute(tm
                       defence_datasets=("spambase",))
     with pytest.raises(ValueError, match=r"Spambase must have shape \(4601, 58\)"):
         B.check_inputs(cfg)
+
+
+def test_knn_sanitisation_keeps_the_label_on_a_tie():
+    # point 0 (label 1) has exactly five neighbours of each class among its 10 nearest: a 5-5 tie
+    X = np.concatenate([[0.0], np.arange(1, 6) * 0.1, -np.arange(1, 6) * 0.1, 100 + np.arange(10.0)])[:, None]
+    y = np.array([1] + [0] * 5 + [1] * 5 + [0] * 10)
+    assert knn_relabel(X, y, k=10, confidence=0.5)[0] == 1  # argmax with >= relabeled it as class 0
+    # one more class-0 neighbour (6-4): a unique majority at 0.6 >= 0.5 relabels it
+    X6, y6 = X.copy(), y.copy()
+    X6[10], y6[10] = 0.45, 0
+    assert knn_relabel(X6, y6, k=10, confidence=0.5)[0] == 0
+    assert knn_relabel(X6, y6, k=10, confidence=0.7)[0] == 1  # 0.6 is short of 0.7
+
+
+def _binary_task(n=60, d=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(d, generator=g, dtype=DTYPE) * 0.4 + 0.1
+    def draw(m):
+        y = (torch.rand(m, generator=g) < 0.5).to(DTYPE)
+        shift = torch.zeros(d, dtype=DTYPE)
+        shift[:6] = 0.4
+        X = (torch.rand(m, d, generator=g, dtype=DTYPE) < p + y[:, None] * shift).to(DTYPE)
+        return X, y
+    return (*draw(n), *draw(80))
+
+
+def test_binary_poisons_stay_binary_and_raise_the_validation_loss():
+    X, y, Xv, yv = _binary_task()
+    learner = Learner("logistic", X.shape[1], weight_decay=0.01)
+    objective = validation_objective(learner, Xv, yv)
+    X0, y0 = Xv[:6], 1 - yv[:6]
+    kw = dict(per_round=3, attack_iters=8, attack_step=0.5, train_steps=300, train_lr=0.5, inner_steps=20,
+              inner_lr=0.5)
+    run = craft_poisons(learner, X, y, objective, X0, y0, binary_flips=2, **kw)
+    assert ((run.X_p == 0) | (run.X_p == 1)).all()
+    assert 0 < (run.X_p != X0).sum(1).max() <= 2 * 8  # at most binary_flips bits per iteration
+    fit = lambda Xp: train_gd(learner, torch.cat([X, Xp]), torch.cat([y, y0]), steps=300, lr=0.5)
+    assert objective(fit(run.X_p)) > objective(fit(X0))
+    # the continuous attack leaves {0, 1}: the variant the notebook labels as such
+    cont = craft_poisons(learner, X, y, objective, X0, y0, **kw)
+    assert not ((cont.X_p == 0) | (cont.X_p == 1)).all()
+    with pytest.raises(ValueError, match="0/1"):
+        craft_poisons(learner, X, y, objective, X0 * 0.5, y0, binary_flips=1, **kw)
+
+
+def test_binary_projection_flips_the_fewest_bits_into_the_ball_and_stays_binary():
+    X, y, Xv, yv = _binary_task(d=20)
+    det = fit_outlier_detector(Xv.numpy(), yv.numpy(), quantile=0.9)
+    x = 1 - Xv[:8]  # complemented points: far outside their label's ball
+    labels = yv[:8]
+    out = det.project_binary(x, labels, 1.0)
+    assert ((out == 0) | (out == 1)).all()
+    assert det.keep(out.numpy(), labels.numpy()).all()
+    # fewest flips: undoing any one of them leaves the ball again
+    for i in range(len(out)):
+        changed = (out[i] != x[i]).nonzero().flatten()
+        assert len(changed) > 0
+        for j in changed:
+            back = out[i].clone()
+            back[j] = x[i, j]
+            assert not det.keep(back[None].numpy(), labels[i:i + 1].numpy()).any()
+    inside = det.project_binary(Xv[:8], yv[:8], 100.0)
+    assert torch.equal(inside, Xv[:8])  # inside the ball already: unchanged
+
+
+def test_constrained_attacker_fits_its_own_detector_on_its_validation_data():
+    from poisonrepro.papers import back_gradient as B
+    cfg = load_config("back_gradient", "smoke")
+    rng = np.random.default_rng(0)
+    sp = {"X_val": rng.random((40, 3)), "y_val": np.repeat([0, 1], 20),
+          "X_trusted": rng.random((20, 3)) + 5, "y_trusted": np.repeat([0, 1], 10)}
+    guess = B.attacker_detector(cfg, sp)
+    assert np.allclose(guess.centroids[0], sp["X_val"][:20].mean(0))  # never the defender's trusted points
+
+
+def test_cpu_profile_has_at_least_three_splits_for_every_claim():
+    cfg = load_config("back_gradient", "cpu")
+    assert cfg.splits >= 3 and cfg.mc_splits >= 3

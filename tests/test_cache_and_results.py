@@ -7,7 +7,8 @@ import torch
 
 from poisonrepro import cache as C
 from poisonrepro import paths
-from poisonrepro.results import CLAIM_COLUMNS, Results, check, wilson
+from poisonrepro import stats as S
+from poisonrepro.results import CLAIM_COLUMNS, Results, wilson
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
@@ -44,19 +45,14 @@ def test_wilson_interval():
     assert all(math.isnan(v) for v in wilson(0, 0))
 
 
-def test_expectations():
-    assert check(0.85, ">= 0.8") and not check(0.75, ">= 0.8")
-    assert check(0.05, "< 0.1") and not check(float("nan"), "< 0.1")
-    with pytest.raises(ValueError, match="expectation"):
-        check(1.0, "about 1")
-
-
 def test_claims_are_computed_and_written_with_the_contract_columns(isolated_artifacts):
     res = Results("01_poison_frogs", "smoke", "poison_frogs")
-    row = res.claim("PF-F5", "c", "success_rate", 0.0, ">= 0.8", paper_key="transfer_success_rate",
-                    successes=9, n=10)
-    assert row["measured"] == 0.9 and row["holds"] and row["paper"] == 1.0
-    assert "Sec. 4.1.1" in row["setting"]
+    row = res.claim("PF-F5", "c", "success_rate", S.rate_test(95, 100, 0.8), paper_key="transfer_success_rate")
+    assert row["measured"] == 0.95 and row["verdict"] == "holds" and row["paper"] == 1.0
+    assert "Sec. 4.1.1" in row["source"] and row["setting"] == "" and row["test"].startswith("Wilson")
+    # 9 of 10 cannot be told apart from 0.8: inconclusive, with the trials that would decide it
+    row = res.claim("PF-F5", "c2", "success_rate", S.rate_test(9, 10, 0.8))
+    assert row["verdict"] == "inconclusive" and row["n_needed"] > 10
     res.save_table(pd.DataFrame({"a": [1]}, index=["r"]), "PF-F5")
     res.save_table(pd.DataFrame({"a": [1]}, index=pd.Index([0.5], name="beta")), "PF-F8")
     df = pd.read_csv(res.write_claims())

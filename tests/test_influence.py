@@ -87,3 +87,78 @@ def test_training_set_attack_raises_the_test_loss_within_its_box():
     after = new_head.losses(ext.features(xt).detach(), yt)[0]
     assert after > before
     assert (x - imgs[idx]).abs().max() <= 0.1 + 1e-12 and x.min() >= 0 and x.max() <= 1
+
+
+def test_random_sign_control_moves_the_attacks_images_to_corners_of_its_box():
+    from poisonrepro.attacks.influence import most_influential, random_sign_control
+    ext, imgs, feats, y, xt, head = _extractor_task(3, 60)
+    with torch.no_grad():
+        ft = ext.features(xt)
+    yt = head.predict(ft)
+    infl = influence_up_loss(head, feats, y, ft, yt)
+    idx = most_influential(head, feats, y, ft, yt, 4)
+    assert set(idx.tolist()) == set(torch.topk(infl.abs(), 4).indices.tolist())  # the attack's choice
+    eps = 0.05
+    flipped, x, new_head = random_sign_control(ext, imgs, y, feats, ft, yt, idx, eps=eps, weight_decay=0.01,
+                                               generator=torch.Generator().manual_seed(0))
+    delta = x - imgs[idx]
+    assert delta.abs().max() <= eps + 1e-12 and x.min() >= 0 and x.max() <= 1
+    at_corner = ((delta.abs() - eps).abs() < 1e-12) | (x == 0) | (x == 1)
+    assert bool(at_corner.all()) and 0.3 < float((delta > 0).double().mean()) < 0.7  # random signs
+    assert isinstance(flipped, bool) and not torch.equal(new_head.theta, head.theta)
+    with pytest.raises(ValueError, match="eps=0"):
+        random_sign_control(ext, imgs, y, feats, ft, yt, idx, eps=0, weight_decay=0.01,
+                            generator=torch.Generator())
+
+
+def _fake(cfg, attack_k, control_k, n):
+    """Attack and control results with ``attack_k[e][c]`` / ``control_k[e][c]`` of ``n``
+    targets flipped per box e and number of images c."""
+    def flips(k):
+        f = torch.zeros(len(cfg.eps), len(cfg.perturb_counts), n, dtype=torch.bool)
+        for e in range(len(cfg.eps)):
+            for c in range(len(cfg.perturb_counts)):
+                f[e, c, :k[e][c]] = True
+        return f
+    att = {"flipped": flips(attack_k), "linf": torch.full((len(cfg.eps), len(cfg.perturb_counts), n), 0.01)}
+    return att, {"flipped": flips(control_k)}
+
+
+def test_table_figure_and_claims_on_edge_cases(tmp_path, monkeypatch):
+    """0/n, n/n, n = 0 and Wilson bounds that touch their rate: no crash, no negative error
+    bar, no division by zero, and verdicts that follow the data."""
+    import numpy as np
+    from poisonrepro.config import load_config
+    from poisonrepro.papers import influence as I
+    from poisonrepro.results import Results
+    monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
+    cfg = load_config("influence", "cpu")          # boxes 2/255 and 16/255; 1, 2, 3, 5, 10 images
+    n = 30
+    att, ctl = _fake(cfg, [[0] * 5, [n // 2, 20, 24, 28, n]], [[0] * 5, [0] * 5], n)
+    loo = {"predicted": torch.linspace(-1, 1, 40, dtype=torch.float64), "actual": torch.linspace(-2, 2, 40, dtype=torch.float64),
+           "top_predicted": torch.linspace(-1, 1, 40, dtype=torch.float64),
+           "top_actual": torch.randn(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)}
+    table = I.attack_table(cfg, att, ctl)
+    assert table.loc[(2.0, 1)].success_rate == 0 and table.loc[(16.0, 10)].success_rate == 1
+    assert table.loc[(16.0, 10)].ci_high == 1 and table.loc[(2.0, 1)].control_ci_low == 0  # bounds touch rates
+    res = Results("test_08_claims", "cpu", "influence")
+    I.fig_attack(cfg, table, res, "label")
+    I.record_claims(cfg, loo, att, ctl, res, "label")
+    got = dict(zip(zip(res.claims_frame().metric, res.claims_frame().setting.str.contains("16/255")),
+                   res.claims_frame().verdict))
+    assert got[("spearman(predicted, actual), random points", False)] == "holds"
+    assert got[("spearman(predicted, actual), top points", False)] == "fails"        # no agreement at all
+    assert got[("success_rate (one image)", False)] == "fails"                        # 0/30 is no majority
+    assert got[("success_rate (one image)", True)] == "inconclusive"                  # 15/30 against 0.5
+    assert got[("change of success_rate over the images", False)] == "fails"          # flat at zero
+    assert got[("change of success_rate over the images", True)] == "holds"
+    assert got[("success_rate - control_success_rate", False)] == "inconclusive"      # 0 - 0: no excess shown
+    assert got[("success_rate - control_success_rate", True)] == "holds"              # 30/30 against 0/30
+    # no targets at all: NaN rates, no crash, every claim on them inconclusive
+    att0, ctl0 = _fake(cfg, [[0] * 5] * 2, [[0] * 5] * 2, 0)
+    t0 = I.attack_table(cfg, att0, ctl0)
+    assert np.isnan(t0.success_rate).all() and np.isnan(t0.max_linf_255).all()
+    I.fig_attack(cfg, t0, res, "label")
+    res0 = Results("test_08_claims", "cpu", "influence")
+    I.record_claims(cfg, loo, att0, ctl0, res0, "label")
+    assert (res0.claims_frame().verdict.iloc[2:] == "inconclusive").all()

@@ -60,3 +60,36 @@ def test_bad_inputs_are_rejected_before_any_compute():
         load_config("biggio_svm", "smoke", pairs=("3v5",))
     with pytest.raises(ValueError, match="kernel='poly'"):
         fit_svm(np.zeros((2, 2)), np.array([-1, 1]), kernel="poly", C=1.0, gamma=0.1)
+
+
+def _fake_runs(cfg, clean, attacked, multi_rise, seed=0):
+    """Per-split results shaped like ``single_point`` / ``multi_point``: every pair gets the
+    clean and attacked errors given (per pair), plus split-to-split noise."""
+    import torch
+    rng = np.random.default_rng(seed)
+    P, K, S, L = len(cfg.pairs), len(cfg.kernels), cfg.splits, 3
+    te = np.zeros((P, K, S, L))
+    for p in range(P):
+        te[p, :, :, 0] = clean[p] + rng.normal(0, 0.003, (K, S))
+        te[p, :, :, 1:] = (attacked[p] + rng.normal(0, 0.005, (K, S)))[..., None]
+    frac = np.asarray(cfg.attack_fractions)
+    multi = np.stack([clean[p] + multi_rise[p] * frac / frac.max() + rng.normal(0, 0.005, (cfg.multi_splits, len(frac)))
+                      for p in range(P)])
+    return {"test_error": torch.from_numpy(te)}, {"test_error": torch.from_numpy(multi)}
+
+
+def test_claims_are_decided_by_tests_on_the_per_split_errors(tmp_path, monkeypatch):
+    from poisonrepro.papers.biggio_svm import record_claims
+    from poisonrepro.results import Results
+    cfg = load_config("biggio_svm", "cpu")
+    # pair 1 reproduces; pair 2: clean error too high, attack too weak, no trend; pair 3: on the thresholds
+    single, multi = _fake_runs(cfg, clean=[0.03, 0.08, 0.05], attacked=[0.20, 0.10, 0.15], multi_rise=[0.2, 0.0, 0.05])
+    monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
+    res = Results("test_05_claims", "smoke", "biggio_svm")
+    record_claims(cfg, single, multi, res, "fake")
+    v = res.claims_frame().verdict.tolist()
+    assert len(v) == 12
+    assert v[0:4] == ["holds"] * 4
+    assert v[4:8] == ["fails"] * 4
+    assert v[8:12] == ["inconclusive"] * 4   # exactly on every threshold: the data cannot tell
+    assert "t bound" in res.claims_frame().test[0] and "OLS" in res.claims_frame().test[3]

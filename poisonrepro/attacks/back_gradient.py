@@ -216,6 +216,16 @@ class PoisonRun:
     paths: list = field(default_factory=list)  # per round: [iterations + 1, per_round, d]
 
 
+def binary_step(x: torch.Tensor, g: torch.Tensor, flips: int) -> torch.Tensor:
+    """Flip the ``flips`` bits of each binary row of ``x`` that raise the objective most to
+    first order (gain g_j (1 - 2 x_j)); a bit with no positive gain is left alone."""
+    if not ((x == 0) | (x == 1)).all():
+        raise ValueError("binary_flips needs poisons of 0/1 features")
+    gain, idx = (g * (1 - 2 * x)).topk(min(flips, x.shape[1]), dim=1)
+    flip = torch.zeros_like(x, dtype=torch.bool).scatter(1, idx, gain > 0)
+    return torch.where(flip, 1 - x, x)
+
+
 @register_attack("back_gradient", paper="Munoz-Gonzalez et al. 2017", notebook="06_back_gradient",
                  summary="insert points whose features maximise the validation loss; gradient by reversing T "
                          "steps of the learner's gradient descent (Algorithm 2)",
@@ -223,12 +233,18 @@ class PoisonRun:
                  influence="causative", violation="availability", specificity="indiscriminate")
 def craft_poisons(learner: Learner, X_tr, y_tr, objective, init_points, init_labels, *, per_round: int,
                   attack_iters: int, attack_step: float, train_steps: int, train_lr: float, inner_steps: int,
-                  inner_lr: float, project=None, keep_path: bool = False, bar=None) -> PoisonRun:
+                  inner_lr: float, project=None, keep_path: bool = False, bar=None,
+                  binary_flips: int = 0) -> PoisonRun:
     """Greedy rounds of ``per_round`` poisons (the paper adds one at a time): each round starts
     from the given initial points (validation points with flipped labels), trains the learner on
     D_tr plus the poisons so far, then alternates T warm-started training steps with a
     back-gradient step of normalised gradient ascent, projected onto [0, 1]^d (and onto
-    ``project(x, y)`` when a detectability constraint is given)."""
+    ``project(x, y)`` when a detectability constraint is given).
+
+    ``binary_flips`` > 0 keeps poisons of binary features binary: instead of the continuous
+    step, each iteration flips the ``binary_flips`` bits of each poison whose first-order gain
+    ``g_j (1 - 2 x_j)`` is largest and positive (the initial points must be 0/1; ``project``
+    must then keep them binary too)."""
     X_tr, y_tr = as_tensor(X_tr), as_tensor(y_tr)
     init_points, init_labels = as_tensor(init_points), as_tensor(init_labels)
     X_p, y_p = X_tr[:0], y_tr[:0]
@@ -246,7 +262,8 @@ def craft_poisons(learner: Learner, X_tr, y_tr, objective, init_points, init_lab
                          w0=w)
             values.append(objective(w).item())
             g = back_gradient(learner, w, X_fix, y_fix, x, yc, objective, steps=inner_steps, lr=inner_lr)
-            x = (x + attack_step * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(0, 1)
+            x = binary_step(x, g, binary_flips) if binary_flips else \
+                (x + attack_step * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(0, 1)
             if project is not None:
                 x = project(x, yc)
             if keep_path:

@@ -9,17 +9,24 @@ solved by forward-backward splitting (Algorithm 1):
     backward: x  = (x^ + lambda * beta * b) / (1 + lambda * beta)            (prox of beta||x-b||^2)
 
 with images clipped to the valid pixel range after each step. The paper scales beta with
-the dimensions of the feature and input spaces, beta = beta0 * 2048^2 / dim_b^2 (Sec. 4.1),
-``paper_beta``. The step size is halved whenever the objective rises above the mean of its
-last 40 values, and crafting stops early once the relative change of the objective falls
-below 1e-10 (both from the authors' released code; paper-notes.md).
+the dimensions of the feature and input spaces, beta = beta0 * 2048^2 / dim_b^2 (Sec. 4.1,
+Eq. 2), and its end-to-end experiment (Sec. 4.2) gives a raw beta = 0.1 for the fixed-size
+32x32 CIFAR images. The step size is halved, and the step thrown away, whenever the objective
+rises above the mean of its last 40 values, and crafting stops early once the relative change
+of the objective falls below 1e-10 (both from the authors' released code; paper-notes.md).
+
+Pixel scale. The paper's beta, and the authors' code, work on pixels in [0, 255]; this
+project's images are in [0, 1]. The feature term does not depend on the pixel scale (the
+network sees the same image either way), but for an image x' = 255 x the penalty is
+beta ||x' - b'||^2 = (255^2 beta) ||x - b||^2. So the paper's beta is 255^2 times *larger*
+on the [0, 1] scale: ``paper_beta`` and ``beta_01`` return it so (``PIXEL_SCALE``).
 
 Watermarking (Sec. 4.2): for end-to-end training the base is first blended with the target,
 b <- gamma * t + (1 - gamma) * b, at opacity gamma (``watermark``).
 
 All pairs (base_i, target_i) of a batch are optimised at once, each with its own step size.
-Pixels are on the [0, 1] scale here; the authors' code worked on [0, 255], where the same
-beta weighs ||x - b||^2 255^2 times less.
+``Resized`` lets poisons live at a higher resolution than the network's input, as in the
+authors' pipeline (raw ImageNet images, bilinearly resized to InceptionV3's 299x299).
 """
 from __future__ import annotations
 
@@ -29,9 +36,46 @@ from ..registry import register_attack
 from ..train import progress
 
 
+PIXEL_SCALE = 255.0  # the paper's pixels are in [0, 255], ours in [0, 1]
+
+
+def beta_01(beta_255: float) -> float:
+    """A beta given on the paper's [0, 255] pixel scale, on this project's [0, 1] scale."""
+    return beta_255 * PIXEL_SCALE ** 2
+
+
 def paper_beta(beta0: float, feature_dim: int, input_dim: int) -> float:
-    """beta = beta0 * 2048^2 / dim_b^2 generalised to our feature dimension (Sec. 4.1)."""
-    return beta0 * feature_dim ** 2 / input_dim ** 2
+    """Eq. 2, beta = beta0 * 2048^2 / dim_b^2 on the [0, 255] scale (2048 is InceptionV3's
+    feature dimension, generalised to ``feature_dim``), returned on the [0, 1] scale."""
+    return beta_01(beta0 * feature_dim ** 2 / input_dim ** 2)
+
+
+class Resized(torch.nn.Module):
+    """A network that sees its input bilinearly resized (with antialiasing) to ``size``:
+    poisons crafted through it live at the input's own, higher resolution."""
+
+    def __init__(self, model, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+        self.feature_dim = model.feature_dim
+
+    def _resize(self, x):
+        if x.shape[-1] == self.size:
+            return x
+        return torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                               antialias=True, align_corners=False)
+
+    def features(self, x):
+        return self.model.features(self._resize(x))
+
+    def forward(self, x):
+        return self.model(self._resize(x))
+
+
+def perturbation_size(poisons: torch.Tensor, bases: torch.Tensor) -> dict:
+    """L2 and L-inf of poison - base per poison, on the paper's 0-255 pixel scale."""
+    d = (poisons - bases).flatten(1) * PIXEL_SCALE
+    return {"l2_255": d.norm(dim=1), "linf_255": d.abs().max(dim=1).values}
 
 
 def watermark(base: torch.Tensor, target: torch.Tensor, opacity: float) -> torch.Tensor:
@@ -85,11 +129,15 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
         with torch.no_grad():
             lam = (step * active)[:, None, None, None]
             x_hat = x - lam * grad                                   # forward step
-            x = ((x_hat + lam * beta * anchor) / (1 + lam * beta)).clamp(0, 1)  # backward (prox) step
-            obj = collision_objective(model, x, target_features, anchor, beta)
-            recent = torch.stack(history[-decay_window:])
-            step = torch.where(obj > recent.mean(0), step * 0.5, step)
+            cand = ((x_hat + lam * beta * anchor) / (1 + lam * beta)).clamp(0, 1)  # backward (prox) step
+            obj = collision_objective(model, cand, target_features, anchor, beta)
             rel = (history[-1] - obj).abs() / history[-1].clamp_min(1e-12)
+            # as in the authors' code: an objective above the mean of the last values means the
+            # step is too large; halve it and throw the candidate away
+            worse = obj > torch.stack(history[-decay_window:]).mean(0)
+            step = torch.where(worse, step * 0.5, step)
+            x = torch.where(worse[:, None, None, None], x.detach(), cand)
+            obj = torch.where(worse, history[-1], obj)
             active &= rel >= tol
             history.append(obj)
         if not active.any():

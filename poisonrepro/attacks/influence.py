@@ -12,7 +12,9 @@ logistic regression" setting), whose Hessian is small enough to form exactly; co
 gradients (``method="cg"``, Hessian-vector products only) sit behind the same interface for
 larger heads. The attack (Sec. 5.2) moves the most influential training images along
 sign(I_pert,loss) inside a small L-inf box so as to raise the test image's loss until its
-prediction flips.
+prediction flips. ``random_sign_control`` is its control: the same training images moved to
+random corners of the same box, which tells a working attack from targets that any
+perturbation flips.
 """
 from __future__ import annotations
 
@@ -119,6 +121,12 @@ def influence_pert_loss(extractor, head: LogisticHead, images, labels, s_test: t
     return -g
 
 
+def most_influential(head: LogisticHead, train_feats, train_y, test_feat, test_y, k: int) -> torch.Tensor:
+    """The ``k`` training points with the largest |I_up,loss| on the test point (Sec. 5.2's choice)."""
+    infl = influence_up_loss(head, train_feats, train_y, test_feat, test_y)
+    return torch.argsort(infl.abs(), descending=True)[:k]
+
+
 @register_attack("influence_attack", paper="Koh and Liang 2017", notebook="08_influence",
                  summary="perturb the most influential training images to flip a test prediction",
                  timing="poisoning", goal="targeted", knowledge="white-box", universality="individual",
@@ -132,8 +140,7 @@ def training_set_attack(extractor, head: LogisticHead, train_images, train_y, tr
         raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels on the [0, 1] scale)")
     with torch.no_grad():
         test_feat = extractor.features(test_image)
-    infl = influence_up_loss(head, train_feats, train_y, test_feat, test_y)
-    idx = torch.argsort(infl.abs(), descending=True)[:n_perturb]
+    idx = most_influential(head, train_feats, train_y, test_feat, test_y, n_perturb)
     base = train_images[idx]
     x = base.clone()
     feats = train_feats.clone()
@@ -148,3 +155,21 @@ def training_set_attack(extractor, head: LogisticHead, train_images, train_y, tr
         if int(head.predict(test_feat)[0]) != int(test_y[0]):
             return True, idx, x, head
     return False, idx, x, head
+
+
+def random_sign_control(extractor, train_images, train_y, train_feats, test_feat, test_y, idx, *, eps: float,
+                        weight_decay: float, generator: torch.Generator):
+    """The attack's control: the training images ``idx`` (the attack's choice, from
+    ``most_influential``), each pixel moved by +-eps with a random sign (the corners of the
+    attack's L-inf box, where its signed steps end up), the head refit once. Returns
+    (flipped, images, head)."""
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels on the [0, 1] scale)")
+    base = train_images[idx]
+    sign = torch.randint(0, 2, base.shape, generator=generator).to(base.dtype) * 2 - 1
+    x = (base + eps * sign).clamp(0, 1)
+    feats = train_feats.clone()
+    with torch.no_grad():
+        feats[idx] = extractor.features(x).to(feats.dtype)
+    head = LogisticHead.fit(feats, train_y, weight_decay)
+    return int(head.predict(test_feat)[0]) != int(test_y[0]), x, head

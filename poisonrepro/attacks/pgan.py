@@ -46,6 +46,11 @@ class PGAN(nn.Module):
         return self.G(torch.randn(n, self.z_dim, generator=generator))
 
 
+def _frozen(model: PGAN, frozen: bool):
+    for p in (*model.D.parameters(), *model.C.parameters()):
+        p.requires_grad_(not frozen)
+
+
 def _bce(logits, value: float):
     return F.binary_cross_entropy_with_logits(logits.squeeze(1), torch.full((len(logits),), float(value)))
 
@@ -70,8 +75,9 @@ def train_pgan(model: PGAN, X_class: torch.Tensor, X_tr: torch.Tensor, y_tr: tor
     for _ in range(steps):
         real = X_class[torch.randint(len(X_class), (batch,), generator=g)]
         idx = torch.randint(len(X_tr), (batch,), generator=g)
-        # D: genuine class-Y_p points vs poisons
-        fake = model.sample(batch, g).detach()
+        # D: genuine class-Y_p points vs poisons (no graph through G: only D and C learn from these)
+        with torch.no_grad():
+            fake = model.sample(batch, g)
         d_loss = _bce(model.D(real), 1) + _bce(model.D(fake), 0)
         opt["D"].zero_grad()
         d_loss.backward()
@@ -84,12 +90,14 @@ def train_pgan(model: PGAN, X_class: torch.Tensor, X_tr: torch.Tensor, y_tr: tor
         opt["C"].step()
         # G: alpha * (look genuine to D) - (1 - alpha) * lambda * (C's loss on the poisons)
         fake = model.sample(batch, g)
+        _frozen(model, True)  # G's step needs no gradients of D's and C's weights (they were discarded)
         g_adv = _bce(model.D(fake), 1)
         g_cls = F.binary_cross_entropy_with_logits(model.C(fake).squeeze(1), yp)
         g_loss = alpha * g_adv - (1 - alpha) * lam * g_cls
         opt["G"].zero_grad()
         g_loss.backward()
         opt["G"].step()
+        _frozen(model, False)
         for k, v in (("D", d_loss), ("C", c_loss), ("G_adv", g_adv), ("G_cls", g_cls)):
             hist[k].append(v.item())
         if bar is not None:

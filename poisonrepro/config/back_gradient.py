@@ -11,6 +11,11 @@ T = 200). The notes give a second number beside T for LR (0.1) and ADALINE (0.02
 as the learning rate of the T inner steps (our reading). Spambase/Ransomware sizes, the
 multiclass experiment and the defences' settings are not in the notes: ours.
 
+The Ransomware stand-in's features are binary, so its poisons stay binary: each attack iteration
+flips ``binary_flips`` bits (one: the smallest binary move, L2 length 1, no shorter than the
+continuous step); ``ransomware_standin_continuous`` is the same data with continuous poisons in
+[0, 1]^d, a labeled variant (not a claim).
+
 Per-learner tuples follow the order of ``LEARNERS`` (adaline, logistic, mlp).
 """
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 from . import BaseConfig, ConfigError, param
 from ..attacks.back_gradient import LEARNERS
 
-DATASETS = ("spambase", "mnist_1v7", "ransomware_standin")
+DATASETS = ("spambase", "mnist_1v7", "ransomware_standin", "ransomware_standin_continuous")
+MAIN_DATASETS = DATASETS[:3]
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Config(BaseConfig):
     weight_decay: float = param(min=0, max=1)
     mlp_hidden: int = param(min=1, max=1000, dry=2)
     ransomware_features: int = param(min=10, max=5000)
+    binary_flips: int = param(min=1, max=100)  # bits flipped per attack iteration on binary features
     # MG-4, multiclass MNIST logistic regression
     mc_n_train: int = param(min=20, max=5000, dry=100)
     mc_n_val: int = param(min=20, max=5000, dry=30)
@@ -115,7 +122,7 @@ _PAPER_LEARNERS = dict(attack_iters=(100, 300, 200), attack_step=(1.0, 1.0, 0.2)
 _CPU_LEARNERS = dict(attack_iters=(15, 15, 15), attack_step=(0.5, 0.5, 0.2), train_steps=(1000, 1000, 400),
                      train_lr=(0.05, 0.5, 0.1), inner_steps=(20, 20, 20), inner_lr=(0.05, 0.5, 0.1))
 _COMMON = dict(seed=0, datasets=DATASETS, learners=LEARNERS, weight_decay=0.001, mlp_hidden=10,
-               ransomware_features=400, mc_source=8, mc_target=3, transfer_dataset="mnist_1v7",
+               ransomware_features=400, binary_flips=1, mc_source=8, mc_target=3, transfer_dataset="mnist_1v7",
                od_quantile=0.95, knn_confidence=0.5, knn_k=10, flip_dataset="spambase", lf_source=8, lf_target=3)
 
 PROFILES = {
@@ -126,17 +133,18 @@ PROFILES = {
                   mc_attack_iters=2, mc_splits=1, defence_datasets=("spambase", "mnist_1v7"), trusted_per_class=10,
                   constraint_radii=(0.5, 1.0), ilf_candidates=10, ilf_warm_steps=5, knn_ks=(3, 10),
                   lf_fractions=(0.0, 0.2), lf_n_train=200, toy_per_class=10, toy_poisons=2, toy_grid=6),
-    "cpu": dict(_COMMON, **_CPU_LEARNERS, n_train=100, n_val=400, n_test=1000, splits=3,
+    "cpu": dict(_COMMON, **_CPU_LEARNERS, n_train=100, n_val=400, n_test=1000, splits=6,
                 poison_fractions=(0.0, 0.05, 0.1, 0.15), per_round=5,
                 mc_n_train=300, mc_n_val=300, mc_n_test=2000, mc_fractions=(0.0, 0.05, 0.1), mc_per_round=15,
-                mc_attack_iters=10, mc_splits=1, defence_datasets=("spambase", "mnist_1v7"), trusted_per_class=50,
+                mc_attack_iters=10, mc_splits=3, defence_datasets=("spambase", "mnist_1v7"), trusted_per_class=50,
                 constraint_radii=(0.5, 0.75, 1.0), ilf_candidates=60, ilf_warm_steps=50, knn_ks=(3, 5, 10, 20),
                 lf_fractions=(0.0, 0.1, 0.2, 0.3, 0.4), lf_n_train=1000, toy_per_class=30, toy_poisons=6,
                 toy_grid=40),
     "paper": dict(_COMMON, **_PAPER_LEARNERS, n_train=100, n_val=400, n_test=2000, splits=10,
                   poison_fractions=(0.0, 0.05, 0.1, 0.15, 0.2), per_round=1,
                   mc_n_train=1000, mc_n_val=1000, mc_n_test=10000, mc_fractions=(0.0, 0.02, 0.04, 0.06),
-                  mc_per_round=1, mc_attack_iters=100, mc_splits=10, defence_datasets=DATASETS, trusted_per_class=100,
+                  mc_per_round=1, mc_attack_iters=100, mc_splits=10, defence_datasets=MAIN_DATASETS,
+                  trusted_per_class=100,
                   constraint_radii=(0.25, 0.5, 0.75, 1.0, 1.5), ilf_candidates=400, ilf_warm_steps=200,
                   knn_ks=(1, 3, 5, 10, 20, 50), lf_fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), lf_n_train=5000,
                   toy_per_class=50, toy_poisons=10, toy_grid=80,

@@ -27,6 +27,7 @@ class Config(BaseConfig):
     gen_train_lr: float = param(min=0, max=10)
     gen_inner_steps: int = param(min=1, max=1000, dry=2)
     gen_weight_decay: float = param(min=0, max=1)
+    gen_trials: int = param(min=1, max=100, loop=True)  # repeats of the whole experiment, seeds seed, seed + 1, ...
     ae_code: int = param(min=2, max=512, dry=4)
     ae_pretrain_steps: int = param(min=1, max=100000, loop=True)
     ae_attack_steps: int = param(min=1, max=100000, loop=True)
@@ -47,6 +48,7 @@ class Config(BaseConfig):
     pgan_hidden: int = param(min=4, max=2048, dry=8)
     pgan_z_dim: int = param(min=1, max=512, dry=4)
     pgan_lr: float = param(min=0, max=1)
+    pgan_seeds: int = param(min=1, max=100, loop=True)  # generators trained per alpha (seeds seed + 100 k)
     trusted_per_class: int = param(min=2, max=5000, dry=10)
     od_quantile: float = param(min=0.5, max=1)
 
@@ -58,6 +60,9 @@ class Config(BaseConfig):
                               f"{self.pgan_fraction} of {self.pgan_n_train} rounds to zero poisons")
         if 1.0 not in self.pgan_alphas:
             raise ConfigError(f"pgan_alphas={self.pgan_alphas} must include 1.0 (the plain GAN, the reference)")
+        if len({a for a in self.pgan_alphas if a > 0}) < 2:
+            raise ConfigError(f"pgan_alphas={self.pgan_alphas} needs at least two distinct values above 0 "
+                              "(the trend tests leave alpha = 0 out)")
 
 
 _COMMON = dict(seed=0, gen_source=5, gen_fraction=0.1, gen_attack_step=0.5, gen_train_lr=0.5, gen_weight_decay=0.001,
@@ -66,24 +71,29 @@ _COMMON = dict(seed=0, gen_source=5, gen_fraction=0.1, gen_attack_step=0.5, gen_
 
 PROFILES = {
     "smoke": dict(_COMMON, gen_n_train=100, gen_n_val=100, gen_n_test=200, gen_attack_iters=2, gen_train_steps=50,
-                  gen_inner_steps=3, ae_code=8, ae_pretrain_steps=20, ae_attack_steps=3, ae_batch=5,
-                  pgan_n_train=200, pgan_n_test=200, pgan_alphas=(0.5, 1.0), pgan_pretrain_steps=10, pgan_steps=5,
-                  pgan_batch=16, pgan_hidden=32, pgan_z_dim=8, trusted_per_class=20),
+                  gen_inner_steps=3, ae_code=8, ae_pretrain_steps=20, ae_attack_steps=3, ae_batch=5, gen_trials=2,
+                  pgan_n_train=200, pgan_n_test=200, pgan_alphas=(0.0, 0.5, 1.0), pgan_pretrain_steps=10,
+                  pgan_steps=5, pgan_batch=16, pgan_hidden=32, pgan_z_dim=8, pgan_seeds=2, trusted_per_class=20),
+    # gen_trials, pgan_seeds: as many repeats as the 15-minute cpu budget allows (issue 7: one run, or one
+    # generator per alpha, moved a lot between machines); about 42 s per GEN-1 trial, ~130 s per pGAN seed (2 cores)
     # ae_recon_weight: with a unit-length ascent direction the optimum of -u.x + w ||x - x0||^2 lies at
     # ||x - x0|| = 1 / (2 w); 0.03 gives ~17, about as far as the direct method may move a poison (30 x 0.5)
     "cpu": dict(_COMMON, gen_n_train=300, gen_n_val=300, gen_n_test=2000, gen_attack_iters=30, gen_train_steps=1000,
-                gen_inner_steps=20, ae_code=32, ae_pretrain_steps=1500, ae_attack_steps=150, ae_batch=10,
+                gen_inner_steps=20, ae_code=32, ae_pretrain_steps=1500, ae_attack_steps=150, ae_batch=10, gen_trials=5,
                 pgan_n_train=600, pgan_n_test=1000, pgan_alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                 pgan_pretrain_steps=2000, pgan_steps=1500, pgan_batch=64, pgan_hidden=256, pgan_z_dim=32,
-                trusted_per_class=100),
+                pgan_seeds=4, trusted_per_class=100),
     "paper": dict(_COMMON, gen_n_train=1000, gen_n_val=1000, gen_n_test=10000, gen_attack_iters=200,
                   gen_train_steps=1500, gen_inner_steps=100, ae_code=32, ae_pretrain_steps=10000,
-                  ae_attack_steps=1000, ae_batch=20, pgan_n_train=5000, pgan_n_test=1800,
+                  ae_attack_steps=1000, ae_batch=20, gen_trials=10, pgan_n_train=5000, pgan_n_test=1800,
                   pgan_alphas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), pgan_pretrain_steps=20000,
-                  pgan_steps=5000, pgan_batch=128, pgan_hidden=512, pgan_z_dim=64, trusted_per_class=200,
+                  pgan_steps=5000, pgan_batch=128, pgan_hidden=512, pgan_z_dim=64, pgan_seeds=10,
+                  trusted_per_class=200,
                   _sources={
                       "gen_source": "GEN-1 panels start from MNIST '5' (seed 002)",
                       "pgan_alphas": "alpha in [0, 1] trades detectability against effectiveness (seed 002); "
                                      "sizes and schedules are ours (paper-notes.md: details UNCONFIRMED)",
+                      "gen_trials": "ours: repeats that the claims' statistical tests need (issue 7)",
+                      "pgan_seeds": "ours: generator seeds that the trend tests need (issue 7)",
                   }),
 }

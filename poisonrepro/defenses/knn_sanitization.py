@@ -4,7 +4,9 @@ against Label Flipping Poisoning Attacks" (2018, arXiv:1803.00992), as in the le
 
 Every training point is relabeled with the most common label among its k nearest neighbours
 in the training set (itself excluded) when that label's share reaches the confidence
-threshold eta (the lecture's sensitivity plot uses 0.5). Neighbours come from scikit-learn.
+threshold eta (the lecture's sensitivity plot uses 0.5) and no other label is as common: on a
+tie (e.g. 5-5 at k = 10) the point keeps its label, as in Paudice et al.'s Algorithm 1, which
+relabels only to *the* majority. Neighbours come from scikit-learn.
 """
 from __future__ import annotations
 
@@ -26,5 +28,6 @@ def knn_relabel(X, y, *, k: int, confidence: float = 0.5) -> np.ndarray:
     idx = nn.kneighbors(X, return_distance=False)[:, 1:]  # drop the point itself
     neighbour_labels = y[idx]
     counts = np.stack([(neighbour_labels == c).sum(1) for c in range(y.max() + 1)], 1)
-    majority, share = counts.argmax(1), counts.max(1) / k
-    return np.where(share >= confidence, majority, y)
+    top = counts.max(1)
+    unique = (counts == top[:, None]).sum(1) == 1  # argmax alone would break a tie towards class 0
+    return np.where((top / k >= confidence) & unique, counts.argmax(1), y)

@@ -9,7 +9,9 @@ Euclidean distance to the centroid of the trusted points of class y, and the thr
 class y is the ``quantile`` of the trusted points' own scores (the paper's detectors and
 threshold differ in detail; this is our reading). ``project`` gives the attacker's side of
 the same geometry: the detectability constraint of MG-10 keeps a poison inside the ball of
-``radius`` thresholds around its label's centroid.
+``radius`` thresholds around its label's centroid, where the attacker uses a detector of its own
+fitted on its own data (it does not see the defender's trusted set); ``project_binary`` does the
+same for binary features by flipping bits.
 """
 from __future__ import annotations
 
@@ -43,6 +45,22 @@ class OutlierDetector:
         n = d.flatten(1).norm(dim=1).clamp_min(1e-12)
         scale = torch.clamp(r / n, max=1.0).view(-1, *[1] * (X.dim() - 1))
         return (c + d * scale).clamp(0, 1)
+
+    def project_binary(self, X: torch.Tensor, y: torch.Tensor, radius: float) -> torch.Tensor:
+        """Binary rows (0/1) moved into the ball of ``radius`` thresholds by the fewest bit
+        flips: flipping bit j changes the squared distance to the centroid c by
+        (1 - 2 x_j)(1 - 2 c_j), so the bits with the most negative change go first; a row the
+        ball holds no binary point for ends at the binary point nearest the centroid."""
+        c = torch.as_tensor(self.centroids, dtype=X.dtype)[y.long()]
+        r2 = (radius * torch.as_tensor(self.thresholds, dtype=X.dtype)[y.long()]) ** 2
+        d2 = ((X - c) ** 2).sum(1)
+        change, order = ((1 - 2 * X) * (1 - 2 * c)).sort(1)
+        inside = (d2[:, None] + change.cumsum(1) <= r2[:, None]) & (change < 0)
+        flips = torch.where(inside.any(1), inside.float().argmax(1) + 1, (change < 0).sum(1))
+        flips = torch.where(d2 <= r2, torch.zeros_like(flips), flips)
+        ranked = torch.arange(X.shape[1])[None, :] < flips[:, None]
+        flip = torch.zeros_like(ranked).scatter(1, order, ranked)
+        return torch.where(flip, 1 - X, X)
 
 
 @register_defense("outlier_detection", paper="Paudice et al. 2018a", notebook="06_back_gradient",

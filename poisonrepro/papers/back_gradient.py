@@ -3,10 +3,12 @@ its defences, as the lecture deck (seed 003) presents them: experiments, figures
 
 - MG-1, MG-2: 2-D illustrations (types of poisoning; the trajectory of one poison);
 - MG-3: indiscriminate attacks on ADALINE, logistic regression and a small MLP over Spambase,
-  MNIST 1 vs 7 and a labeled stand-in for Ransomware; MG-5: transferability between learners;
+  MNIST 1 vs 7 and a labeled stand-in for Ransomware (binary features, binary poisons; continuous
+  poisons as a labeled variant); MG-5: transferability between learners;
 - MG-4: multiclass MNIST logistic regression, error-generic and error-specific (8 as 3);
 - MG-6, MG-10: outlier-detection pre-filtering against the unconstrained attack and against
-  attacks constrained to stay within the detector's acceptance region;
+  attacks constrained to stay within the attacker's own estimate of the detector's acceptance
+  region (fitted on the attacker's validation data, not the defender's trusted set);
 - MG-7, MG-8: optimal, informed and random label flipping on Spambase with outlier detection,
   the noise-robust loss and k-NN label sanitisation (sensitivity to k);
 - LF-1: random labels, label flipping, partial label flipping (lecture seed 002).
@@ -31,8 +33,10 @@ from ..train import progress
 
 NOTEBOOK = "06_back_gradient"
 PAPER = "back_gradient"
-CODE_VERSION = "1"
-DATASET_LABELS = {"spambase": "Spambase", "mnist_1v7": "MNIST 1 vs 7", "ransomware_standin": "Ransomware (stand-in)"}
+CODE_VERSION = "2"  # 2: binary Ransomware poisons, the attacker's own detector (MG-10), k-NN ties keep the label
+DATASET_LABELS = {"spambase": "Spambase", "mnist_1v7": "MNIST 1 vs 7", "ransomware_standin": "Ransomware (stand-in)",
+                  "ransomware_standin_continuous": "Ransomware (stand-in), continuous poisons (variant)"}
+BINARY = ("ransomware_standin",)  # binary features: poisons crafted by bit flips, so that they stay binary
 plt = P.plt
 
 
@@ -42,7 +46,8 @@ def _key(cfg, keys, **extra) -> str:
 
 _LEARNER_KEYS = ["attack_iters", "attack_step", "train_steps", "train_lr", "inner_steps", "inner_lr",
                  "weight_decay", "mlp_hidden"]
-_SPLIT_KEYS = ["seed", "n_train", "n_val", "n_test", "splits", "ransomware_features", "trusted_per_class"]
+_SPLIT_KEYS = ["seed", "n_train", "n_val", "n_test", "splits", "ransomware_features", "trusted_per_class",
+               "binary_flips"]
 
 
 def settings(cfg, learner: str) -> dict:
@@ -68,9 +73,10 @@ def load_pool(cfg, name: str) -> dict:
         (X, y, source), (Xt, yt, test_source) = (D.mnist_flat(split, digits=(1, 7)) for split in ("train", "test"))
         return {"X": X, "y": (y == 7).astype(np.int64), "X_test": Xt, "y_test": (yt == 7).astype(np.int64),
                 "source": f"{source}; test: {test_source}"}
-    if name == "ransomware_standin":
+    if name.startswith("ransomware_standin"):
         ds = D.binary_feature_standin(cfg.ransomware_features, cfg.seed)
-        return {"X": ds.x.astype(np.float64), "y": ds.y, "source": ds.source}
+        note = "" if name in BINARY else "; continuous poisons in [0, 1] (variant)"
+        return {"X": ds.x.astype(np.float64), "y": ds.y, "source": ds.source + note}
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_LABELS)}")
 
 
@@ -112,10 +118,15 @@ def victim_error(learner: Learner, s: dict, X, y, X_te, y_te) -> float:
     return learner.error(w, as_tensor(X_te), torch.as_tensor(y_te))
 
 
-def _attack(learner, s, sp, objective, X0, y0, per_round, bar, project=None):
+def _attack(learner, s, sp, objective, X0, y0, per_round, bar, project=None, binary_flips=0):
     """``craft_poisons`` on the split's training set with the learner's settings ``s``."""
     return craft_poisons(learner, sp["X_tr"], sp["y_tr"], objective, X0, y0, per_round=per_round, project=project,
-                         bar=bar, **s)
+                         bar=bar, binary_flips=binary_flips, **s)
+
+
+def flips(cfg, name: str) -> int:
+    """Bits flipped per attack iteration: ``binary_flips`` on binary data, 0 (continuous) otherwise."""
+    return cfg.binary_flips if name in BINARY else 0
 
 
 def _poisoned(sp, X_p, y_p, count):
@@ -144,7 +155,8 @@ def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
                     learner = make_learner(cfg, kind, sp["X_tr"].shape[1])
                     X0, y0 = initial_poisons(sp, max(counts))
                     objective = validation_objective(learner, sp["X_val"], sp["y_val"])
-                    runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar)
+                    runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar,
+                                   binary_flips=flips(cfg, name))
                     X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
                     err[di, li, sp_i] = [victim_error(learner, s, *_poisoned(sp, X_p, y_p, c), sp["X_te"], sp["y_te"])
                                          for c in counts]
@@ -185,12 +197,23 @@ def _filtered_error(learner, s, det, X, y, sp):
     return victim_error(learner, s, X[keep], y[keep], sp["X_te"], sp["y_te"])
 
 
+def attacker_detector(cfg, sp: dict):
+    """The attacker's estimate of the defender's detector: the same design, fitted on the
+    attacker's own (validation) data; it never sees the defender's trusted set."""
+    return fit_outlier_detector(sp["X_val"], sp["y_val"], quantile=cfg.od_quantile)
+
+
 def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
     """Logistic regression on each defence dataset: the unconstrained poisons of MG-3 and
     poisons crafted under the detectability constraint (each radius), with and without the
     outlier detector; ``error[dataset, variant, split, count, defence]`` with variants
     (radii..., unconstrained) and defences (none, outlier detection), and the share of
-    poisons the detector flags."""
+    poisons the defender's detector flags.
+
+    The constrained attacker does not see the defender's trusted set: it fits a detector of the
+    same design (centroids, ``od_quantile`` threshold) on its own validation data and keeps its
+    poisons within ``radius`` of *that* detector's thresholds, so whether the defender flags
+    them is measured, not given by construction."""
     key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "poison_fractions", "per_round", "defence_datasets",
                                                    "od_quantile", "constraint_radii"])
     counts = cfg.counts()
@@ -207,12 +230,14 @@ def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
                 sp = make_split(cfg, pools[name], sp_i)
                 learner = make_learner(cfg, "logistic", sp["X_tr"].shape[1])
                 det = fit_outlier_detector(sp["X_trusted"], sp["y_trusted"], quantile=cfg.od_quantile)
+                guess = attacker_detector(cfg, sp)
+                proj = guess.project_binary if name in BINARY else guess.project
                 X0, y0 = initial_poisons(sp, max(counts))
                 objective = validation_objective(learner, sp["X_val"], sp["y_val"])
                 variants = []
                 for r in cfg.constraint_radii:
                     runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar,
-                                   project=lambda x, y, r=r: det.project(x, y, r))
+                                   project=lambda x, y, r=r: proj(x, y, r), binary_flips=flips(cfg, name))
                     variants.append((runp.X_p.numpy(), runp.y_p.numpy()))
                 variants.append((ind[f"poisons/{name}/logistic/{sp_i}"].numpy(),
                                  ind[f"labels/{name}/logistic/{sp_i}"].numpy()))

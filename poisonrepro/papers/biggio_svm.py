@@ -18,7 +18,8 @@ from .. import plots as P
 from ..attacks.svm_poisoning import error_rate, fit_svm, hinge_loss, poison_svm
 from ..cache import ArtifactCache
 from ..config import as_dict, config_hash
-from ..results import Results, rank_correlation
+from .. import stats as S
+from ..results import Results
 from ..train import progress
 
 NOTEBOOK = "05_biggio_svm"
@@ -244,17 +245,37 @@ def summary_table(cfg, single, multi) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["pair", "kernel"])
 
 
-def record_claims(cfg, table: pd.DataFrame, multi, res: Results, source: str):
-    """The lecture's quote of the paper: one attack point raises the error from 2-5% to 15-20%."""
+# The claims' thresholds, from the lecture's quote ("from the initial error rates of 2-5% to
+# 15-20%"), fixed before any run: the ends of its ranges nearest to each other.
+CLEAN_MAX = 0.05         # clean error at most the upper end of 2-5%
+ATTACKED_MIN = 0.15      # attacked error at least the lower end of 15-20%
+RISE_MIN = ATTACKED_MIN - CLEAN_MAX  # so one point raises the error by at least 10 points
+TREND_MIN_CHANGE = 0.05  # more points, more error: a rise over the sweep at least the clean error's upper end
+
+
+def record_claims(cfg, single, multi, res: Results, source: str):
+    """The lecture's quote of the paper: one attack point raises the error from 2-5% to 15-20%;
+    and more attack points give more error. Each claim is tested on the per-split errors
+    (linear kernel, as in the paper's MNIST experiment)."""
     ki = list(cfg.kernels).index("linear") if "linear" in cfg.kernels else 0
     kernel = cfg.kernels[ki]
-    for pair in cfg.pairs:
-        row = table.loc[(f"{pair[0]} vs {pair[-1]}", kernel)]
-        setting = f"{pair[0]} vs {pair[-1]}, {kernel} kernel, {cfg.n_train} training digits ({source})"
-        res.claim("BS-1", "clean error is 2-5%", "clean_test_error", row.clean_test_error, "<= 0.05",
-                  setting=setting, paper_key="clean_error_upper")
+    frac = np.asarray(cfg.attack_fractions, float)
+    for pi, pair in enumerate(cfg.pairs):
+        te = single["test_error"][pi, ki].numpy()     # [split, iteration]: column 0 clean, -1 attacked
+        clean, attacked = te[:, 0], te[:, -1]
+        setting = (f"{pair[0]} vs {pair[-1]}, {kernel} kernel, {cfg.n_train} training digits, "
+                   f"{len(clean)} splits ({source})")
+        res.claim("BS-1", "clean error is 2-5%", "clean_test_error", S.mean_test(clean, CLEAN_MAX, "<"),
+                  setting=f"{setting}; upper end {CLEAN_MAX:g}", paper_key="clean_error_upper")
         res.claim("BS-1", "one attack point raises the error to 15-20%", "attacked_test_error",
-                  row.attacked_test_error, ">= 0.15", setting=setting, paper_key="attacked_error_lower")
-    v = multi["test_error"].numpy().mean(axis=(0, 1))
-    res.claim("BS-1", "more attack points, more error", "spearman(fraction, test error)",
-              rank_correlation(cfg.attack_fractions, v), "> 0", setting=f"{cfg.multi_kernel} kernel, mean over pairs")
+                  S.mean_test(attacked, ATTACKED_MIN, ">"),
+                  setting=f"{setting}; lower end {ATTACKED_MIN:g}", paper_key="attacked_error_lower")
+        res.claim("BS-1", "one attack point raises the error by at least 10 points (2-5% to 15-20%)",
+                  "attacked_test_error - clean_test_error", S.paired_difference_test(attacked, clean, RISE_MIN, ">"),
+                  setting=f"{setting}; minimum rise {RISE_MIN:.2g}")
+        v = multi["test_error"][pi].numpy()            # [split, fraction]
+        x, y = np.tile(frac, v.shape[0]), v.reshape(-1)
+        res.claim("BS-1", "more attack points, more error", "change of test_error over the attack fractions",
+                  S.slope_trend_test(x, y, ">", TREND_MIN_CHANGE),
+                  setting=f"{pair[0]} vs {pair[-1]}, {cfg.multi_kernel} kernel, fractions {frac.min():g}-{frac.max():g} "
+                          f"x {v.shape[0]} splits; minimum rise {TREND_MIN_CHANGE:g} over the sweep")

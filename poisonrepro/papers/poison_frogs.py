@@ -21,14 +21,14 @@ from .. import data as D
 from .. import models as M
 from .. import pretrained
 from .. import train as T
-from ..attacks.feature_collision import craft_poisons, paper_beta
+from ..attacks.feature_collision import Resized, beta_01, craft_poisons, paper_beta, perturbation_size, watermark
 from ..cache import ArtifactCache
 from ..config import as_dict, config_hash
 
 NOTEBOOK = "01_poison_frogs"
 PAPER = "poison_frogs"
 INPUT_DIM = 3 * 32 * 32
-CODE_VERSION = "4"  # bump when a stage's computation changes, to invalidate its cache
+CODE_VERSION = "6"  # bump when a stage's computation changes, to invalidate its cache
 
 
 def _key(cfg, keys, **extra) -> str:
@@ -130,53 +130,72 @@ def transfer_setup(cfg, data, extractor) -> dict:
             "targets": targets, "clean_head": clean}
 
 
-def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_multiplier: float = 1.0) -> dict:
-    """One poison per target, then one cold-start head per target, and a paired control head
-    per target (same seed, the clean base instead of the poison). Returns per-target tensors; cached."""
-    beta = paper_beta(cfg.beta0, extractor.feature_dim, INPUT_DIM) * beta_multiplier
+def _upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_multiplier: float = 1.0,
+                    size: int = 32, n_targets: int | None = None, controls: bool = True) -> dict:
+    """One poison per target, then one cold-start head per target, and (``controls``) a
+    paired control head per target (same seed, the clean base instead of the poison).
+
+    ``size`` > 32 crafts the poisons at that resolution (bases and targets bilinearly
+    upsampled) through a network that sees them resized back to 32x32, with Eq. 2's beta
+    for that input dimension, as in the authors' pipeline for raw ImageNet images. Returns
+    per-target tensors, sizes on the 0-255 scale; cached."""
+    input_dim = 3 * size * size
+    beta = paper_beta(cfg.beta0, extractor.feature_dim, input_dim) * beta_multiplier
     key = _key(cfg, ["seed", "extractor", "standin_width", "standin_per_class", "standin_epochs",
                      "standin_lr", "transfer_class_a", "transfer_class_b", "train_per_class",
                      "test_per_class", "n_targets", "head_epochs", "head_lr", "head_batch_size",
-                     "craft_iters", "craft_lr", "beta0"], beta_multiplier=beta_multiplier)
+                     "craft_iters", "craft_lr", "beta0"], beta_multiplier=beta_multiplier, size=size,
+               targets=n_targets, controls=controls)
 
     def run():
         tr, te, bases = data["transfer_train"], data["transfer_test"], data["transfer_bases"]
-        targets = setup["targets"]
+        targets = setup["targets"][:n_targets]
         t_img, t_lab = te.x[targets], te.y[targets]
         base_lab = 1 - t_lab
         gen = torch.Generator().manual_seed(cfg.seed + 7)
         base_pick = torch.stack([torch.nonzero(bases.y == c).flatten()[
             torch.randint(int((bases.y == c).sum()), (1,), generator=gen)][0] for c in base_lab])
         b_img = bases.x[base_pick]
-        poisons, history = craft_poisons(extractor, b_img, t_img, beta=beta, iters=cfg.craft_iters,
-                                         lr=cfg.craft_lr, desc=f"craft transfer poisons (beta x{beta_multiplier:g})")
-        f_p = T.extract_features(extractor, poisons)
-        f_b = T.extract_features(extractor, b_img)
+        net = extractor
+        if size != 32:
+            net, b_img, t_img = Resized(extractor, 32), _upsample(b_img, size), _upsample(t_img, size)
+        poisons, history = craft_poisons(net, b_img, t_img, beta=beta, iters=cfg.craft_iters, lr=cfg.craft_lr,
+                                         desc=f"craft transfer poisons (beta x{beta_multiplier:g}, {size}px)")
+        f_p = T.extract_features(net, poisons)
+        f_b = T.extract_features(net, b_img)
         k = len(targets)
         # K poisoned heads and K paired controls: the same cold start and the same set size,
         # with the unperturbed base image in place of the poison
-        seeds = [cfg.seed + 100 + i for i in range(k)] * 2
-        heads = _train_heads(cfg, setup["f_train"], tr.y, torch.cat([f_p, f_b])[:, None],
-                             torch.cat([base_lab, base_lab])[:, None], seeds)
-        probs = heads.predict(setup["f_test"]).softmax(-1)  # [2K, N, 2]
-        poisoned, control = probs[:k], probs[k:]
+        seeds = [cfg.seed + 100 + i for i in range(k)] * (2 if controls else 1)
+        extra = torch.cat([f_p, f_b]) if controls else f_p
+        heads = _train_heads(cfg, setup["f_train"], tr.y, extra[:, None],
+                             base_lab.repeat(2 if controls else 1)[:, None], seeds)
+        probs = heads.predict(setup["f_test"]).softmax(-1)  # [2K or K, N, 2]
+        poisoned = probs[:k]
         idx = torch.arange(k)
         keep = torch.ones(len(te.y), dtype=torch.bool)
         keep[targets] = False  # clean accuracy on the test images that are not targets
         acc = (probs[:, keep].argmax(-1) == te.y[keep]).float().mean(1)
-        return {
+        out = {
             "targets": targets, "target_label": t_lab, "base_index": base_pick, "base": b_img,
             "poison": poisons, "objective": history,
             "success": poisoned[idx, targets].argmax(-1) == base_lab,
             "wrong_conf": poisoned[idx, targets, base_lab],
-            "control_wrong_conf": control[idx, targets, base_lab],
-            "clean_acc_poisoned": acc[:k], "clean_acc": acc[k:],
-            "l2": (poisons - b_img).flatten(1).norm(dim=1),
-            "linf": (poisons - b_img).flatten(1).abs().max(dim=1).values,
+            "clean_acc_poisoned": acc[:k],
+            **perturbation_size(poisons, b_img),
             "beta": torch.tensor(beta), "feature_dist": (f_p - setup["f_test"][targets]).norm(dim=1),
+            "base_feature_dist": (f_b - setup["f_test"][targets]).norm(dim=1),
             "head_weight": heads.params["weight"][:1].detach(), "head_bias": heads.params["bias"][:1].detach(),
             "f_poison": f_p,
         }
+        if controls:
+            out["control_wrong_conf"] = probs[k:][idx, targets, base_lab]
+            out["clean_acc"] = acc[k:]
+        return out
     return cache.tensors("transfer_attack", key, run)
 
 
@@ -224,62 +243,82 @@ def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
 
 
 def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
-    """Success of 1..N watermarked poisons per target, every layer fine-tuned (warm start),
-    plus retraining from scratch with one plain poison and with the most watermarked ones (FC-1)."""
+    """End-to-end trials, every layer fine-tuned from the victim (warm start): per target,
+    one plain poison (no watermark; Sec. 4.2.1, Fig. 4) and 1..N watermarked poisons at each
+    opacity (Fig. 6b); and, for FC-1, retraining from scratch with the plain poison. Every
+    poison's L2 and L-inf (0-255 scale) are kept, against its base and against the
+    watermarked base the collision started from."""
     key = _key(cfg, ["seed", "e2e_model", "e2e_width", "e2e_num_classes", "e2e_target_class",
                      "e2e_base_class", "e2e_train_per_class", "e2e_pretrain_epochs", "e2e_pretrain_lr",
                      "e2e_finetune_epochs", "e2e_finetune_lr", "e2e_poison_counts", "e2e_opacities",
-                     "e2e_targets", "e2e_craft_iters", "e2e_beta0", "scratch_targets", "test_per_class"])
+                     "e2e_targets", "e2e_craft_iters", "e2e_beta_255", "craft_lr", "scratch_targets",
+                     "test_per_class"])
 
     def run():
         tr, te, bases = data["e2e_train"], data["e2e_test"], data["e2e_bases"]
         base_label = data["e2e_base_label"]
         targets = e2e_targets(cfg, data, victim)
-        beta = paper_beta(cfg.e2e_beta0, victim.feature_dim, INPUT_DIM)
+        beta = beta_01(cfg.e2e_beta_255)
         counts, opac = list(cfg.e2e_poison_counts), list(cfg.e2e_opacities)
-        success = torch.zeros(len(opac), len(counts), len(targets), dtype=torch.bool)
-        clean_acc = torch.zeros(len(opac), len(counts), len(targets))
-        poisons_kept = {}
-        proj = {}
-        nmax = max(counts)
-        n_scratch = min(cfg.scratch_targets, len(targets))
-        # from scratch: one poison without watermark (FC-1's budget) and the largest watermarked set
+        nmax, k = max(counts), len(targets)
+        success = torch.zeros(len(opac), len(counts), k, dtype=torch.bool)
+        clean_acc = torch.zeros(len(opac), len(counts), k)
+        linf_base = torch.zeros(len(opac), k, nmax)
+        linf_anchor = torch.zeros(len(opac), k, nmax)
+        l2_base = torch.zeros(len(opac), k, nmax)
+        single = torch.zeros(k, dtype=torch.bool)
+        single_acc = torch.zeros(k)
+        single_size = {"l2_255": torch.zeros(k), "linf_255": torch.zeros(k)}
+        n_scratch = min(cfg.scratch_targets, k)
         scratch_single = torch.zeros(n_scratch, dtype=torch.bool)
-        scratch_multi = torch.zeros(n_scratch, dtype=torch.bool)
-        bar = T.progress(total=len(targets) * len(opac) * len(counts), desc="end-to-end trials")
+        kept, proj = {}, {}
+
+        def trial(poisons, seed, t_img, tag=None):
+            model = _finetune(cfg, victim, tr.x, tr.y, poisons, base_label, seed)
+            if tag:  # feature projections of the first target
+                proj[f"{tag}_before_feats"] = T.extract_features(victim, torch.cat([t_img, poisons]))
+                proj[f"{tag}_after_feats"] = T.extract_features(model, torch.cat([t_img, poisons]))
+                proj[f"{tag}_before_test"] = T.extract_features(victim, te.x)
+                proj[f"{tag}_after_test"] = T.extract_features(model, te.x)
+            return T.predict_logits(model, t_img).argmax(-1).item() == base_label, T.evaluate(model, te.x, te.y)
+
+        bar = T.progress(total=k * (1 + len(opac) * len(counts)) + n_scratch, desc="end-to-end trials")
         for ti, t in enumerate(targets.tolist()):
             t_img = te.x[t:t + 1]
+            # one plain poison (no watermark): the single-poison experiment
+            p1, _ = craft_poisons(victim, bases.x[ti % nmax:ti % nmax + 1], t_img, beta=beta,
+                                  iters=cfg.e2e_craft_iters, lr=cfg.craft_lr, desc="craft e2e poison")
+            size = perturbation_size(p1, bases.x[ti % nmax:ti % nmax + 1])
+            single_size["l2_255"][ti], single_size["linf_255"][ti] = size["l2_255"][0], size["linf_255"][0]
+            single[ti], single_acc[ti] = trial(p1, cfg.seed + 1000 + ti, t_img, "single" if ti == 0 else None)
+            bar.update(1)
+            if ti < n_scratch:
+                model = _finetune(cfg, victim, tr.x, tr.y, p1, base_label, cfg.seed + 2000 + ti, from_scratch=True)
+                scratch_single[ti] = T.predict_logits(model, t_img).argmax(-1).item() == base_label
+                bar.update(1)
             for oi, gamma in enumerate(opac):
                 # poisons are crafted independently per base: craft the largest set once and
                 # use its first n for every n (nested poison sets, as in a sweep over n)
                 allp, _ = craft_poisons(victim, bases.x[:nmax], t_img, beta=beta, iters=cfg.e2e_craft_iters,
                                         lr=cfg.craft_lr, opacity=gamma, desc="craft e2e poisons")
+                sb = perturbation_size(allp, bases.x[:nmax])
+                linf_base[oi, ti], l2_base[oi, ti] = sb["linf_255"], sb["l2_255"]
+                linf_anchor[oi, ti] = perturbation_size(allp, watermark(bases.x[:nmax], t_img, gamma))["linf_255"]
                 if ti == 0:
-                    poisons_kept[f"poisons_o{oi}"] = allp
+                    kept[f"poisons_o{oi}"] = allp
                 for ci, n in enumerate(counts):
-                    model = _finetune(cfg, victim, tr.x, tr.y, allp[:n], base_label, cfg.seed + 1000 + ti)
-                    success[oi, ci, ti] = T.predict_logits(model, t_img).argmax(-1).item() == base_label
-                    clean_acc[oi, ci, ti] = T.evaluate(model, te.x, te.y)
-                    tags = [tag for tag, hit in (("single", ci == 0 and oi == 0),
-                                                 ("multi", ci == len(counts) - 1 and oi == len(opac) - 1)) if hit]
-                    for tag in tags if ti == 0 else ():  # feature projections of the first target
-                        proj[f"{tag}_before_feats"] = T.extract_features(victim, torch.cat([t_img, allp[:n]]))
-                        proj[f"{tag}_after_feats"] = T.extract_features(model, torch.cat([t_img, allp[:n]]))
-                        proj[f"{tag}_before_test"] = T.extract_features(victim, te.x)
-                        proj[f"{tag}_after_test"] = T.extract_features(model, te.x)
+                    tag = "multi" if (ti == 0 and ci == len(counts) - 1 and oi == len(opac) - 1) else None
+                    success[oi, ci, ti], clean_acc[oi, ci, ti] = trial(allp[:n], cfg.seed + 1000 + ti, t_img, tag)
                     bar.update(1)
-                if ti < n_scratch and oi in (0, len(opac) - 1):
-                    n = 1 if oi == 0 else nmax
-                    model = _finetune(cfg, victim, tr.x, tr.y, allp[:n], base_label, cfg.seed + 2000 + ti,
-                                      from_scratch=True)
-                    hit = T.predict_logits(model, t_img).argmax(-1).item() == base_label
-                    (scratch_single if oi == 0 else scratch_multi)[ti] = hit
         bar.close()
         return {"targets": targets, "success": success, "clean_acc": clean_acc,
                 "clean_acc_victim": torch.tensor(T.evaluate(victim, te.x, te.y)),
                 "counts": torch.tensor(counts), "opacities": torch.tensor(opac),
-                "scratch_single": scratch_single, "scratch_multi": scratch_multi, "beta": torch.tensor(beta),
-                "bases": bases.x[:nmax], **poisons_kept, **proj}
+                "single": single, "single_clean_acc": single_acc,
+                "single_l2_255": single_size["l2_255"], "single_linf_255": single_size["linf_255"],
+                "linf_255_base": linf_base, "linf_255_anchor": linf_anchor, "l2_255_base": l2_base,
+                "scratch_single": scratch_single, "beta": torch.tensor(beta),
+                "bases": bases.x[:nmax], **kept, **proj}
     return cache.tensors("e2e_attack", key, run)
 
 
@@ -292,6 +331,7 @@ class TransferRun:
     setup: dict
     main: dict
     sweep: dict  # beta multiplier -> results (1.0 is ``main``)
+    upsampled: dict | None  # poisons crafted at ``cfg.upsampled_size`` (None: skipped)
 
 
 def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
@@ -300,9 +340,21 @@ def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
     extractor, label = load_extractor(cfg, data, cache)
     setup = transfer_setup(cfg, data, extractor)
     main = transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=1.0)
-    sweep = {m: transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=m) for m in cfg.beta_sweep}
+    # the sweep needs no controls: they do not depend on beta
+    sweep = {m: transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=m, n_targets=cfg.sweep_targets,
+                                controls=False) for m in cfg.beta_sweep}
     sweep[1.0] = main
-    return TransferRun(data, extractor, label, setup, main, sweep)
+    # the explanation to test if success falls at the paper's beta: Eq. 2 weighs a poison by
+    # 1/dim_b^2, so a 32x32 input is penalised far more than InceptionV3's 299x299 one
+    upsampled = None
+    if cfg.upsampled_size and cfg.upsampled_targets and extractor_is_standin(label):
+        upsampled = transfer_attack(cfg, data, extractor, setup, cache, size=cfg.upsampled_size,
+                                    n_targets=cfg.upsampled_targets, controls=False)
+    return TransferRun(data, extractor, label, setup, main, sweep, upsampled)
+
+
+def extractor_is_standin(label: str) -> bool:
+    return "STAND-IN" in label
 
 
 def run_end_to_end(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, dict]:

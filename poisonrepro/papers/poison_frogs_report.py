@@ -15,7 +15,8 @@ from .. import models as M
 from .. import plots as P
 from .. import train as T
 from ..attacks.evasion_pgd import targeted_pgd
-from ..results import Results, rank_correlation, wilson
+from .. import stats as S
+from ..results import Results, wilson
 
 plt = P.plt
 
@@ -146,44 +147,77 @@ def fig_training_contexts(cfg, extractor, victim, res: Results):
     return fig
 
 
-def transfer_table(cfg, sweep: dict) -> pd.DataFrame:
-    """PF-F5 table: success and perturbation size for each beta of the sweep."""
-    rows = []
-    for mult, r in sorted(sweep.items()):
-        k, n = int(r["success"].sum()), len(r["success"])
-        lo, hi = wilson(k, n)
-        rows.append({"beta_multiplier": mult, "beta": float(r["beta"]), "targets": n,
-                     "success_rate": k / n, "ci_low": lo, "ci_high": hi,
-                     "median_l2": float(r["l2"].median()), "median_linf_255": float(255 * r["linf"].median()),
-                     "median_wrong_confidence": float(r["wrong_conf"].median()),
-                     "mean_control_wrong_confidence": float(r["control_wrong_conf"].mean()),
-                     "mean_control_clean_accuracy": float(r["clean_acc"].mean()),
-                     "mean_clean_accuracy_drop": float((r["clean_acc"] - r["clean_acc_poisoned"]).mean())})
-    return pd.DataFrame(rows).set_index("beta_multiplier")
+def _clean_label(r: dict, cfg) -> torch.Tensor:
+    """Successes whose poison is within the clean-label gate (L-inf on the 0-255 scale)."""
+    return r["success"] & (r["linf_255"] <= cfg.clean_label_linf_255)
+
+
+def _sweep_row(cfg, name: str, mult: float, size: int, r: dict) -> dict:
+    k, n = int(r["success"].sum()), len(r["success"])
+    kc = int(_clean_label(r, cfg).sum())
+    lo, hi = wilson(k, n)
+    clo, chi = wilson(kc, n)
+    row = {"run": name, "beta_multiplier": mult, "resolution": size, "beta_01": float(r["beta"]), "targets": n,
+           "success_rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi,
+           "clean_label_success_rate": kc / n if n else np.nan, "clean_label_ci_low": clo,
+           "clean_label_ci_high": chi,
+           "median_l2_255": float(r["l2_255"].median()), "median_linf_255": float(r["linf_255"].median()),
+           "share_within_gate": float((r["linf_255"] <= cfg.clean_label_linf_255).float().mean()),
+           "median_feature_dist": float(r["feature_dist"].median()),
+           "median_base_feature_dist": float(r["base_feature_dist"].median()),
+           "median_wrong_confidence": float(r["wrong_conf"].median())}
+    if "control_wrong_conf" in r:
+        row["mean_control_wrong_confidence"] = float(r["control_wrong_conf"].mean())
+        row["mean_clean_accuracy_drop"] = float((r["clean_acc"] - r["clean_acc_poisoned"]).mean())
+    return row
+
+
+def transfer_table(cfg, sweep: dict, upsampled: dict | None) -> pd.DataFrame:
+    """PF-F5 table: success (all, and clean-label only) and perturbation size (0-255 scale)
+    for each beta of the sweep, from the paper's beta down to 255^-2 times it, and for
+    poisons crafted at a higher input resolution at the paper's beta. Row labels are the same
+    at every profile."""
+    rows = [_sweep_row(cfg, f"32x32, paper beta x{m:.3g}" if m != 1 else "32x32, paper beta", m, 32, r)
+            for m, r in sorted(sweep.items(), reverse=True)]
+    if upsampled is not None:
+        rows.append(_sweep_row(cfg, "upsampled input, paper beta", 1.0, cfg.upsampled_size, upsampled))
+    return pd.DataFrame(rows).set_index("run")
 
 
 def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
     """PF-F5: one-shot kill: confidence in the wrong class with the poison and in the paired
-    control (same cold start, the clean base instead of the poison), and
-    the beta sweep (success against perturbation size)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    control (same cold start, the clean base instead of the poison), and the beta sweep
+    (success against perturbation size, with the clean-label gate)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
     bins = np.linspace(0, 1, 21)
     axes[0].hist(main["control_wrong_conf"].numpy(), bins=bins, alpha=0.7, label="control (clean base, no poison)")
     axes[0].hist(main["wrong_conf"].numpy(), bins=bins, alpha=0.7, label="one poison")
     k, n = int(main["success"].sum()), len(main["success"])
-    axes[0].set_title(f"targets' confidence in the wrong class\nsuccess {k}/{n} = {k / n:.0%}", fontsize=10)
+    axes[0].set_title(f"paper's beta: targets' confidence in the wrong class\nsuccess {k}/{n} = {k / n:.0%}, "
+                      f"median L-inf {float(main['linf_255'].median()):.1f}/255", fontsize=10)
     axes[0].set_xlabel("probability of the base class")
     axes[0].set_ylabel("targets")
     axes[0].legend(fontsize=8)
     ax = axes[1]
-    P.success_curve(ax, table.median_l2, table.success_rate, table.ci_low, table.ci_high, "success (95% CI)")
-    for mult, r in table.iterrows():
-        ax.annotate(f"beta x{mult:g}", (r.median_l2, r.success_rate), textcoords="offset points",
-                    xytext=(4, -12), fontsize=7)
+    sweep = table[table.resolution == 32]
+    x = sweep.median_linf_255.clip(lower=0.01)
+    P.success_curve(ax, x, sweep.success_rate, sweep.ci_low, sweep.ci_high, "success, any size (95% CI)")
+    P.success_curve(ax, x, sweep.clean_label_success_rate, sweep.clean_label_ci_low, sweep.clean_label_ci_high,
+                    f"success with L-inf <= {cfg.clean_label_linf_255:g}/255", marker="s")
+    for name, r in sweep.iterrows():
+        ax.annotate(f"x{r.beta_multiplier:.2g}", (max(r.median_linf_255, 0.01), r.success_rate),
+                    textcoords="offset points", xytext=(4, 6), fontsize=7)
+    up = table[table.resolution != 32]
+    for name, r in up.iterrows():
+        ax.errorbar([max(r.median_linf_255, 0.01)], [r.success_rate],
+                    yerr=P.error_bars([r.success_rate], [r.ci_low], [r.ci_high]), marker="D", color="tab:green",
+                    capsize=3, ls="none", label=f"{int(r.resolution)}x{int(r.resolution)} input, paper beta")
+    ax.axvline(cfg.clean_label_linf_255, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("median L2 size of the perturbation ([0,1] pixels)")
+    ax.set_xlabel("median L-inf of the perturbation (0-255 pixel levels)")
     ax.set_ylabel("poison success rate")
-    ax.set_title("beta sweep: success vs perturbation size", fontsize=10)
+    ax.set_title("beta sweep (x: multiple of the paper's beta): success vs size", fontsize=10)
+    ax.legend(fontsize=7, loc="center left")
     fig.suptitle(f"PF-F5 one-shot kill, transfer learning ({cfg.transfer_class_a} vs {cfg.transfer_class_b})",
                  fontsize=10)
     P.standin_note(fig, label)
@@ -217,16 +251,33 @@ def fig_e2e_projection(cfg, data, e2e, tag: str, artifact: str, res: Results):
     return fig
 
 
-def e2e_table(e2e) -> pd.DataFrame:
+def _within(e2e, oi: int, n: int, cfg) -> torch.Tensor:
+    """Per target: every one of its first n poisons within the gate, measured from the
+    watermarked base the collision started from (the watermark is the paper's visible part)."""
+    return (e2e["linf_255_anchor"][oi, :, :n] <= cfg.clean_label_linf_255).all(dim=1)
+
+
+def e2e_table(cfg, e2e) -> pd.DataFrame:
+    """PF-F8 table: per opacity and number of poisons, success (all, and with every poison
+    within the gate) and the poisons' sizes on the 0-255 scale; opacity 0 with one poison
+    is the plain single-poison experiment."""
     rows = []
+
+    def row(gamma, n, s, within, acc, linf_base, linf_anchor):
+        k, m = int(s.sum()), len(s)
+        kc = int((s & within).sum())
+        lo, hi = wilson(k, m)
+        rows.append({"opacity": gamma, "poisons": n, "targets": m, "success_rate": k / m if m else np.nan,
+                     "ci_low": lo, "ci_high": hi, "clean_label_success_rate": kc / m if m else np.nan,
+                     "median_linf_255_from_base": float(linf_base.median()),
+                     "median_linf_255_beyond_watermark": float(linf_anchor.median()),
+                     "mean_clean_accuracy": float(acc.mean())})
+    row(0.0, 1, e2e["single"], e2e["single_linf_255"] <= cfg.clean_label_linf_255, e2e["single_clean_acc"],
+        e2e["single_linf_255"], e2e["single_linf_255"])
     for oi, gamma in enumerate(e2e["opacities"].tolist()):
         for ci, n in enumerate(e2e["counts"].tolist()):
-            s = e2e["success"][oi, ci]
-            k, m = int(s.sum()), len(s)
-            lo, hi = wilson(k, m)
-            rows.append({"opacity": gamma, "poisons": n, "targets": m, "success_rate": k / m,
-                         "ci_low": lo, "ci_high": hi,
-                         "mean_clean_accuracy": float(e2e["clean_acc"][oi, ci].mean())})
+            row(gamma, n, e2e["success"][oi, ci], _within(e2e, oi, n, cfg), e2e["clean_acc"][oi, ci],
+                e2e["linf_255_base"][oi, :, :n], e2e["linf_255_anchor"][oi, :, :n])
     return pd.DataFrame(rows).set_index(["opacity", "poisons"])
 
 
@@ -256,61 +307,92 @@ def fig_poison_grid(cfg, e2e, res: Results):
 
 
 def fc1_table(cfg, main, e2e) -> pd.DataFrame:
-    """FC-1: feature collision is strong for transfer learning, weak end-to-end / from scratch.
-    Row labels are the same at every profile; the budgets are in the columns."""
-    nmax = int(e2e["counts"].max())
-    g0, g1 = float(e2e["opacities"][0]), float(e2e["opacities"][-1])
-    rows = [("transfer learning, 1 poison", 1, 0.0, main["success"]),
-            ("end-to-end fine-tuning, 1 poison", 1, g0, e2e["success"][0, 0]),
-            ("end-to-end fine-tuning, most poisons, watermarked", nmax, g1, e2e["success"][-1, -1]),
-            ("from scratch, 1 poison", 1, g0, e2e["scratch_single"]),
-            ("from scratch, most poisons, watermarked", nmax, g1, e2e["scratch_multi"])]
+    """FC-1: feature collision is strong for transfer learning, weak end-to-end / from
+    scratch, one poison each at the paper's beta. The transfer row and the other rows are
+    different tasks on different networks (the ``task`` column says which); row labels are
+    the same at every profile."""
+    transfer_task = f"{cfg.transfer_class_a} vs {cfg.transfer_class_b}, frozen stand-in extractor + linear head"
+    e2e_task = f"{cfg.e2e_target_class} target vs {cfg.e2e_base_class} bases, {cfg.e2e_model}-{cfg.e2e_width}"
+    rows = [("transfer learning, 1 poison", transfer_task, main["success"]),
+            ("end-to-end fine-tuning, 1 poison", e2e_task, e2e["single"]),
+            ("from scratch, 1 poison", e2e_task, e2e["scratch_single"])]
     out = []
-    for name, n_poisons, opacity, s in rows:
+    for name, task, s in rows:
         k, n = int(s.sum()), len(s)
-        lo, hi = wilson(k, n) if n else (np.nan, np.nan)
-        out.append({"setting": name, "poisons": n_poisons, "opacity": opacity, "targets": n, "successes": k,
+        lo, hi = wilson(k, n)
+        out.append({"setting": name, "task": task, "targets": n, "successes": k,
                     "success_rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(out).set_index("setting")
 
 
-def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, t8: pd.DataFrame, label: str):
-    """The claims of the notebook, each with its reduced-scale check (computed, not set)."""
-    k, n = int(main["success"].sum()), len(main["success"])
-    res.claim("PF-F5", "one poison per target succeeds in transfer learning", "success_rate", k / n, ">= 0.8",
-              setting=label, paper_key="transfer_success_rate", successes=k, n=n)
-    res.claim("PF-F5", "misclassified targets get high wrong-class confidence", "median_wrong_confidence",
-              float(main["wrong_conf"][main["success"]].median()) if k else float("nan"), ">= 0.9",
-              setting=label, paper_key="transfer_median_wrong_confidence")
-    res.claim("PF-F5", "poisons stay close to their base image (clean label)", "median_linf_255",
-              float(255 * main["linf"].median()), "<= 32", setting=label + "; the paper's beta")
+def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dict | None, label: str):
+    """The claims of the notebook, each decided by a stated test on per-target data. Success
+    claims count a success only when its poisons are within the clean-label gate."""
+    gate = f"L-inf <= {cfg.clean_label_linf_255:g}/255"
+    n = len(main["success"])
+    clean_hits = _clean_label(main, cfg)
+    res.claim("PF-F5", f"one poison per target succeeds in transfer learning (clean-label: {gate})",
+              "clean_label_success_rate", S.rate_test(int(clean_hits.sum()), n, 0.8, ">"),
+              setting=f"{label}; the paper's beta", paper_key="transfer_success_rate")
+    within = main["linf_255"] <= cfg.clean_label_linf_255
+    res.claim("PF-F5", f"poisons stay close to their base image (clean label: {gate})",
+              "share_of_poisons_within_gate", S.rate_test(int(within.sum()), n, 0.5, ">"),
+              setting=f"{label}; the paper's beta; holds if most poisons are")
+    wrong = main["wrong_conf"][clean_hits]
+    res.claim("PF-F5", "misclassified targets get high wrong-class confidence (most above 0.9)",
+              "share_of_successes_above_0.9", S.rate_test(int((wrong > 0.9).sum()), len(wrong), 0.5, ">"),
+              setting=f"{label}; clean-label successes", paper_key="transfer_median_wrong_confidence")
     res.claim("PF-F5", "control without poison puts little confidence on the wrong class",
-              "mean_control_wrong_confidence", float(main["control_wrong_conf"].mean()), "< 0.1",
+              "mean_control_wrong_confidence", S.mean_test(main["control_wrong_conf"].numpy(), 0.1, "<"),
               setting=label, paper_key="transfer_control_wrong_confidence")
-    drop = float((main["clean_acc"] - main["clean_acc_poisoned"]).mean())
-    res.claim("PF-F5", "clean accuracy barely drops", "mean_clean_accuracy_drop", drop, "<= 0.01",
+    res.claim("PF-F5", "clean accuracy barely drops (by less than 1 point)", "mean_clean_accuracy_drop",
+              S.paired_difference_test(main["clean_acc"].numpy(), main["clean_acc_poisoned"].numpy(), 0.01, "<"),
               setting=label, paper_key="transfer_clean_accuracy_drop")
-    res.claim("PF-F5", "beta sweep: larger perturbations succeed at least as often",
-              "spearman(median_l2, success_rate)",
-              rank_correlation(t5.median_l2, t5.success_rate), "> 0")
-    single, multi = e2e["success"][0, 0], e2e["success"][-1, -1]
-    res.claim("PF-F8", "one poison succeeds less often end-to-end than many watermarked poisons",
-              "success(many, watermarked) - success(1, none)",
-              float(multi.float().mean() - single.float().mean()), "> 0")
-    last = t8.xs(float(e2e["opacities"][-1]), level="opacity")
-    res.claim("PF-F8", "success rises with the number of poisons", "spearman(poisons, success_rate)",
-              rank_correlation(last.index, last.success_rate), "> 0")
-    # every claim is recorded at every profile (NaN where the profile's grid lacks its setting)
+    # the sweep: per-target (log10 beta multiplier, success) pairs; a smaller beta (larger
+    # poisons) should succeed more often, by at least 10 points over the whole sweep
+    sweep = t5[t5.resolution == 32]
+    res.claim("PF-F5", "beta sweep: smaller beta (larger perturbations) succeeds more often",
+              "change of success rate from the paper's beta to the smallest",
+              S.count_trend_test(-np.log10(sweep.beta_multiplier), (sweep.success_rate * sweep.targets).round(),
+                                 sweep.targets, ">", min_change=0.1),
+              setting=f"{label}; per target, x = -log10(beta multiplier), minimum change 0.1")
+    if upsampled is not None:
+        k_up = len(upsampled["success"])  # the first k_up targets of the main run
+        size = cfg.upsampled_size
+        res.claim("PF-F5", f"at the paper's beta, poisons crafted at a {size}x{size} input succeed more often "
+                  "than at 32x32 (the explanation tested: Eq. 2's 1/dim_b^2)",
+                  "clean-label success(upsampled) - success(32x32), same targets",
+                  S.rate_difference_test(int(_clean_label(upsampled, cfg).sum()), k_up,
+                                         int(clean_hits[:k_up].sum()), k_up, 0.0, ">"),
+                  setting=f"{label}; the paper's beta for each input dimension")
+    # end to end, at the last opacity
+    gi = len(cfg.e2e_opacities) - 1
+    gamma = float(e2e["opacities"][gi])
     counts = e2e["counts"].tolist()
-    s = e2e["success"][-1, counts.index(50)] if 50 in counts else torch.zeros(0, dtype=torch.bool)
-    res.claim("PF-F8", "50 watermarked poisons succeed often end-to-end", "success_rate", float("nan"), ">= 0.3",
-              setting=f"opacity {float(e2e['opacities'][-1]):.0%}" + ("" if len(s) else "; 50 not in this profile's grid"),
-              paper_key="e2e_success_rate_50_poisons_opacity_0.3", successes=int(s.sum()), n=len(s))
-    res.claim("PF-F6", "a single poison fails end-to-end", "success_rate", float(single.float().mean()), "<= 0.2",
-              paper_key="e2e_single_poison_success", successes=int(single.sum()), n=len(single))
-    res.claim("FC-1", "strong for transfer learning, weak end-to-end (1 poison each)",
-              "success(transfer) - success(end-to-end)", k / n - float(single.float().mean()), ">= 0.5")
+    k_counts = [int((e2e["success"][gi, ci] & _within(e2e, gi, c, cfg)).sum()) for ci, c in enumerate(counts)]
+    m = len(e2e["targets"])
+    res.claim("PF-F8", f"success rises with the number of watermarked poisons (clean-label: {gate} beyond the watermark)",
+              "change of success rate over the sweep of poisons",
+              S.count_trend_test(counts, k_counts, [m] * len(counts), ">", min_change=0.1),
+              setting=f"opacity {gamma:.0%}; per target; minimum change 0.1")
+    if 50 in counts:
+        k50 = k_counts[counts.index(50)]
+        d50 = S.rate_test(k50, m, 0.3, ">")
+        where = f"opacity {gamma:.0%}"
+    else:
+        d50, where = S.rate_test(0, 0, 0.3, ">"), f"opacity {gamma:.0%}; 50 not in this profile's grid"
+    res.claim("PF-F8", f"50 watermarked poisons succeed often end-to-end (at least 30%; clean-label: {gate})",
+              "clean_label_success_rate", d50, setting=where, paper_key="e2e_success_rate_50_poisons_opacity_0.3")
+    single = e2e["single"]
+    res.claim("PF-F6", "a single poison fails end-to-end (succeeds on fewer than 20% of targets)", "success_rate",
+              S.rate_test(int(single.sum()), len(single), 0.2, "<"), paper_key="e2e_single_poison_success")
+    gated = int((clean_hits).sum())
+    res.claim("FC-1", "strong for transfer learning, weak end-to-end (1 poison each; different tasks)",
+              "success(transfer, clean-label) - success(end-to-end)",
+              S.rate_difference_test(gated, n, int(single.sum()), len(single), 0.5, ">"),
+              setting="minimum difference 0.5")
     scratch = e2e["scratch_single"]
-    res.claim("FC-1", "strong for transfer learning, weak from scratch (1 poison each)",
-              "success(transfer) - success(from scratch)",
-              k / n - float(scratch.float().mean()) if len(scratch) else float("nan"), ">= 0.5")
+    res.claim("FC-1", "strong for transfer learning, weak from scratch (1 poison each; different tasks)",
+              "success(transfer, clean-label) - success(from scratch)",
+              S.rate_difference_test(gated, n, int(scratch.sum()), len(scratch), 0.5, ">"),
+              setting="minimum difference 0.5")
