@@ -38,6 +38,7 @@ Tests, by kind of claim (scipy and statsmodels do the arithmetic):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,8 +149,11 @@ def rate_difference_test(k1: int, n1: int, k2: int, n2: int, margin: float = 0.0
         p = st.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative=alt).pvalue
         ptest = "Fisher exact p"
     else:
-        p = test_proportions_2indep(k1, n1, k2, n2, value=margin, method="score", compare="diff",
-                                    alternative="larger" if side == ">" else "smaller").pvalue
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            # statsmodels also forms the ratio and odds ratio, which divide by zero at 0/n
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = test_proportions_2indep(k1, n1, k2, n2, value=margin, method="score", compare="diff",
+                                        alternative="larger" if side == ">" else "smaller").pvalue
         ptest = "score p"
     return decide(diff, lo, hi, margin, side, test=f"Newcombe bound; {ptest}", n=n1 + n2, p=float(p))
 

@@ -55,6 +55,11 @@ def test_rate_difference():
     # a minimum effect: 0.60 vs 0.50 on 2000 trials each is significant but below a 0.2 margin
     assert S.rate_difference_test(600, 1000, 500, 1000).verdict == "holds"
     assert S.rate_difference_test(600, 1000, 500, 1000, margin=0.2).verdict == "fails"
+    # 0/n on one side with a margin: no warning may leak into a notebook's output
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert S.rate_difference_test(1, 60, 0, 30, 0.5).verdict == "fails"
 
 
 def test_count_trend_strong_null_and_tie():
