@@ -41,6 +41,14 @@ def rank_correlation(x, y) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def success_columns(successes: int, n: int, prefix: str = "") -> dict:
+    """A table's success rate and its 95% Wilson interval (``<prefix>success_rate``,
+    ``<prefix>ci_low``, ``<prefix>ci_high``); NaN for no trials, never a division by zero."""
+    lo, hi = wilson(successes, n)
+    return {f"{prefix}success_rate": successes / n if n else math.nan, f"{prefix}ci_low": lo,
+            f"{prefix}ci_high": hi}
+
+
 def fmt(x, digits: int = 3) -> str:
     """A number for a reader: ``digits`` significant digits, never scientific notation,
     empty for NaN."""

@@ -20,7 +20,7 @@ from ..attacks.influence import (LogisticHead, influence_up_loss, most_influenti
                                  training_set_attack)
 from ..cache import ArtifactCache
 from ..config import as_dict, config_hash
-from ..results import Results, rank_correlation, wilson
+from ..results import Results, rank_correlation, success_columns
 from ..train import progress
 
 NOTEBOOK = "08_influence"
@@ -209,12 +209,6 @@ def fig_influence(cfg, d, loo, res: Results):
     return fig
 
 
-def _rate(k: int, m: int) -> tuple[float, float, float]:
-    """Rate and Wilson interval; NaN for no trials (never a division by zero)."""
-    lo, hi = wilson(k, m)
-    return (k / m if m else float("nan")), lo, hi
-
-
 def attack_table(cfg, att, ctl) -> pd.DataFrame:
     """INF-1: success against the number of perturbed images, for each box size, beside the
     random-sign control on the same targets."""
@@ -223,11 +217,9 @@ def attack_table(cfg, att, ctl) -> pd.DataFrame:
         for ci, n in enumerate(cfg.perturb_counts):
             f, c = att["flipped"][ei, ci], ctl["flipped"][ei, ci]
             m = len(f)
-            rate, lo, hi = _rate(int(f.sum()), m)
-            crate, clo, chi = _rate(int(c.sum()), len(c))
             rows.append({"linf_box_255": round(255 * eps, 3), "perturbed_images": n, "targets": m,
-                         "success_rate": rate, "ci_low": lo, "ci_high": hi,
-                         "control_success_rate": crate, "control_ci_low": clo, "control_ci_high": chi,
+                         **success_columns(int(f.sum()), m),
+                         **success_columns(int(c.sum()), len(c), prefix="control_"),
                          "max_linf_255": float(255 * att["linf"][ei, ci].max()) if m else float("nan")})
     return pd.DataFrame(rows).set_index(["linf_box_255", "perturbed_images"])
 

@@ -348,7 +348,7 @@ def fig_tradeoff(cfg, sweep, res: Results) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- claims
-def _ratio_test(log_ratios, threshold: float) -> S.Decision:
+def _speedup_test(log_ratios, threshold: float) -> S.Decision:
     """A speed-up ratio against ``threshold``: t bound on the per-trial log ratios (timings are
     multiplicative and noisy), reported as the geometric mean ratio and its bounds."""
     d = S.mean_test(log_ratios, math.log(threshold), ">")
@@ -377,7 +377,7 @@ def record_claims(cfg, gen, sweep, res: Results, source: str):
     res.claim("GEN-1", f"the generative method makes the experiment's {n} poisons far faster than the direct "
               "method, generator training included",
               "direct s per poison / generative s per poison (amortised: training included)",
-              _ratio_test(log_ratio, SPEEDUP),
+              _speedup_test(log_ratio, SPEEDUP),
               setting=f"{n} poisons per trial, {trials} timed trials, direct method from real digits; far faster "
                       f"= at least {SPEEDUP:g}x; generator training {s['train'].mean():.0f} s, break-even after "
                       f"~{np.median(break_even):.0f} poisons (median over trials)")

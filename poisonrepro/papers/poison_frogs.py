@@ -347,14 +347,10 @@ def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
     # the explanation to test if success falls at the paper's beta: Eq. 2 weighs a poison by
     # 1/dim_b^2, so a 32x32 input is penalised far more than InceptionV3's 299x299 one
     upsampled = None
-    if cfg.upsampled_size and cfg.upsampled_targets and extractor_is_standin(label):
+    if cfg.upsampled_size and cfg.upsampled_targets and label == pretrained.standin_label(cfg.standin_width):
         upsampled = transfer_attack(cfg, data, extractor, setup, cache, size=cfg.upsampled_size,
                                     n_targets=cfg.upsampled_targets, controls=False)
     return TransferRun(data, extractor, label, setup, main, sweep, upsampled)
-
-
-def extractor_is_standin(label: str) -> bool:
-    return "STAND-IN" in label
 
 
 def run_end_to_end(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, dict]:

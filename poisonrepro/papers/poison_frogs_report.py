@@ -16,7 +16,7 @@ from .. import plots as P
 from .. import train as T
 from ..attacks.evasion_pgd import targeted_pgd
 from .. import stats as S
-from ..results import Results, wilson
+from ..results import Results, success_columns
 
 plt = P.plt
 
@@ -153,14 +153,10 @@ def _clean_label(r: dict, cfg) -> torch.Tensor:
 
 
 def _sweep_row(cfg, name: str, mult: float, size: int, r: dict) -> dict:
-    k, n = int(r["success"].sum()), len(r["success"])
-    kc = int(_clean_label(r, cfg).sum())
-    lo, hi = wilson(k, n)
-    clo, chi = wilson(kc, n)
+    n = len(r["success"])
     row = {"run": name, "beta_multiplier": mult, "resolution": size, "beta_01": float(r["beta"]), "targets": n,
-           "success_rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi,
-           "clean_label_success_rate": kc / n if n else np.nan, "clean_label_ci_low": clo,
-           "clean_label_ci_high": chi,
+           **success_columns(int(r["success"].sum()), n),
+           **success_columns(int(_clean_label(r, cfg).sum()), n, prefix="clean_label_"),
            "median_l2_255": float(r["l2_255"].median()), "median_linf_255": float(r["linf_255"].median()),
            "share_within_gate": float((r["linf_255"] <= cfg.clean_label_linf_255).float().mean()),
            "median_feature_dist": float(r["feature_dist"].median()),
@@ -264,11 +260,9 @@ def e2e_table(cfg, e2e) -> pd.DataFrame:
     rows = []
 
     def row(gamma, n, s, within, acc, linf_base, linf_anchor):
-        k, m = int(s.sum()), len(s)
-        kc = int((s & within).sum())
-        lo, hi = wilson(k, m)
-        rows.append({"opacity": gamma, "poisons": n, "targets": m, "success_rate": k / m if m else np.nan,
-                     "ci_low": lo, "ci_high": hi, "clean_label_success_rate": kc / m if m else np.nan,
+        m = len(s)
+        rows.append({"opacity": gamma, "poisons": n, "targets": m, **success_columns(int(s.sum()), m),
+                     "clean_label_success_rate": success_columns(int((s & within).sum()), m)["success_rate"],
                      "median_linf_255_from_base": float(linf_base.median()),
                      "median_linf_255_beyond_watermark": float(linf_anchor.median()),
                      "mean_clean_accuracy": float(acc.mean())})
@@ -319,9 +313,7 @@ def fc1_table(cfg, main, e2e) -> pd.DataFrame:
     out = []
     for name, task, s in rows:
         k, n = int(s.sum()), len(s)
-        lo, hi = wilson(k, n)
-        out.append({"setting": name, "task": task, "targets": n, "successes": k,
-                    "success_rate": k / n if n else np.nan, "ci_low": lo, "ci_high": hi})
+        out.append({"setting": name, "task": task, "targets": n, "successes": k, **success_columns(k, n)})
     return pd.DataFrame(out).set_index("setting")
 
 
