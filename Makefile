@@ -13,13 +13,14 @@ ifneq ($(wildcard ../shared/data/cifar10-jpeg.tar.gz),)
 export POISONREPRO_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help venv reproduce test unit notebooks-test clean
+.PHONY: help venv reproduce test unit notebooks-test plan clean
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper] [NOTEBOOKS=\"01_poison_frogs ...\"]"
 	@echo "    run the notebooks with papermill into build/<PROFILE>/ and write"
 	@echo "    figures/<PROFILE>/{<notebook>/,summary.csv,REPORT.md} (default PROFILE: $(PROFILE))."
 	@echo "    At PROFILE=cpu the executed notebooks replace the committed ones."
 	@echo "make test        unit tests + every notebook under nbval at the smoke profile"
+	@echo "make plan [PROFILE=paper]  trials and estimated GPU hours per notebook, totals for 1 and 64 GPUs"
 	@echo "make venv        create/update .venv (editable install of poisonrepro)"
 	@echo "make clean       remove build/ and data/derived/ (caches)"
 	@echo "Data: POISONREPRO_DATA=$(POISONREPRO_DATA)"
@@ -44,6 +45,9 @@ notebooks-test: venv
 
 test: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest tests notebooks --nbval-lax -q
+
+plan: venv
+	$(PY) -m poisonrepro.plan --profile $(PROFILE)
 
 clean:
 	rm -rf build data/derived

@@ -1,4 +1,11 @@
-"""Artifact cache: models, poisons and results keyed by the hash of the config that made them.
+"""Artifact cache: models, poisons and results keyed by the hash of what made them.
+
+A stage's key (``stage_key``) is the hash of the config fields that feed the stage (each field
+declares its stages: ``poisonrepro.config.stage_inputs``) and of the code that computes it
+(``code_hash``: the source of the computing module and of every ``poisonrepro`` module it
+imports, transitively). An edit to an attack, a model or the training loop therefore changes the
+keys of every stage computed with it, and a stale artifact is never returned; an edit to a report
+module (figures, tables, claims) changes none.
 
 Every write is atomic (a temporary file in the same folder, then ``os.replace``), so a run
 killed at any moment leaves either the finished artifact or nothing, and the next run
@@ -10,6 +17,9 @@ the decoded clean datasets are kept: poisoned data never lands in the clean-data
 """
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -20,6 +30,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .config import config_hash, stage_values
 
 #: (kind, key, "hit" | "miss") for every lookup in this process; the tests read it.
 EVENTS: list[tuple[str, str, str]] = []
@@ -61,8 +72,105 @@ def save_array(path: Path, array: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
-def load_array(path: Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """An array saved by ``save_array``; ``mmap=True`` maps it read-only instead of reading it
+    (a large clean dataset of which a notebook uses a few thousand rows: only those are read)."""
+    return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+
+
+# --------------------------------------------------------------------------- code hash
+PACKAGE = "poisonrepro"
+
+
+def _module_file(module: str, root: Path) -> Path | None:
+    """The file of ``module`` (``poisonrepro.a.b``) below ``root`` (the folder holding the
+    ``poisonrepro`` package): ``a/b.py`` or ``a/b/__init__.py``; None where neither exists."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = root.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_modules(module: str, path: Path, root: Path) -> set[str]:
+    """The ``poisonrepro`` modules that ``module``'s source imports (at any depth of the file,
+    function-level imports included), by static analysis: ``from X import name`` counts as
+    ``X.name`` where that is a module, else as ``X``. Imports made at run time by name
+    (``importlib.import_module``) are not seen, by design: the plan hooks use them for code
+    that does not compute results."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if _module_file(sub, root) is not None else base)
+    return {m for m in found if m.split(".")[0] == PACKAGE and _module_file(m, root) is not None}
+
+
+def _normalised_source(path: Path) -> str:
+    """The module's syntax tree without docstrings: an edit to a comment, a docstring or the
+    layout changes no key, an edit to the code does."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def module_closure(module: str, root: Path | None = None) -> list[str]:
+    """``module`` and every ``poisonrepro`` module it imports, transitively, sorted."""
+    root = Path(root) if root is not None else paths.PACKAGE_DIR.parent
+    if _module_file(module, root) is None:
+        raise ValueError(f"code_hash: no module {module!r} below {root} (a poisonrepro module such as "
+                         f"'poisonrepro.papers.poison_frogs.experiments' is expected)")
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_imported_modules(name, _module_file(name, root), root) - seen)
+    return sorted(seen)
+
+
+@functools.lru_cache(maxsize=None)
+def _code_hash(module: str, root: Path) -> str:
+    h = hashlib.sha256()
+    for name in module_closure(module, root):
+        h.update(name.encode() + b"\0" + _normalised_source(_module_file(name, root)).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_hash(module: str, *, root: Path | None = None) -> str:
+    """sha256 (16 hex digits) of the source of ``module`` and of every ``poisonrepro`` module it
+    imports, transitively (static import analysis with ``ast``; comments and docstrings left
+    out). It replaces the hand-bumped ``CODE_VERSION``: an edit to an attack changes the hash of
+    every module that imports it. Cached per process (the code of a running process does not
+    change); ``root`` (the folder holding ``poisonrepro/``) defaults to this installation."""
+    return _code_hash(module, Path(root).resolve() if root is not None else paths.PACKAGE_DIR.parent)
+
+
+def stage_key(cfg, stage: str, module: str, **extra) -> str:
+    """The cache key of ``stage`` computed by ``module`` at ``cfg``: the hash of the config fields
+    that feed the stage (``config.stage_inputs``: declared on each field, with the stages
+    upstream of it), of ``extra`` (run-time arguments, e.g. one value of a sweep) and of
+    ``code_hash(module)``."""
+    return config_hash({"fields": stage_values(cfg, stage), "extra": extra, "code": code_hash(module)})
 
 
 class ArtifactCache:

@@ -1,9 +1,32 @@
-"""The fourteen papers of the compendium, their notebooks and artifact ids."""
+"""The fourteen papers of the compendium: their notebooks, titles, links and artifact ids.
+
+This list is the one source of each notebook's artifact ids (``shared/seed-artifacts.md``): the
+overview's index shows them, and the tests derive what a notebook must write from them (a
+notebook may add panels of an artifact, named by a lowercase letter after its id: ``BS-1a``).
+All fourteen are listed from the start, so adding a paper's notebook edits nothing here.
+"""
 from __future__ import annotations
+
+import re
+from typing import NamedTuple
 
 from . import paths
 
-PAPERS = [
+
+class Paper(NamedTuple):
+    notebook: str       # notebooks/<notebook>.ipynb, e.g. "01_poison_frogs"
+    title: str
+    link: str
+    artifacts: list     # the seed document's artifact ids
+
+    @property
+    def name(self) -> str:
+        """The paper's name everywhere else: the notebook's stem without its number
+        (``poisonrepro.config.<name>``, ``poisonrepro.papers.<name>``, ``reference/<name>.csv``)."""
+        return self.notebook.split("_", 1)[1]
+
+
+PAPERS = [Paper(*row) for row in [
     ("00_overview", "Overview: index, attack taxonomy, Barreno et al. tables", "", ["L-TAX"]),
     ("01_poison_frogs", "Shafahi et al. 2018, Poison Frogs! Targeted Clean-Label Poisoning Attacks on Neural Networks",
      "https://arxiv.org/abs/1804.00792", ["PF-F1", "PF-F2", "PF-F3", "PF-F4", "PF-F5", "PF-F6", "PF-F7", "PF-F8", "PF-F9", "FC-1"]),
@@ -33,9 +56,22 @@ PAPERS = [
      "https://arxiv.org/abs/2301.01217", ["UC-T1", "UC-F4", "UC-T3", "UC-AT", "UC-P"]),
     ("14_tue", "Ren et al. 2023, Transferable Unlearnable Examples",
      "https://arxiv.org/abs/2210.10114", ["TUE-LS", "TUE-SN", "TUE-T2", "TUE-TT", "TUE-T5", "TUE-T6", "TUE-INT"]),
-]
+]]
+
+
+def entry(name: str) -> Paper:
+    """The catalog entry of a paper, by name (``poison_frogs``) or notebook stem (``01_poison_frogs``)."""
+    for paper in PAPERS:
+        if name in (paper.name, paper.notebook):
+            return paper
+    raise KeyError(f"unknown paper {name!r}; known: {', '.join(p.name for p in PAPERS)}")
 
 
 def status(stem: str) -> str:
     """'done' where the notebook exists in the repository, else 'not yet'."""
     return "done" if (paths.repo_root() / "notebooks" / f"{stem}.ipynb").exists() else "not yet"
+
+
+def is_artifact_of(artifact: str, paper: Paper) -> bool:
+    """Whether ``artifact`` is one of the paper's ids or a panel of one (the id and a lowercase letter)."""
+    return any(re.fullmatch(re.escape(a) + "[a-z]?", artifact) for a in paper.artifacts)

@@ -9,8 +9,13 @@ Where raw files are looked for, in this order:
    into ``data/raw/``.
 
 Every raw file is checked against a known checksum before it is decoded; decoded arrays
-are cached, clean, in ``data/derived/clean/``. A dataset that cannot be found or
-downloaded raises ``DataMissingError`` saying exactly how to get it.
+are cached, clean, in ``data/derived/clean/`` (and mapped, not read, when loaded again: a
+notebook reads only the rows it uses). A dataset that cannot be found or downloaded raises
+``DataMissingError`` saying exactly how to get it.
+
+``DATASETS`` is the registry, one line per dataset in the manner of d2l's ``DATA_HUB``: its raw
+files with their download URL and sha256, and its loader (``load(name)``). A new dataset is one
+line there and a loader, which finds (or downloads) and checks its files with ``fetch``.
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ import os
 import tarfile
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,13 +38,6 @@ from . import cache, paths
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
-# sha256 of raw files we know; a file with another hash is refused.
-KNOWN_SHA256 = {
-    # offline mirror (ImageFolder JPEG re-encoding of CIFAR-10, see its README)
-    "cifar10-jpeg.tar.gz": {"5c5c63dfeee3ddad099378cc2f9671d723126c7bfc549b8a0a70febd3bc4094f"},
-    "spambase.data": {"1855d678d9019f325b7bcd6f6a4c9baedac6f291aa9cad59e5f79a25f1988372"},
-    "t10k-labels-idx1-ubyte.gz": {"fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"},
-}
 # md5 of the *decompressed* canonical MNIST test images (the .gz wrappers differ between mirrors)
 MNIST_TEST_IMAGES_MD5 = "2646ac647ad5339dbf082846283269ea"
 SPAMBASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/spambase/spambase.data"
@@ -88,6 +87,7 @@ def sha256_file(path: Path) -> str:
 
 
 def verify_sha256(path: Path) -> None:
+    """Refuse a raw file whose name the registry knows but whose sha256 it does not."""
     known = KNOWN_SHA256.get(Path(path).name)
     if known is None:
         return
@@ -109,7 +109,7 @@ def _clean_cached(name: str, decode) -> tuple[np.ndarray, np.ndarray, str]:
     root = paths.clean_cache_dir()
     px, py, ps = root / f"{name}.x.npy", root / f"{name}.y.npy", root / f"{name}.source.txt"
     if px.exists() and py.exists() and ps.exists():
-        return cache.load_array(px), cache.load_array(py), ps.read_text()
+        return cache.load_array(px, mmap=True), cache.load_array(py), ps.read_text()
     x, y, source = decode()
     cache.save_array(px, np.ascontiguousarray(x))
     cache.save_array(py, np.asarray(y, dtype=np.int64))
@@ -251,7 +251,9 @@ def mnist_flat(split: str = "test", digits=None) -> tuple[np.ndarray, np.ndarray
     ds = load_mnist(split)
     keep = np.isin(ds.y, digits) if digits is not None else slice(None)
     x, y = ds.x[keep], ds.y[keep]
-    return x.reshape(len(y), -1).astype(np.float64) / 255.0, y, ds.source
+    x = x.reshape(len(y), -1).astype(np.float64)
+    x /= 255.0  # in place: one float64 copy of the pool at a time, not two
+    return x, y, ds.source
 
 
 # --------------------------------------------------------------------------- tabular
@@ -286,23 +288,83 @@ def parse_spambase(path: Path) -> np.ndarray:
 
 
 def load_spambase(data_dir=None, download: bool = True) -> ArrayDataset:
-    path = _find("spambase.data", data_dir)
-    if path is None and download:
-        path = paths.raw_dir() / "spambase.data"
-        try:
-            cache.atomic_write(path, lambda tmp: urllib.request.urlretrieve(SPAMBASE_URL, tmp))
-        except OSError:
-            path = None
-    if path is None:
-        raise DataMissingError(
-            "Spambase not found (looked in: " + ", ".join(map(str, candidate_dirs(data_dir))) +
-            f"). Download {SPAMBASE_URL} into data/raw/, or set POISONREPRO_DATA to a folder "
-            "holding spambase.data (e.g. the offline mirror ../shared/data).")
+    # its checksum is not enforced: a file of the right shape and class counts is accepted, with a warning
+    path = fetch("spambase", "spambase.data", data_dir, download=download, verify=False)
     table = parse_spambase(path)
     if sha256_file(path) not in KNOWN_SHA256["spambase.data"]:
         warnings.warn(f"{path}: unknown sha256, but shape and class counts match the UCI Spambase file")
     return ArrayDataset(table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64),
                         ("ham", "spam"), f"UCI Spambase ({path.name})")
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class RawFile:
+    """A raw file of a dataset: where the real download gets it ("" where a library such as
+    torchvision downloads and checks it, or for an offline mirror's re-encoding) and the sha256
+    a file of this name must have."""
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One line of the registry: the raw files (by file name) and the loader."""
+    files: dict = field(default_factory=dict)  # file name -> RawFile
+    loader: Callable[..., ArrayDataset] | None = None
+    note: str = ""
+
+
+# One entry per dataset: its raw files (URL, sha256) and its loader. CIFAR-100 would be
+#   "cifar100": Dataset({"cifar-100-python.tar.gz": RawFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+#                        "<the archive's sha256>")}, load_cifar100),
+# with a load_cifar100 that calls fetch("cifar100", "cifar-100-python.tar.gz") and decodes it.
+DATASETS = {
+    "cifar10": Dataset({"cifar10-jpeg.tar.gz": RawFile("", "5c5c63dfeee3ddad099378cc2f9671d723126c7bfc549b8a0a70febd3bc4094f")},
+                       load_cifar10, "torchvision downloads https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz "
+                                     "(md5-checked); the offline mirror is a quality-75 JPEG re-encoding"),
+    "mnist": Dataset({"t10k-labels-idx1-ubyte.gz": RawFile("", "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c")},
+                     load_mnist, "torchvision downloads; the test images are checked by the md5 of their "
+                                 "decompressed bytes (MNIST_TEST_IMAGES_MD5), the .gz wrappers differ between mirrors"),
+    "spambase": Dataset({"spambase.data": RawFile(SPAMBASE_URL, "1855d678d9019f325b7bcd6f6a4c9baedac6f291aa9cad59e5f79a25f1988372")},
+                        load_spambase, "UCI; shape and class counts checked, an unknown sha256 only warned about"),
+    "digits": Dataset({}, load_digits, "ships with scikit-learn"),
+    "breast_cancer": Dataset({}, load_breast_cancer, "ships with scikit-learn"),
+}
+
+#: sha256 of the raw files we know, from the registry; a file of such a name with another hash is refused.
+KNOWN_SHA256 = {name: {raw.sha256} for ds in DATASETS.values() for name, raw in ds.files.items()}
+
+
+def load(name: str, **kwargs) -> ArrayDataset:
+    """The dataset ``name`` of the registry, from its loader (``kwargs``: the loader's, e.g. ``split``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return DATASETS[name].loader(**kwargs)
+
+
+def fetch(dataset: str, filename: str, data_dir=None, *, download: bool = True, verify: bool = True) -> Path:
+    """The raw file ``filename`` of a registered dataset: found in ``candidate_dirs``, else
+    downloaded from its URL into ``data/raw/`` (atomically); its sha256 checked against the
+    registry (``verify``). Raises ``DataMissingError`` saying how to get it."""
+    if dataset not in DATASETS or filename not in DATASETS[dataset].files:
+        raise ValueError(f"{dataset}/{filename} is not in the registry (poisonrepro.data.DATASETS)")
+    raw = DATASETS[dataset].files[filename]
+    path = _find(filename, data_dir)
+    if path is None and download and raw.url:
+        path = paths.raw_dir() / filename
+        try:
+            cache.atomic_write(path, lambda tmp: urllib.request.urlretrieve(raw.url, tmp))
+        except OSError:
+            path = None
+    if path is None:
+        how = f"Download {raw.url} into data/raw/, or set" if raw.url else "Set"
+        raise DataMissingError(
+            f"{dataset}: {filename} not found (looked in: " + ", ".join(map(str, candidate_dirs(data_dir))) +
+            f"). {how} POISONREPRO_DATA to a folder holding {filename} (e.g. the offline mirror ../shared/data).")
+    if verify:
+        verify_sha256(path)
+    return path
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,6 +8,17 @@ Input normalisation lives inside the model, so attacks work in pixel space.
 The small ``ConvNet`` is the workhorse of the ``cpu`` profile: no batch norm, so that many
 copies can be trained at once with ``torch.func.vmap`` (see ``poisonrepro.train``). Its
 width was picked by measured speed on the 2-core machine (README, "Models").
+
+Victims trained from scratch (the deep-net papers) come in two sizes:
+
+- the papers' own architectures (``resnet18``, ``mobilenet_v2``, ``vgg11``, ``efficientnet_b1``,
+  ``regnetx_1_6gf``: torchvision's, with a stride-1 stem for 32x32 inputs), for the ``paper`` profile;
+- their stand-ins (``<name>_standin``), for the ``cpu`` profile: the same torchvision block types
+  (BasicBlock, InvertedResidual, MBConv, the RegNet X block, VGG's conv-BN-ReLU), narrowed and
+  shortened so that one trains in a minute or two on 2 cores. ``STANDIN_OF`` maps each to the
+  architecture it stands in for, and ``display_name`` labels it as a stand-in wherever it appears;
+- ``convnet_bn``, the ConvNet with batch norm (conv-BN-GELU blocks after airbench, Jordan 2024):
+  the fast victim of ``train.train_victim``.
 """
 from __future__ import annotations
 
@@ -60,6 +71,30 @@ def convnet(num_classes: int = 10, width: int = 32, in_channels: int = 3) -> Cla
     return Classifier(body, 4 * w * 16, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
 
 
+class ConvBlock(nn.Sequential):
+    """airbench's block: conv, max-pool, BN, GELU, conv, BN, GELU (the pool before the norm
+    halves the work of the first norm and activation)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                         nn.BatchNorm2d(cout), nn.GELU(),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+
+def convnet_bn(num_classes: int = 10, widths: tuple = (16, 32, 64), stem: int = 16) -> Classifier:
+    """The ConvNet with batch norm: a 2x2 stem conv, three ``ConvBlock`` (each halves the
+    resolution), a global max-pool and a bias-free linear head (airbench's layout, narrowed)."""
+    layers = [nn.Conv2d(3, stem, 2, padding=0), nn.GELU()]
+    cin = stem
+    for w in widths:
+        layers.append(ConvBlock(cin, w))
+        cin = w
+    body = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+    model = Classifier(body, cin, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+    model.head = nn.Linear(cin, num_classes, bias=False)
+    return model
+
+
 def alexnet_cifar(num_classes: int = 10) -> Classifier:
     """The scaled-down AlexNet of the TensorFlow CIFAR-10 tutorial that Poison Frogs used
     end-to-end (two 5x5 conv layers of 64, two fully connected layers of 384 and 192)."""
@@ -96,6 +131,97 @@ def vgg11_cifar(num_classes: int = 10) -> Classifier:
     return Classifier(body, 512, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
 
 
+def efficientnet_b1_cifar(num_classes: int = 10, width_mult: float = 1.0, depth_mult: float = 1.1) -> Classifier:
+    """torchvision's EfficientNet-B1 (width 1.0, depth 1.1) with a stride-1 stem for 32x32 inputs."""
+    from functools import partial
+    from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+    conf = partial(MBConvConfig, width_mult=width_mult, depth_mult=depth_mult)
+    setting = [conf(1, 3, 1, 32, 16, 1), conf(6, 3, 2, 16, 24, 2), conf(6, 5, 2, 24, 40, 2),
+               conf(6, 3, 2, 40, 80, 3), conf(6, 5, 1, 80, 112, 3), conf(6, 5, 2, 112, 192, 4),
+               conf(6, 3, 1, 192, 320, 1)]  # torchvision's _efficientnet_conf("efficientnet_b*")
+    net = EfficientNet(setting, dropout=0.2, num_classes=num_classes)
+    net.features[0][0].stride = (1, 1)
+    dim = net.classifier[1].in_features
+    net.classifier = nn.Identity()
+    return Classifier(net, dim, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
+def regnetx_1_6gf_cifar(num_classes: int = 10, depth: int = 18, w_0: int = 80, w_a: float = 34.01,
+                        w_m: float = 2.25, group_width: int = 24, stem_width: int = 32) -> Classifier:
+    """torchvision's RegNetX-1.6GF (depth 18, w_0 80, w_a 34.01, w_m 2.25, group width 24) with
+    a stride-1 stem for 32x32 inputs."""
+    from torchvision.models.regnet import BlockParams, RegNet
+    params = BlockParams.from_init_params(depth=depth, w_0=w_0, w_a=w_a, w_m=w_m, group_width=group_width)
+    net = RegNet(params, num_classes=num_classes, stem_width=stem_width)
+    net.stem[0].stride = (1, 1)
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return Classifier(net, dim, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
+# --------------------------------------------------------------------------- stand-ins
+def resnet18_standin(num_classes: int = 10, widths: tuple = (16, 32, 64, 128), blocks: tuple = (1, 1, 1, 1)) -> Classifier:
+    """ResNet-18 narrowed (64-128-256-512 -> 16-32-64-128) and shortened (2 BasicBlocks per
+    stage -> 1): torchvision's ``ResNet._make_layer`` with its ``BasicBlock``, CIFAR stem."""
+    from torchvision.models.resnet import BasicBlock
+    net = torchvision.models.resnet18(num_classes=num_classes)
+    net.inplanes = widths[0]
+    net.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+    net.bn1 = nn.BatchNorm2d(widths[0])
+    net.maxpool = nn.Identity()
+    for i, (w, b) in enumerate(zip(widths, blocks)):
+        setattr(net, f"layer{i + 1}", net._make_layer(BasicBlock, w, b, stride=1 if i == 0 else 2))
+    net.fc = nn.Identity()
+    return Classifier(net, widths[-1], num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
+def mobilenet_v2_standin(num_classes: int = 10) -> Classifier:
+    """MobileNet-V2 narrowed (width x0.25) and shortened (each stage's repeats halved, at least
+    one): torchvision's ``MobileNetV2`` and ``InvertedResidual``; stride-1 stem and a stride-1
+    second stage for 32x32 inputs (as in the common CIFAR variant)."""
+    setting = [[1, 16, 1, 1], [6, 24, 1, 1], [6, 32, 2, 2], [6, 64, 2, 2], [6, 96, 1, 1],
+               [6, 160, 2, 2], [6, 320, 1, 1]]  # t, c, n, s; torchvision's n (1,2,3,4,3,3,1) halved
+    net = torchvision.models.MobileNetV2(num_classes=num_classes, width_mult=0.25,
+                                         inverted_residual_setting=setting)
+    net.features[0][0].stride = (1, 1)
+    dim = net.last_channel
+    net.classifier = nn.Identity()
+    return Classifier(net, dim, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
+def vgg11_standin(num_classes: int = 10) -> Classifier:
+    """VGG-11 (configuration A, with batch norm) narrowed 4x: torchvision's ``make_layers``."""
+    from torchvision.models.vgg import make_layers
+    cfg = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M"]
+    body = nn.Sequential(make_layers(cfg, batch_norm=True), nn.Flatten())
+    return Classifier(body, 128, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
+def efficientnet_b1_standin(num_classes: int = 10) -> Classifier:
+    """EfficientNet-B1 narrowed (width x0.25) and shortened (depth x0.5): torchvision's MBConv."""
+    return efficientnet_b1_cifar(num_classes, width_mult=0.25, depth_mult=0.5)
+
+
+def regnetx_1_6gf_standin(num_classes: int = 10) -> Classifier:
+    """RegNetX-1.6GF narrowed (w_0 80 -> 16, w_a 34.01 -> 8, group width 24 -> 8, stem 32 -> 16)
+    and shortened (depth 18 -> 6): torchvision's RegNet X block."""
+    return regnetx_1_6gf_cifar(num_classes, depth=6, w_0=16, w_a=8.0, w_m=2.25, group_width=8, stem_width=16)
+
+
+#: stand-in -> the architecture it replaces (its label says so wherever it appears)
+STANDIN_OF = {
+    "resnet18_standin": "resnet18", "mobilenet_v2_standin": "mobilenet_v2", "vgg11_standin": "vgg11",
+    "efficientnet_b1_standin": "efficientnet_b1", "regnetx_1_6gf_standin": "regnetx_1_6gf",
+}
+
+
+def display_name(name: str) -> str:
+    """How a model is labelled in tables and figures: stand-ins say so."""
+    if name in STANDIN_OF:
+        return f"{STANDIN_OF[name]} (STAND-IN: narrowed, shortened)"
+    return name
+
+
 def inception_v3_imagenet(num_classes: int = 2) -> Classifier:
     """torchvision's ImageNet InceptionV3 (2048-d pool features); downloads its weights.
 
@@ -130,10 +256,14 @@ def adaline(in_features: int) -> Classifier:
 
 MODELS = {
     "convnet": convnet,
+    "convnet_bn": convnet_bn,
     "alexnet_cifar": alexnet_cifar,
     "resnet18": resnet18_cifar,
     "mobilenet_v2": mobilenet_v2_cifar,
     "vgg11": vgg11_cifar,
+    "efficientnet_b1": efficientnet_b1_cifar,
+    "regnetx_1_6gf": regnetx_1_6gf_cifar,
+    **{name: globals()[name] for name in STANDIN_OF},
     "inception_v3_imagenet": inception_v3_imagenet,
     "mlp": mlp,
     "logistic_regression": logistic_regression,

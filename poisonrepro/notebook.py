@@ -1,9 +1,11 @@
-"""Helpers every notebook uses: start a run, and the colophon."""
+"""Helpers every notebook uses: its setup cell (``setup``), and the colophon."""
 from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
+import sys
 import time
 
 import torch
@@ -14,10 +16,54 @@ _START = time.time()
 
 
 def start(profile: str) -> float:
-    """Called in each notebook's config cell; notes the wall-clock start."""
+    """Notes the wall-clock start (``setup`` calls it; the overview, which has no config, too)."""
     global _START
     _START = time.time()
     return _START
+
+
+def setup(paper: str, profile: str | None = None, seed: int = 0, dry_run: bool = False):
+    """The setup cell of a paper's notebook: ``cfg, cache, res``.
+
+    The config of ``paper`` (``poisonrepro.config.<paper>``) at ``profile`` with ``seed``,
+    validated before any compute (``dry_run``: every loop once, how the tests run the ``paper``
+    profile on a CPU); the artifact cache; the ``Results`` collector writing
+    ``figures/<profile>/<notebook>/``, the notebook named by the catalog. Also starts the
+    colophon's clock and sets the display options every notebook uses (figures as PNG, three
+    digits in tables).
+    """
+    import pandas as pd
+
+    from . import catalog
+    from .cache import ArtifactCache
+    from .config import dry_run as every_loop_once, load_config
+    from .results import Results
+
+    cfg = load_config(paper, profile, seed=seed)
+    if dry_run:
+        cfg = every_loop_once(cfg)
+    start(cfg.profile)
+    _inline_png()
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_colwidth", 60)
+    return cfg, ArtifactCache(), Results(catalog.entry(paper).notebook, cfg.profile, paper)
+
+
+def config_frame(cfg):
+    """The config as the one-column table the setup cell shows."""
+    import pandas as pd
+
+    from .config import as_dict
+    return pd.Series(as_dict(cfg), name=f"{cfg.profile} profile").astype(str).to_frame()
+
+
+def _inline_png() -> None:
+    """Inline figures as PNG in a Jupyter kernel (``%config InlineBackend.figure_formats``); a
+    no-op outside one."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and hasattr(shell, "kernel"):  # a Jupyter kernel (ZMQInteractiveShell)
+        shell.run_line_magic("config", 'InlineBackend.figure_formats = ["png"]')
 
 
 def git_commit() -> str:
@@ -37,6 +83,17 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def peak_memory_gib() -> float:
+    """Peak resident memory of this process so far, in GiB (``getrusage``'s ``ru_maxrss``:
+    KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
+
+
+#: the colophon's memory line; ``poisonrepro.reproduce`` reads it back from an executed notebook
+PEAK_MEMORY_LABEL = "peak memory:"
+
+
 def _cache_summary() -> str:
     from .cache import EVENTS
     hits = sum(1 for e in EVENTS if e[2] == "hit")
@@ -48,5 +105,6 @@ def colophon(profile: str) -> str:
     lines = [f"git commit:  {git_commit()}", f"profile:     {profile}", f"device:      {device_name()}",
              f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
              f"scikit-learn {sklearn.__version__}, pandas {pandas.__version__}",
-             f"wall time:   {time.time() - _START:.0f} s ({_cache_summary()})"]
+             f"wall time:   {time.time() - _START:.0f} s ({_cache_summary()})",
+             f"{PEAK_MEMORY_LABEL:<13}{peak_memory_gib():.2f} GiB resident (the notebook's kernel process)"]
     return "\n".join(lines)

@@ -12,10 +12,8 @@ import warnings
 from . import data as D
 from . import models as M
 from . import train as T
-from .cache import ArtifactCache
+from .cache import ArtifactCache, code_hash
 from .config import config_hash
-
-CODE_VERSION = "1"
 
 
 def standin_label(width: int) -> str:
@@ -29,7 +27,7 @@ def cifar_standin(*, unseen: list[int], width: int, per_class: int, epochs: int,
     the regime of InceptionV3's 2048-d features."""
     seen = [c for c in range(10) if c not in unseen]
     key = config_hash({"unseen": sorted(unseen), "width": width, "per_class": per_class, "epochs": epochs,
-                       "lr": lr, "seed": seed, "code": CODE_VERSION})
+                       "lr": lr, "seed": seed, "code": code_hash(__name__)})
 
     def fit():
         train = D.load_cifar10("train")

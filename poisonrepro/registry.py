@@ -11,6 +11,7 @@ Two taxonomies are declared per method, both generated into the overview noteboo
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 ALLOWED = {
@@ -81,5 +82,9 @@ def get(name: str) -> Method:
 
 def load_all() -> dict[str, Method]:
     """Import every method module so that all registrations have run."""
-    from . import attacks, defenses  # noqa: F401
+    # imported by name, not by an import statement: every attack imports this module to register
+    # itself, and cache.code_hash follows import statements, so a static import here would put
+    # every attack into the code hash of every stage (an edit to one attack would recompute all)
+    for package in ("attacks", "defenses"):
+        importlib.import_module(f"{__package__}.{package}")
     return REGISTRY

@@ -4,8 +4,10 @@ Each notebook runs from ``notebooks/`` into ``build/<profile>/<stem>.ipynb`` wit
 profile passed through ``POISONREPRO_PROFILE`` (so no parameters cell is injected and
 the notebook stays runnable as committed). With ``--update-notebooks`` (the Makefile
 passes it for the ``cpu`` profile) the executed notebook replaces the committed one, so
-readers see the outputs of a real run. Afterwards ``figures/<profile>/summary.csv`` and
-``REPORT.md`` are written.
+readers see the outputs of a real run. Each notebook's wall time and peak resident memory
+(read back from its colophon: the kernel is a process of its own) are printed as it finishes
+and in a table at the end. Afterwards ``figures/<profile>/summary.csv`` and ``REPORT.md`` are
+written.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import nbformat
 
 from . import paths
 from .config import PROFILE_NAMES, ConfigError, check_profile
+from .notebook import PEAK_MEMORY_LABEL
 from .results import write_summary
 
 NOTEBOOK_DIR = paths.repo_root() / "notebooks"
@@ -47,13 +50,25 @@ def clean_metadata(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def peak_memory(path: Path) -> str:
+    """The peak resident memory an executed notebook's colophon reports (``"1.23 GiB"``), or
+    ``"?"`` where it reports none."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in reversed(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            for line in str(out.get("text", "")).splitlines():
+                if line.startswith(PEAK_MEMORY_LABEL):
+                    return " ".join(line[len(PEAK_MEMORY_LABEL):].split()[:2])
+    return "?"
+
+
 def run(profile: str, notebooks: list[str], update: bool = False) -> int:
     import papermill as pm
     out_dir = paths.repo_root() / "build" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["POISONREPRO_PROFILE"] = profile
     os.environ["POISONREPRO_BATCH"] = "1"
-    failed = []
+    failed, resources = [], []
     for stem in notebooks:
         t0 = time.time()
         print(f"== {stem} ({profile})", flush=True)
@@ -68,7 +83,13 @@ def run(profile: str, notebooks: list[str], update: bool = False) -> int:
         clean_metadata(out)
         if update:
             shutil.copyfile(out, NOTEBOOK_DIR / f"{stem}.ipynb")
-        print(f"   done in {time.time() - t0:.0f} s -> {out.relative_to(paths.repo_root())}", flush=True)
+        resources.append((stem, time.time() - t0, peak_memory(out)))
+        print(f"   done in {resources[-1][1]:.0f} s, peak memory {resources[-1][2]} "
+              f"-> {out.relative_to(paths.repo_root())}", flush=True)
+    if resources:
+        print(f"\n{'notebook':<28}{'wall time':>10}  peak memory (resident)")
+        for stem, seconds, peak in resources:
+            print(f"{stem:<28}{seconds:>8.0f} s  {peak}")
     summary, report = write_summary(profile)
     print(f"report: {report.relative_to(paths.repo_root())}")
     return 1 if failed else 0

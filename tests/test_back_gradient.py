@@ -183,7 +183,7 @@ def test_back_gradient_config_refuses_bad_input(key, value, pattern):
 
 
 def test_a_spambase_file_of_the_wrong_shape_stops_the_notebook_before_compute(tmp_path, monkeypatch):
-    from poisonrepro.papers import back_gradient as B
+    from poisonrepro.papers.back_gradient import experiments as B
     (tmp_path / "spambase.data").write_text("\n".join(",".join(["0"] * 50) for _ in range(10)))
     monkeypatch.setenv("POISONREPRO_DATA", str(tmp_path))
     monkeypatch.setenv("POISONREPRO_RAW", str(tmp_path / "raw"))
@@ -257,7 +257,7 @@ def test_binary_projection_flips_the_fewest_bits_into_the_ball_and_stays_binary(
 
 
 def test_constrained_attacker_fits_its_own_detector_on_its_validation_data():
-    from poisonrepro.papers import back_gradient as B
+    from poisonrepro.papers.back_gradient import experiments as B
     cfg = load_config("back_gradient", "smoke")
     rng = np.random.default_rng(0)
     sp = {"X_val": rng.random((40, 3)), "y_val": np.repeat([0, 1], 20),

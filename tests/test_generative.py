@@ -7,7 +7,7 @@ from poisonrepro.attacks.back_gradient import DTYPE, Learner, train_gd, validati
 from poisonrepro.attacks.generative import pretrain_autoencoder, train_generative_poisoner
 from poisonrepro.attacks.pgan import PGAN, train_pgan
 from poisonrepro.config import ConfigError, load_config
-from poisonrepro.papers import pgan as G
+from poisonrepro.papers.pgan import experiments as E, report as R
 from poisonrepro.results import Results
 
 
@@ -122,7 +122,7 @@ def _gen(direct_s, train_s, acc_start, acc_poison, n=30):
     trials = []
     for d, t, a0, a1 in zip(direct_s, train_s, acc_start, acc_poison):
         trial = {"n_poisons": torch.tensor(n), "acc/clean": torch.tensor(0.83)}
-        for start, poison in zip(G.GEN_STARTS, G.GEN_KEYS):
+        for start, poison in zip(E.GEN_STARTS, E.GEN_KEYS):
             trial[f"acc/{start}"], trial[f"acc/{poison}"] = torch.tensor(a0), torch.tensor(a1)
         trial.update({"seconds/direct_data": torch.tensor(d), "seconds/direct_noise": torch.tensor(d),
                       "seconds/ae_pretrain": torch.tensor(t / 3), "seconds/ae_attack": torch.tensor(2 * t / 3),
@@ -133,8 +133,8 @@ def _gen(direct_s, train_s, acc_start, acc_poison, n=30):
 
 def _verdicts(cfg, gen, sweep, tmp_path, monkeypatch):
     monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
-    res = Results(G.NOTEBOOK, "cpu", G.PAPER)
-    G.record_claims(cfg, gen, sweep, res, "test")
+    res = Results("07_pgan", "cpu", "pgan")
+    R.record_claims(cfg, gen, sweep, res, "test")
     return res.claims
 
 

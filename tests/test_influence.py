@@ -129,7 +129,7 @@ def test_table_figure_and_claims_on_edge_cases(tmp_path, monkeypatch):
     bar, no division by zero, and verdicts that follow the data."""
     import numpy as np
     from poisonrepro.config import load_config
-    from poisonrepro.papers import influence as I
+    from poisonrepro.papers.influence import report as R
     from poisonrepro.results import Results
     monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
     cfg = load_config("influence", "cpu")          # boxes 2/255 and 16/255; 1, 2, 3, 5, 10 images
@@ -138,12 +138,13 @@ def test_table_figure_and_claims_on_edge_cases(tmp_path, monkeypatch):
     loo = {"predicted": torch.linspace(-1, 1, 40, dtype=torch.float64), "actual": torch.linspace(-2, 2, 40, dtype=torch.float64),
            "top_predicted": torch.linspace(-1, 1, 40, dtype=torch.float64),
            "top_actual": torch.randn(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)}
-    table = I.attack_table(cfg, att, ctl)
+    res = Results("test_08_claims", "cpu", "influence")
+    table = R.attack_table(cfg, att, ctl, res)
     assert table.loc[(2.0, 1)].success_rate == 0 and table.loc[(16.0, 10)].success_rate == 1
     assert table.loc[(16.0, 10)].ci_high == 1 and table.loc[(2.0, 1)].control_ci_low == 0  # bounds touch rates
-    res = Results("test_08_claims", "cpu", "influence")
-    I.fig_attack(cfg, table, res, "label")
-    I.record_claims(cfg, loo, att, ctl, res, "label")
+    assert (tmp_path / "cpu" / "test_08_claims" / "INF-1.csv").exists()  # tables are saved by the report
+    R.fig_attack(cfg, table, res, "label")
+    R.record_claims(cfg, loo, att, ctl, res, "label")
     got = dict(zip(zip(res.claims_frame().metric, res.claims_frame().setting.str.contains("16/255")),
                    res.claims_frame().verdict))
     assert got[("spearman(predicted, actual), random points", False)] == "holds"
@@ -156,9 +157,9 @@ def test_table_figure_and_claims_on_edge_cases(tmp_path, monkeypatch):
     assert got[("success_rate - control_success_rate", True)] == "holds"              # 30/30 against 0/30
     # no targets at all: NaN rates, no crash, every claim on them inconclusive
     att0, ctl0 = _fake(cfg, [[0] * 5] * 2, [[0] * 5] * 2, 0)
-    t0 = I.attack_table(cfg, att0, ctl0)
+    t0 = R.attack_table(cfg, att0, ctl0, res)
     assert np.isnan(t0.success_rate).all() and np.isnan(t0.max_linf_255).all()
-    I.fig_attack(cfg, t0, res, "label")
+    R.fig_attack(cfg, t0, res, "label")
     res0 = Results("test_08_claims", "cpu", "influence")
-    I.record_claims(cfg, loo, att0, ctl0, res0, "label")
+    R.record_claims(cfg, loo, att0, ctl0, res0, "label")
     assert (res0.claims_frame().verdict.iloc[2:] == "inconclusive").all()

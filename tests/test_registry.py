@@ -6,6 +6,8 @@ import pytest
 from poisonrepro import registry
 
 PKG = Path(registry.__file__).resolve().parent
+# shared machinery inside the method folders: loops that the methods use, not methods
+SHARED_MODULES = {"attacks": {"crafting"}, "defenses": set()}
 
 
 @pytest.mark.parametrize("folder", ["attacks", "defenses"])
@@ -13,8 +15,10 @@ def test_every_method_module_is_imported_and_registers_a_method(folder):
     methods = registry.load_all().values()
     modules = {m.function.__module__ for m in methods}
     for path in sorted((PKG / folder).glob("*.py")):
-        if path.stem != "__init__":
+        if path.stem != "__init__" and path.stem not in SHARED_MODULES[folder]:
             assert f"poisonrepro.{folder}.{path.stem}" in modules, f"{folder}/{path.name} registers nothing"
+    for stem in SHARED_MODULES[folder]:
+        assert f"poisonrepro.{folder}.{stem}" not in modules, f"{stem} is shared machinery, not a method"
 
 
 def test_attacks_declare_all_seven_taxonomy_keys_and_defences_their_cells():

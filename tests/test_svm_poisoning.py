@@ -38,7 +38,7 @@ def test_attack_gradient_matches_finite_differences(kernel, xc, margin_vector):
 
 @pytest.mark.parametrize("kernel,gamma,min_gain", [("linear", 0.0, 1.0), ("rbf", 32.0, 1.1)])
 def test_algorithm_1_raises_the_validation_loss_and_stays_in_the_box(kernel, gamma, min_gain):
-    from poisonrepro.papers.biggio_svm import toy_data
+    from poisonrepro.papers.biggio_svm.experiments import toy_data
     cfg = load_config("biggio_svm", "cpu")
     rng = np.random.default_rng(0)
     (X, y), (Xv, yv) = toy_data(cfg, rng), toy_data(cfg, rng)
@@ -79,7 +79,7 @@ def _fake_runs(cfg, clean, attacked, multi_rise, seed=0):
 
 
 def test_claims_are_decided_by_tests_on_the_per_split_errors(tmp_path, monkeypatch):
-    from poisonrepro.papers.biggio_svm import record_claims
+    from poisonrepro.papers.biggio_svm.report import record_claims
     from poisonrepro.results import Results
     cfg = load_config("biggio_svm", "cpu")
     # pair 1 reproduces; pair 2: clean error too high, attack too weak, no trend; pair 3: on the thresholds

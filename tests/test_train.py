@@ -74,8 +74,111 @@ def test_adaline_uses_the_squared_error():
 
 
 def test_train_many_is_faster_than_a_loop_for_many_small_heads():
-    from poisonrepro.bench import bench_case
+    from poisonrepro.bench import bench_many_case as bench_case
     torch.manual_seed(0)
     feats, y = torch.randn(256, 512), torch.randint(0, 2, (256,))
     row = bench_case("heads", lambda: torch.nn.Linear(512, 2), feats, y, 40, 2, 32)
     assert row["speed_up"] > 2, row
+
+
+# --------------------------------------------------------------------------- fast victims
+def test_crop_flip_translates_with_reflection_and_flips_each_image():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8)
+    out = T.crop_flip(x, gen, pad=2)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    # every output is one of the 25 reflected translations of its input, or of its mirror image
+    def shifted(img, dy, dx):
+        padded = torch.nn.functional.pad(img[None].float(), (2, 2, 2, 2), mode="reflect")[0]
+        return padded[:, 2 + dy:34 + dy, 2 + dx:34 + dx].to(torch.uint8)
+    kinds = set()
+    for i in range(40):
+        match = [(dy, dx, f) for dy in range(-2, 3) for dx in range(-2, 3) for f in (0, 1)
+                 if torch.equal(out[i], shifted(x[i].flip(2) if f else x[i], dy, -dx if f else dx))]
+        assert match, f"image {i} is no flip-and-translate of its input"
+        kinds.add(match[0])
+    assert len(kinds) > 10  # drawn per image, not once per batch
+    assert torch.equal(T.crop_flip(x, gen, pad=0, flip=False), x)
+
+
+def test_crop_flip_is_differentiable_for_float_batches():
+    x = torch.rand(4, 3, 8, 8, requires_grad=True)
+    T.crop_flip(x, torch.Generator().manual_seed(0)).sum().backward()
+    assert x.grad is not None and x.grad.sum() > 0
+
+
+def _two_class_images(n=256, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randint(0, 120, (n, 32, 32, 3), dtype=torch.uint8, generator=gen)
+    x[y == 1, :, :, 0] += 120  # class 1 is redder
+    return x, y
+
+
+def test_train_victim_learns_from_uint8_and_is_deterministic():
+    x, y = _two_class_images()
+    recipe = T.VictimRecipe(epochs=3, batch_size=32, lr=0.05)
+    def run():
+        torch.manual_seed(0)
+        net = models.build_model("convnet_bn", num_classes=2, widths=(4, 8, 8), stem=4)
+        return T.train_victim(net, x, y, recipe, seed=3)
+    a, b = run(), run()
+    assert T.victim_accuracy(a, x, y) > 0.95
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_train_victim_schedule_ends_at_zero_without_fall_back():
+    x, y = _two_class_images(64)
+    net = models.build_model("convnet_bn", num_classes=2, widths=(4, 4, 4), stem=4)
+    lrs = []
+    def on_step(step, total):
+        lrs.append(opt_lr[0].param_groups[0]["lr"])
+    opt_lr = []
+    orig = T._victim_optimizer
+    def spy(model, recipe):
+        opt_lr.append(orig(model, recipe))
+        return opt_lr[-1]
+    T._victim_optimizer = spy
+    try:
+        T.train_victim(net, x, y, T.VictimRecipe(epochs=10, batch_size=16, lr=0.1, warmup=0.2), on_step=on_step)
+    finally:
+        T._victim_optimizer = orig
+    peak = lrs.index(max(lrs))
+    assert len(lrs) == 40 and max(lrs) <= 0.1 + 1e-9 and lrs[-1] == 0.0
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))  # warm-up rises
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # then falls to zero
+
+
+def test_train_victim_rejects_bad_input_before_training():
+    import pytest
+    net = models.build_model("convnet_bn", num_classes=2, widths=(4, 4, 4), stem=4)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        T.train_victim(net, torch.rand(8, 3, 32, 32) * 255, torch.zeros(8).long())
+    with pytest.raises(ValueError, match="labels"):
+        T.train_victim(net, torch.rand(8, 3, 32, 32), torch.zeros(7).long())
+    with pytest.raises(ValueError, match="epochs"):
+        T.VictimRecipe(epochs=0)
+
+
+def test_standins_keep_the_block_types_of_their_architectures_and_are_labelled():
+    from torchvision.models.efficientnet import MBConv
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.regnet import ResBottleneckBlock
+    from torchvision.models.resnet import BasicBlock
+    from torch.utils.flop_counter import FlopCounterMode
+    block = {"resnet18": BasicBlock, "mobilenet_v2": InvertedResidual, "efficientnet_b1": MBConv,
+             "regnetx_1_6gf": ResBottleneckBlock, "vgg11": torch.nn.BatchNorm2d}
+    x = torch.rand(1, 3, 32, 32)
+
+    def flops(net):
+        with FlopCounterMode(display=False) as c:
+            net.eval()(x)
+        return c.get_total_flops()
+    for standin, real in models.STANDIN_OF.items():
+        small, big = models.build_model(standin), models.build_model(real)
+        kinds = {type(m) for m in small.modules()}
+        assert block[real] in kinds and kinds <= {type(m) for m in big.modules()} | {torch.nn.Flatten}, standin
+        assert small(x).shape == (1, 10) and small.features(x).shape[1] == small.feature_dim
+        assert flops(small) < flops(big) / 3
+        assert "STAND-IN" in models.display_name(standin) and "STAND-IN" not in models.display_name(real)

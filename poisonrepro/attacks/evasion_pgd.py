@@ -3,6 +3,10 @@ a chosen class): the test-time attack that the Poison Frogs blog (seed 001, "Eva
 attacks") contrasts with poisoning, used for its plane -> "frog" illustration (PF-F1).
 
     x_{k+1} = Proj_{||x - x_0||_inf <= eps, x in [0,1]} ( x_k - alpha * sign(grad_x CE(f(x_k), y_target)) )
+
+It runs on the shared crafting loop (``crafting.craft_perturbations``: per-sample L-inf PGD
+from a zero start, no restarts, no augmentation); the result is the same as the classic loop
+on the adversarial image (a test compares them).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import register_attack
+from .crafting import craft_perturbations
 
 
 @register_attack("pgd_evasion", paper="Madry et al. 2018 (illustration in Shafahi et al. 2018 blog)",
@@ -24,11 +29,10 @@ def targeted_pgd(model, x: torch.Tensor, target_class: int, *, eps: float, steps
     step_size = step_size or 2.5 * eps / steps
     model.eval()
     y = torch.full((len(x),), target_class, dtype=torch.long)
-    adv = x.clone()
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        loss = F.cross_entropy(model(adv), y)
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = adv.detach() - step_size * grad.sign()
-        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
-    return adv.detach()
+
+    def towards_target(net, x_adv, idx):
+        # the batch's mean cross-entropy, spread over its samples: the same gradient as the mean
+        return F.cross_entropy(net(x_adv), y[idx], reduction="none") / len(idx)
+    result = craft_perturbations(x, towards_target, models=model, eps=eps, norm="linf", steps=steps,
+                                 step_rule="pgd", lr=step_size, batch_size=len(x), desc="evasion PGD")
+    return result.perturbed(x)

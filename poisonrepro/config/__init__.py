@@ -11,6 +11,15 @@ validation rules (``spec``) and a ``PROFILES`` mapping with the three profiles:
 wrong type and an out-of-range value *before any compute*, with a message that names the
 key and the allowed values. ``dry_run(cfg)`` shrinks every loop to one pass so that the
 ``paper`` profile can be exercised on a CPU in the tests.
+
+A paper's config is the module ``poisonrepro.config.<paper>`` (the notebook's stem without its
+number), found by name: adding a paper adds a module and edits no list.
+
+Every field declares the cached stage(s) its value feeds (``param(..., stage=...)``); a config
+class may name the stages upstream of a stage (``UPSTREAM = {"e2e_attack": ("e2e_victim",)}``:
+the attack runs on the victim, so the victim's fields feed it too). ``stage_inputs`` turns these
+declarations into the fields of a stage's cache key (``poisonrepro.cache.stage_key``), so that
+no key is a list typed by hand and a field that declares no stage is an error.
 """
 from __future__ import annotations
 
@@ -20,25 +29,21 @@ import importlib
 import json
 import math
 import os
+import pkgutil
+import re
 from typing import get_args, get_origin
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
-PAPERS = {
-    # notebook stem -> config module (filled in as papers land)
-    "poison_frogs": "poisonrepro.config.poison_frogs",
-    "biggio_svm": "poisonrepro.config.biggio_svm",
-    "influence": "poisonrepro.config.influence",
-    "back_gradient": "poisonrepro.config.back_gradient",
-    "pgan": "poisonrepro.config.pgan",
-}
+#: a field's ``stage`` that feeds every stage of its config (the seed)
+EVERY_STAGE = "*"
 
 
 class ConfigError(ValueError):
     """A configuration value was rejected before any computation started."""
 
 
-def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=False, dry=None, doc=""):
-    """Field metadata: range, allowed values, and how a dry run shrinks the field.
+def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=False, dry=None, stage=None, doc=""):
+    """Field metadata: range, allowed values, how a dry run shrinks the field, and the stages it feeds.
 
     ``below`` is a strict upper bound (a poisoning fraction lies in [0, 1)).
     ``epsilon=True`` marks a perturbation budget on the [0, 1] pixel scale: a value above 1
@@ -46,9 +51,15 @@ def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=Fa
     ``loop=True`` marks an iteration count that a dry run sets to 1 (a tuple of settings: its first
     only); ``dry`` gives the value
     a dry run uses instead (for sizes).
+    ``stage`` names the cached stage(s) whose results depend on the field's value (a name or a
+    tuple of names, ``EVERY_STAGE`` for all of them), or ``()`` for a field that feeds no cached
+    stage (read by the report only, or passed to a stage as an explicit argument that is part of
+    its key, such as one value of a sweep). Every field must declare it.
     """
+    if isinstance(stage, str) and stage != EVERY_STAGE:
+        stage = (stage,)
     return {"min": min, "max": max, "below": below, "choices": choices, "epsilon": epsilon,
-            "loop": loop, "dry": dry, "doc": doc}
+            "loop": loop, "dry": dry, "stage": tuple(stage) if isinstance(stage, list) else stage, "doc": doc}
 
 
 def param(**kw):
@@ -59,20 +70,21 @@ def param(**kw):
 @dataclasses.dataclass(frozen=True)
 class BaseConfig:
     """The leading fields of every paper's config."""
-    profile: str = param(choices=PROFILE_NAMES)
-    seed: int = param(min=0)
+    profile: str = param(choices=PROFILE_NAMES, stage=())  # in no key: results depend on the settings, not the name
+    seed: int = param(min=0, stage=EVERY_STAGE)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExtractorConfig(BaseConfig):
     """The leading fields of a config whose experiment runs on a frozen, pretrained feature
     extractor (``poisonrepro.pretrained.load_extractor``): the published one, or the project's
-    CIFAR stand-in with these settings."""
-    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"))
-    standin_width: int = param(min=4, max=256, dry=4)
-    standin_per_class: int = param(min=1, max=5000, dry=4)
-    standin_epochs: int = param(min=1, loop=True)
-    standin_lr: float = param(min=0, max=1)
+    CIFAR stand-in with these settings. A stage computed on its features names ``"extractor"``
+    upstream of it."""
+    extractor: str = param(choices=("standin_convnet", "inception_v3_imagenet"), stage="extractor")
+    standin_width: int = param(min=4, max=256, dry=4, stage="extractor")
+    standin_per_class: int = param(min=1, max=5000, dry=4, stage="extractor")
+    standin_epochs: int = param(min=1, loop=True, stage="extractor")
+    standin_lr: float = param(min=0, max=1, stage="extractor")
 
 
 def default_profile() -> str:
@@ -148,10 +160,19 @@ def validate(cfg) -> None:
         post()
 
 
+def known_papers() -> list[str]:
+    """The papers with a config module in this package (``poisonrepro.config.<paper>``), sorted."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
 def _module(paper: str):
-    if paper not in PAPERS:
-        raise ConfigError(f"unknown paper {paper!r}; known papers: {', '.join(sorted(PAPERS))}")
-    return importlib.import_module(PAPERS[paper])
+    """The config module of ``paper``, found by name: ``poisonrepro.config.<paper>``."""
+    if not isinstance(paper, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", paper) or paper not in known_papers():
+        raise ConfigError(f"unknown paper {paper!r}; known papers: {', '.join(known_papers())}")
+    mod = importlib.import_module(f"{__name__}.{paper}")
+    if not (hasattr(mod, "Config") and hasattr(mod, "PROFILES")):
+        raise ConfigError(f"{mod.__name__} declares no Config and PROFILES: not a paper's config module")
+    return mod
 
 
 def load_config(paper: str, profile: str | None = None, **overrides):
@@ -196,6 +217,55 @@ def dry_run(cfg):
 
 def as_dict(cfg) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def _declared(cls) -> dict:
+    """{field: its stages (a tuple, or EVERY_STAGE)}; a field that declares none is an error."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        stage = f.metadata.get("stage")
+        if stage is None:
+            raise ConfigError(f"{cls.__module__}.{cls.__qualname__}.{f.name} declares no stage: give "
+                              f"param(..., stage=...) the cached stage(s) it feeds, or stage=() for none")
+        out[f.name] = stage
+    return out
+
+
+def stages(cfg_or_cls) -> set[str]:
+    """Every stage a config declares: on its fields and in its ``UPSTREAM`` mapping."""
+    cls = cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)
+    upstream = getattr(cls, "UPSTREAM", {})
+    names = {s for st in _declared(cls).values() if st != EVERY_STAGE for s in st}
+    return names | set(upstream) | {s for ups in upstream.values() for s in ups}
+
+
+def upstream_of(cfg_or_cls, stage: str) -> set[str]:
+    """``stage`` and every stage upstream of it (``UPSTREAM``, transitively)."""
+    cls = cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)
+    upstream = getattr(cls, "UPSTREAM", {})
+    if stage not in stages(cls):
+        raise ConfigError(f"unknown stage {stage!r} of {cls.__module__}.{cls.__qualname__}; "
+                          f"declared stages: {', '.join(sorted(stages(cls)))}")
+    seen, todo = set(), [stage]
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo.extend(upstream.get(s, ()))
+    return seen
+
+
+def stage_inputs(cfg_or_cls, stage: str) -> list[str]:
+    """The names of the fields whose values feed ``stage``, in field order: those declaring the
+    stage, one upstream of it, or every stage."""
+    wanted = upstream_of(cfg_or_cls, stage)
+    cls = cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)
+    return [name for name, st in _declared(cls).items() if st == EVERY_STAGE or wanted & set(st)]
+
+
+def stage_values(cfg, stage: str) -> dict:
+    """``{field: value}`` of the fields that feed ``stage`` (the config part of its cache key)."""
+    return {name: getattr(cfg, name) for name in stage_inputs(cfg, stage)}
 
 
 def config_hash(cfg_or_dict, *, keys=None, extra: dict | None = None) -> str:

@@ -31,53 +31,60 @@ MAIN_DATASETS = DATASETS[:3]
 
 @dataclass(frozen=True)
 class Config(BaseConfig):
-    datasets: tuple[str, ...] = param(choices=DATASETS)
-    learners: tuple[str, ...] = param(choices=LEARNERS)
-    n_train: int = param(min=10, max=2000, dry=60)
-    n_val: int = param(min=10, max=2000, dry=20)
-    n_test: int = param(min=10, max=5000, dry=40)
-    splits: int = param(min=1, max=100, loop=True)
-    poison_fractions: tuple[float, ...] = param(min=0, below=1)  # poisons / clean training points
-    per_round: int = param(min=1, max=100)  # poisons optimised jointly per greedy round (paper: 1)
-    attack_iters: tuple[int, ...] = param(min=1, max=1000, dry=(1, 1, 1))  # per learner
-    attack_step: tuple[float, ...] = param(min=0, max=10)  # per learner, L2 length of a normalised step
-    train_steps: tuple[int, ...] = param(min=1, max=100000, dry=(5, 5, 5))  # per learner, victim's full GD training
-    train_lr: tuple[float, ...] = param(min=0, max=10)
-    inner_steps: tuple[int, ...] = param(min=1, max=1000, dry=(2, 2, 2))  # per learner, T of Algorithm 2
-    inner_lr: tuple[float, ...] = param(min=0, max=10)
-    weight_decay: float = param(min=0, max=1)
-    mlp_hidden: int = param(min=1, max=1000, dry=2)
-    ransomware_features: int = param(min=10, max=5000)
-    binary_flips: int = param(min=1, max=100)  # bits flipped per attack iteration on binary features
+    """Fields feed the stages of ``poisonrepro.papers.back_gradient.experiments``. Two groups feed
+    several: the learners' settings (``learner``) and the data splits (``data_splits``). MG-5,
+    MG-6/10 and MG-7/8 reuse MG-3's poisons, so MG-3's inputs feed them too."""
+    UPSTREAM = {"bg_indiscriminate": ("learner", "data_splits"), "bg_transfer": ("bg_indiscriminate",),
+                "bg_outlier": ("bg_indiscriminate",), "bg_flipping": ("bg_indiscriminate",),
+                "bg_multiclass": ("learner",), "bg_toy": ("learner",)}
+
+    datasets: tuple[str, ...] = param(choices=DATASETS, stage="bg_indiscriminate")
+    learners: tuple[str, ...] = param(choices=LEARNERS, stage="bg_indiscriminate")
+    n_train: int = param(min=10, max=2000, dry=60, stage="data_splits")
+    n_val: int = param(min=10, max=2000, dry=20, stage="data_splits")
+    n_test: int = param(min=10, max=5000, dry=40, stage=("data_splits", "bg_label_noise"))
+    splits: int = param(min=1, max=100, loop=True, stage=("data_splits", "bg_label_noise"))
+    poison_fractions: tuple[float, ...] = param(min=0, below=1, stage="bg_indiscriminate")  # poisons / clean training points
+    per_round: int = param(min=1, max=100, stage="bg_indiscriminate")  # poisons optimised jointly per greedy round (paper: 1)
+    attack_iters: tuple[int, ...] = param(min=1, max=1000, dry=(1, 1, 1), stage="learner")  # per learner
+    attack_step: tuple[float, ...] = param(min=0, max=10, stage="learner")  # per learner, L2 length of a normalised step
+    train_steps: tuple[int, ...] = param(min=1, max=100000, dry=(5, 5, 5), stage="learner")  # per learner, victim's full GD training
+    train_lr: tuple[float, ...] = param(min=0, max=10, stage="learner")
+    inner_steps: tuple[int, ...] = param(min=1, max=1000, dry=(2, 2, 2), stage="learner")  # per learner, T of Algorithm 2
+    inner_lr: tuple[float, ...] = param(min=0, max=10, stage="learner")
+    weight_decay: float = param(min=0, max=1, stage="learner")
+    mlp_hidden: int = param(min=1, max=1000, dry=2, stage="learner")
+    ransomware_features: int = param(min=10, max=5000, stage="data_splits")
+    binary_flips: int = param(min=1, max=100, stage="data_splits")  # bits flipped per attack iteration on binary features
     # MG-4, multiclass MNIST logistic regression
-    mc_n_train: int = param(min=20, max=5000, dry=100)
-    mc_n_val: int = param(min=20, max=5000, dry=30)
-    mc_n_test: int = param(min=20, max=10000, dry=50)
-    mc_fractions: tuple[float, ...] = param(min=0, below=1)
-    mc_per_round: int = param(min=1, max=500)
-    mc_attack_iters: int = param(min=1, max=1000, loop=True)
-    mc_splits: int = param(min=1, max=100, loop=True)
-    mc_source: int = param(min=0, max=9)
-    mc_target: int = param(min=0, max=9)
+    mc_n_train: int = param(min=20, max=5000, dry=100, stage="bg_multiclass")
+    mc_n_val: int = param(min=20, max=5000, dry=30, stage="bg_multiclass")
+    mc_n_test: int = param(min=20, max=10000, dry=50, stage="bg_multiclass")
+    mc_fractions: tuple[float, ...] = param(min=0, below=1, stage="bg_multiclass")
+    mc_per_round: int = param(min=1, max=500, stage="bg_multiclass")
+    mc_attack_iters: int = param(min=1, max=1000, loop=True, stage="bg_multiclass")
+    mc_splits: int = param(min=1, max=100, loop=True, stage="bg_multiclass")
+    mc_source: int = param(min=0, max=9, stage="bg_multiclass")
+    mc_target: int = param(min=0, max=9, stage="bg_multiclass")
     # MG-5 .. MG-10 and LF-1
-    transfer_dataset: str = param(choices=DATASETS)
-    defence_datasets: tuple[str, ...] = param(choices=DATASETS)
-    trusted_per_class: int = param(min=2, max=2000, dry=10)
-    od_quantile: float = param(min=0.5, max=1)
-    constraint_radii: tuple[float, ...] = param(min=0, max=10)  # in detector thresholds
-    flip_dataset: str = param(choices=DATASETS)
-    ilf_candidates: int = param(min=1, max=2000, dry=10)
-    ilf_warm_steps: int = param(min=1, max=10000, loop=True)
-    knn_ks: tuple[int, ...] = param(min=1, max=500)
-    knn_confidence: float = param(min=0, max=1)
-    knn_k: int = param(min=1, max=500)  # the k of the MG-7 table and the claims (one of knn_ks)
-    lf_fractions: tuple[float, ...] = param(min=0, below=1)
-    lf_n_train: int = param(min=20, max=5000, dry=50)
-    lf_source: int = param(min=0, max=9)
-    lf_target: int = param(min=0, max=9)
-    toy_per_class: int = param(min=3, max=500, dry=6)
-    toy_poisons: int = param(min=1, max=100, dry=2)
-    toy_grid: int = param(min=3, max=200, dry=4)
+    transfer_dataset: str = param(choices=DATASETS, stage="bg_transfer")
+    defence_datasets: tuple[str, ...] = param(choices=DATASETS, stage="bg_outlier")
+    trusted_per_class: int = param(min=2, max=2000, dry=10, stage="data_splits")
+    od_quantile: float = param(min=0.5, max=1, stage=("bg_outlier", "bg_flipping"))
+    constraint_radii: tuple[float, ...] = param(min=0, max=10, stage="bg_outlier")  # in detector thresholds
+    flip_dataset: str = param(choices=DATASETS, stage="bg_flipping")
+    ilf_candidates: int = param(min=1, max=2000, dry=10, stage="bg_flipping")
+    ilf_warm_steps: int = param(min=1, max=10000, loop=True, stage="bg_flipping")
+    knn_ks: tuple[int, ...] = param(min=1, max=500, stage="bg_flipping")
+    knn_confidence: float = param(min=0, max=1, stage="bg_flipping")
+    knn_k: int = param(min=1, max=500, stage=())  # the k of the MG-7 table and the claims (one of knn_ks)
+    lf_fractions: tuple[float, ...] = param(min=0, below=1, stage="bg_label_noise")
+    lf_n_train: int = param(min=20, max=5000, dry=50, stage="bg_label_noise")
+    lf_source: int = param(min=0, max=9, stage="bg_label_noise")
+    lf_target: int = param(min=0, max=9, stage="bg_label_noise")
+    toy_per_class: int = param(min=3, max=500, dry=6, stage="bg_toy")
+    toy_poisons: int = param(min=1, max=100, dry=2, stage="bg_toy")
+    toy_grid: int = param(min=3, max=200, dry=4, stage="bg_toy")
 
     def counts(self, fractions=None, n=None) -> list[int]:
         """Numbers of poisons at each fraction of the clean training set."""

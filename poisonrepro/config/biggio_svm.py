@@ -12,29 +12,32 @@ from dataclasses import dataclass
 from . import BaseConfig, ConfigError, param
 
 PAIRS = ("7v1", "9v8", "4v0")
+SINGLE, MULTI, TOY = "biggio_svm/single_point", "biggio_svm/multi_point", "biggio_svm/toy_surface"  # the trial stages
 
 
 @dataclass(frozen=True)
 class Config(BaseConfig):
-    pairs: tuple[str, ...] = param(choices=PAIRS)
-    kernels: tuple[str, ...] = param(choices=("linear", "rbf"))
-    n_train: int = param(min=4, max=2000, dry=20)
-    n_val: int = param(min=4, max=2000, dry=20)
-    n_test: int = param(min=10, max=2500, dry=50)  # per pair, from the MNIST test set
-    splits: int = param(min=1, max=100, loop=True)
-    C: float = param(min=0, below=1e6)
-    rbf_gamma: float = param(min=0)
-    step: float = param(min=0)
-    max_iter: int = param(min=1, loop=True)
-    patience: int = param(min=1)
-    attack_fractions: tuple[float, ...] = param(min=0, below=1)
-    multi_kernel: str = param(choices=("linear", "rbf"))
-    multi_splits: int = param(min=1, max=100, loop=True)
-    multi_max_iter: int = param(min=1, loop=True)
-    toy_per_class: int = param(min=2, max=500, dry=5)
-    toy_gamma: float = param(min=0)
-    toy_step: float = param(min=0)
-    toy_grid: int = param(min=3, max=200, dry=4)
+    """Fields feed the three trial stages of ``poisonrepro.papers.biggio_svm.experiments``; each
+    trial is keyed by its spec (built from these fields) and the experiments' code hash."""
+    pairs: tuple[str, ...] = param(choices=PAIRS, stage=(SINGLE, MULTI))
+    kernels: tuple[str, ...] = param(choices=("linear", "rbf"), stage=(SINGLE, TOY))
+    n_train: int = param(min=4, max=2000, dry=20, stage=(SINGLE, MULTI))
+    n_val: int = param(min=4, max=2000, dry=20, stage=(SINGLE, MULTI))
+    n_test: int = param(min=10, max=2500, dry=50, stage=(SINGLE, MULTI))  # per pair, from the MNIST test set
+    splits: int = param(min=1, max=100, loop=True, stage=SINGLE)
+    C: float = param(min=0, below=1e6, stage=(SINGLE, MULTI, TOY))
+    rbf_gamma: float = param(min=0, stage=(SINGLE, MULTI))
+    step: float = param(min=0, stage=(SINGLE, MULTI))
+    max_iter: int = param(min=1, loop=True, stage=(SINGLE, TOY))
+    patience: int = param(min=1, stage=(SINGLE, MULTI, TOY))
+    attack_fractions: tuple[float, ...] = param(min=0, below=1, stage=MULTI)
+    multi_kernel: str = param(choices=("linear", "rbf"), stage=MULTI)
+    multi_splits: int = param(min=1, max=100, loop=True, stage=MULTI)
+    multi_max_iter: int = param(min=1, loop=True, stage=MULTI)
+    toy_per_class: int = param(min=2, max=500, dry=5, stage=TOY)
+    toy_gamma: float = param(min=0, stage=TOY)
+    toy_step: float = param(min=0, stage=TOY)
+    toy_grid: int = param(min=3, max=200, dry=4, stage=TOY)
 
     def check(self):
         if max(self.attack_fractions) * self.n_train < 1 and len(self.attack_fractions) > 1:

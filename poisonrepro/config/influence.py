@@ -15,17 +15,23 @@ from ..data import CIFAR10_CLASSES as C
 
 @dataclass(frozen=True)
 class Config(ExtractorConfig):
-    class_a: str = param(choices=C)
-    class_b: str = param(choices=C)
-    train_per_class: int = param(min=2, max=4500, dry=6)
-    test_per_class: int = param(min=1, max=1000, dry=4)
-    weight_decay: float = param(min=0)
-    loo_points: int = param(min=3, max=2000, dry=4)
-    n_targets: int = param(min=1, max=2000, dry=1)
-    perturb_counts: tuple[int, ...] = param(min=1, max=100, loop=True)
-    eps: tuple[float, ...] = param(min=0, max=1, epsilon=True, loop=True)
-    step_fraction: float = param(min=0, max=10)  # step = step_fraction * eps
-    attack_iters: int = param(min=1, loop=True)
+    """Fields feed the stages of ``poisonrepro.papers.influence.experiments``: the leave-one-out
+    check, the attack and its control, each on the task (the two classes, their features, the
+    clean head and its targets), which runs on the extractor."""
+    UPSTREAM = {"task": ("extractor",), "influence_loo": ("task",), "influence_attack": ("task",),
+                "influence_control": ("task",)}
+
+    class_a: str = param(choices=C, stage="task")
+    class_b: str = param(choices=C, stage="task")
+    train_per_class: int = param(min=2, max=4500, dry=6, stage="task")
+    test_per_class: int = param(min=1, max=1000, dry=4, stage="task")
+    weight_decay: float = param(min=0, stage="task")
+    loo_points: int = param(min=3, max=2000, dry=4, stage="influence_loo")
+    n_targets: int = param(min=1, max=2000, dry=1, stage="task")
+    perturb_counts: tuple[int, ...] = param(min=1, max=100, loop=True, stage=("influence_attack", "influence_control"))
+    eps: tuple[float, ...] = param(min=0, max=1, epsilon=True, loop=True, stage=("influence_attack", "influence_control"))
+    step_fraction: float = param(min=0, max=10, stage="influence_attack")  # step = step_fraction * eps
+    attack_iters: int = param(min=1, loop=True, stage="influence_attack")
 
     def check(self):
         if self.class_a == self.class_b:

@@ -15,42 +15,48 @@ C = CIFAR10_CLASSES
 
 @dataclass(frozen=True)
 class Config(ExtractorConfig):
+    """Fields feed the stages of ``poisonrepro.papers.poison_frogs.experiments``: the transfer
+    attack (on the extractor's features), the end-to-end victim and the end-to-end attack (on
+    that victim). A sweep's values (``beta_sweep``, ``sweep_targets``, the upsampled run) reach
+    the transfer attack as explicit arguments, each part of its own key."""
+    UPSTREAM = {"transfer_attack": ("extractor",), "e2e_attack": ("e2e_victim",)}
+
     # --- transfer learning (frozen feature extractor, last layer retrained)
-    transfer_class_a: str = param(choices=C)
-    transfer_class_b: str = param(choices=C)
-    train_per_class: int = param(min=1, max=4500, dry=4)
-    test_per_class: int = param(min=1, max=1000, dry=4)
-    n_targets: int = param(min=1, max=2000, dry=2)
-    head_epochs: int = param(min=1, loop=True)
-    head_lr: float = param(min=0, max=1)
-    head_batch_size: int = param(min=1)
-    craft_iters: int = param(min=1, loop=True)
-    craft_lr: float = param(min=0)
-    beta0: float = param(min=0)  # Eq. 2 on the paper's [0, 255] pixel scale (converted in the attack)
-    beta_sweep: tuple[float, ...] = param(min=0, loop=True)  # multipliers of the paper's beta
-    sweep_targets: int = param(min=1, max=2000, dry=1)  # the first targets, for each swept beta
-    clean_label_linf_255: float = param(min=0, max=255)  # the clean-label gate, L-inf on the 0-255 scale
-    upsampled_size: int = param(min=0, max=1024, dry=0)  # poisons at this resolution (0: skip), net sees 32x32
-    upsampled_targets: int = param(min=0, max=2000, dry=1)
-    evasion_eps: float = param(min=0, max=1, epsilon=True)
-    evasion_steps: int = param(min=1, loop=True)
+    transfer_class_a: str = param(choices=C, stage="transfer_attack")
+    transfer_class_b: str = param(choices=C, stage="transfer_attack")
+    train_per_class: int = param(min=1, max=4500, dry=4, stage="transfer_attack")
+    test_per_class: int = param(min=1, max=1000, dry=4, stage=("transfer_attack", "e2e_attack"))
+    n_targets: int = param(min=1, max=2000, dry=2, stage="transfer_attack")
+    head_epochs: int = param(min=1, loop=True, stage="transfer_attack")
+    head_lr: float = param(min=0, max=1, stage="transfer_attack")
+    head_batch_size: int = param(min=1, stage="transfer_attack")
+    craft_iters: int = param(min=1, loop=True, stage="transfer_attack")
+    craft_lr: float = param(min=0, stage=("transfer_attack", "e2e_attack"))
+    beta0: float = param(min=0, stage="transfer_attack")  # Eq. 2 on the paper's [0, 255] pixel scale (converted in the attack)
+    beta_sweep: tuple[float, ...] = param(min=0, loop=True, stage=())  # multipliers of the paper's beta
+    sweep_targets: int = param(min=1, max=2000, dry=1, stage=())  # the first targets, for each swept beta
+    clean_label_linf_255: float = param(min=0, max=255, stage=())  # the clean-label gate, L-inf on the 0-255 scale
+    upsampled_size: int = param(min=0, max=1024, dry=0, stage=())  # poisons at this resolution (0: skip), net sees 32x32
+    upsampled_targets: int = param(min=0, max=2000, dry=1, stage=())
+    evasion_eps: float = param(min=0, max=1, epsilon=True, stage=())
+    evasion_steps: int = param(min=1, loop=True, stage=())
     # --- end-to-end training (every layer retrained on the poisoned set)
-    e2e_model: str = param(choices=("convnet", "alexnet_cifar"))
-    e2e_width: int = param(min=4, max=256, dry=4)
-    e2e_num_classes: int = param(choices=(2, 10))
-    e2e_target_class: str = param(choices=C)
-    e2e_base_class: str = param(choices=C)
-    e2e_train_per_class: int = param(min=1, max=5000, dry=4)
-    e2e_pretrain_epochs: int = param(min=1, loop=True)
-    e2e_pretrain_lr: float = param(min=0, max=1)
-    e2e_finetune_epochs: int = param(min=1, loop=True)
-    e2e_finetune_lr: float = param(min=0, max=1)
-    e2e_poison_counts: tuple[int, ...] = param(min=1, max=1000, loop=True)
-    e2e_opacities: tuple[float, ...] = param(min=0, max=1, loop=True)
-    e2e_targets: int = param(min=1, max=1000, dry=1)
-    e2e_craft_iters: int = param(min=1, loop=True)
-    e2e_beta_255: float = param(min=0)  # the paper's raw beta, [0, 255] pixel scale
-    scratch_targets: int = param(min=0, max=1000, dry=1)
+    e2e_model: str = param(choices=("convnet", "alexnet_cifar"), stage="e2e_victim")
+    e2e_width: int = param(min=4, max=256, dry=4, stage="e2e_victim")
+    e2e_num_classes: int = param(choices=(2, 10), stage="e2e_victim")
+    e2e_target_class: str = param(choices=C, stage="e2e_victim")
+    e2e_base_class: str = param(choices=C, stage="e2e_victim")
+    e2e_train_per_class: int = param(min=1, max=5000, dry=4, stage="e2e_victim")
+    e2e_pretrain_epochs: int = param(min=1, loop=True, stage="e2e_victim")
+    e2e_pretrain_lr: float = param(min=0, max=1, stage="e2e_victim")
+    e2e_finetune_epochs: int = param(min=1, loop=True, stage="e2e_attack")
+    e2e_finetune_lr: float = param(min=0, max=1, stage="e2e_attack")
+    e2e_poison_counts: tuple[int, ...] = param(min=1, max=1000, loop=True, stage="e2e_attack")
+    e2e_opacities: tuple[float, ...] = param(min=0, max=1, loop=True, stage="e2e_attack")
+    e2e_targets: int = param(min=1, max=1000, dry=1, stage="e2e_attack")
+    e2e_craft_iters: int = param(min=1, loop=True, stage="e2e_attack")
+    e2e_beta_255: float = param(min=0, stage="e2e_attack")  # the paper's raw beta, [0, 255] pixel scale
+    scratch_targets: int = param(min=0, max=1000, dry=1, stage="e2e_attack")
 
     def check(self):
         if self.transfer_class_a == self.transfer_class_b:

@@ -6,33 +6,31 @@ from a cold start (Adam 0.01, 100 epochs, batch 32). End-to-end (Sec. 4.2): a ne
 pretrained on the task and fine-tuned, every layer, on the poisoned set; watermarked
 poisons, 1 to N per target.
 
-Each stage is cached by the hash of the config keys it depends on, so an interrupted run
-resumes where it stopped.
+Each stage is cached under ``cache.stage_key``: the config fields that feed it (declared in
+``poisonrepro.config.poison_frogs``) and the hash of this module's code and of every module it
+imports, so an interrupted run resumes where it stopped and an edited attack is recomputed.
 """
 from __future__ import annotations
 
 import copy
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .. import data as D
-from .. import models as M
-from .. import pretrained
-from .. import train as T
-from ..attacks.feature_collision import Resized, beta_01, craft_poisons, paper_beta, perturbation_size, watermark
-from ..cache import ArtifactCache
-from ..config import as_dict, config_hash
+from ... import data as D
+from ... import models as M
+from ... import pretrained
+from ... import train as T
+from ...attacks.feature_collision import Resized, beta_01, craft_poisons, paper_beta, perturbation_size, watermark
+from ...cache import ArtifactCache, stage_key
 
-NOTEBOOK = "01_poison_frogs"
-PAPER = "poison_frogs"
 INPUT_DIM = 3 * 32 * 32
-CODE_VERSION = "6"  # bump when a stage's computation changes, to invalidate its cache
 
 
-def _key(cfg, keys, **extra) -> str:
-    return config_hash(as_dict(cfg), keys=list(keys), extra=dict(extra, code=CODE_VERSION))
+def _key(cfg, stage, **extra) -> str:
+    return stage_key(cfg, stage, __name__, **extra)
 
 
 @dataclass
@@ -145,11 +143,8 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
     per-target tensors, sizes on the 0-255 scale; cached."""
     input_dim = 3 * size * size
     beta = paper_beta(cfg.beta0, extractor.feature_dim, input_dim) * beta_multiplier
-    key = _key(cfg, ["seed", "extractor", "standin_width", "standin_per_class", "standin_epochs",
-                     "standin_lr", "transfer_class_a", "transfer_class_b", "train_per_class",
-                     "test_per_class", "n_targets", "head_epochs", "head_lr", "head_batch_size",
-                     "craft_iters", "craft_lr", "beta0"], beta_multiplier=beta_multiplier, size=size,
-               targets=n_targets, controls=controls)
+    key = _key(cfg, "transfer_attack", beta_multiplier=beta_multiplier, size=size, targets=n_targets,
+               controls=controls)
 
     def run():
         tr, te, bases = data["transfer_train"], data["transfer_test"], data["transfer_bases"]
@@ -202,8 +197,7 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
 # --------------------------------------------------------------------------- end-to-end
 def e2e_victim(cfg, data, cache: ArtifactCache) -> M.Classifier:
     """The victim network, trained from scratch on the clean end-to-end task (warm start)."""
-    key = _key(cfg, ["seed", "e2e_model", "e2e_width", "e2e_num_classes", "e2e_target_class",
-                     "e2e_base_class", "e2e_train_per_class", "e2e_pretrain_epochs", "e2e_pretrain_lr"])
+    key = _key(cfg, "e2e_victim")
     make = (lambda: M.convnet(cfg.e2e_num_classes, width=cfg.e2e_width)) if cfg.e2e_model == "convnet" \
         else (lambda: M.alexnet_cifar(cfg.e2e_num_classes))
 
@@ -248,11 +242,7 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
     opacity (Fig. 6b); and, for FC-1, retraining from scratch with the plain poison. Every
     poison's L2 and L-inf (0-255 scale) are kept, against its base and against the
     watermarked base the collision started from."""
-    key = _key(cfg, ["seed", "e2e_model", "e2e_width", "e2e_num_classes", "e2e_target_class",
-                     "e2e_base_class", "e2e_train_per_class", "e2e_pretrain_epochs", "e2e_pretrain_lr",
-                     "e2e_finetune_epochs", "e2e_finetune_lr", "e2e_poison_counts", "e2e_opacities",
-                     "e2e_targets", "e2e_craft_iters", "e2e_beta_255", "craft_lr", "scratch_targets",
-                     "test_per_class"])
+    key = _key(cfg, "e2e_attack")
 
     def run():
         tr, te, bases = data["e2e_train"], data["e2e_test"], data["e2e_bases"]
@@ -357,3 +347,56 @@ def run_end_to_end(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, dict]
     """The end-to-end victim and the 1..N-poison, per-opacity trials."""
     victim = e2e_victim(cfg, data, cache)
     return victim, e2e_attack(cfg, data, victim, cache)
+
+
+# --------------------------------------------------------------------------- plan
+def _plan_row(stage: str, trials: int, flops: float, basis: str) -> dict:
+    return {"stage": stage, "trials": int(trials), "flops_per_trial": float(flops), "basis": basis}
+
+
+def plan(cfg) -> list[dict]:
+    """The stages this notebook runs at ``cfg``, for ``make plan``; runs nothing. FLOPs: each
+    network's forward pass counted by ``poisonrepro.plan`` (FlopCounterMode, one 32x32 image),
+    x3 for a forward and backward pass (crafting differentiates with respect to the input: the
+    same passes), x the images each trial processes. Feature extraction (forward passes over
+    a few thousand images) is left out: it is small beside the rest."""
+    # by name, not by an import statement: the plan is no part of any stage's code hash
+    P = importlib.import_module("poisonrepro.plan")
+    shape = (3, 32, 32)
+    extractor, name, dim, rows = P.extractor_plan(cfg)
+    head = torch.nn.Linear(dim, 2)
+    craft = P.model_train_flops(extractor, shape, cfg.craft_iters)
+    heads = P.model_train_flops(head, (dim,), cfg.head_epochs * (2 * cfg.train_per_class + 1))
+    basis = (f"{cfg.craft_iters} crafting iterations through {name} (forward x3, one image), and a cold-start "
+             f"linear head on {2 * cfg.train_per_class + 1} features x {cfg.head_epochs} epochs")
+    rows.append(_plan_row("transfer_attack", cfg.n_targets, craft + 2 * heads,
+                          f"per target: {basis}, poisoned and paired control"))
+    sweep = [m for m in cfg.beta_sweep if m != 1.0]
+    if sweep:
+        rows.append(_plan_row("transfer_attack (beta sweep)", len(sweep) * cfg.sweep_targets, craft + heads,
+                              f"per target and swept beta ({len(sweep)} betas x {cfg.sweep_targets} targets): {basis}"))
+    if cfg.upsampled_size and cfg.upsampled_targets and cfg.extractor == "standin_convnet":
+        rows.append(_plan_row("transfer_attack (upsampled)", cfg.upsampled_targets, craft + heads,
+                              f"per target, poisons at {cfg.upsampled_size}px resized to 32x32 for the network: "
+                              f"{basis}"))
+    victim = M.convnet(cfg.e2e_num_classes, width=cfg.e2e_width) if cfg.e2e_model == "convnet" \
+        else M.alexnet_cifar(cfg.e2e_num_classes)
+    n_train = cfg.e2e_num_classes * cfg.e2e_train_per_class
+    victim_name = f"{cfg.e2e_model}-{cfg.e2e_width}" if cfg.e2e_model == "convnet" else cfg.e2e_model
+    rows.append(_plan_row("e2e_victim", 1, P.model_train_flops(victim, shape, n_train * cfg.e2e_pretrain_epochs),
+                          f"{victim_name} trained on {n_train} images x {cfg.e2e_pretrain_epochs} epochs, forward x3"))
+    nmax, opac, counts = max(cfg.e2e_poison_counts), len(cfg.e2e_opacities), cfg.e2e_poison_counts
+    craft_images = cfg.e2e_craft_iters * (1 + opac * nmax)
+    finetune_images = cfg.e2e_finetune_epochs * sum(n_train + n for n in (1, *counts * opac))
+    rows.append(_plan_row("e2e_attack", cfg.e2e_targets,
+                          P.model_train_flops(victim, shape, craft_images + finetune_images),
+                          f"per target: {cfg.e2e_craft_iters} crafting iterations on 1 + {opac} x {nmax} poisons, "
+                          f"and {1 + opac * len(counts)} fine-tunings of {victim_name} ({cfg.e2e_finetune_epochs} "
+                          f"epochs of {n_train} images and the poisons), forward x3"))
+    scratch = min(cfg.scratch_targets, cfg.e2e_targets)
+    if scratch:
+        rows.append(_plan_row("e2e_attack (from scratch)", scratch,
+                              P.model_train_flops(victim, shape, (n_train + 1) * cfg.e2e_pretrain_epochs),
+                              f"per target: {victim_name} retrained from scratch, {n_train + 1} images x "
+                              f"{cfg.e2e_pretrain_epochs} epochs, forward x3"))
+    return rows

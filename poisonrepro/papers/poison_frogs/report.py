@@ -1,7 +1,8 @@
 """Notebook 01, Poison Frogs: figures, tables and claims from the experiments' results.
 
-Every function takes the results of ``poison_frogs`` stages and a ``Results`` collector,
-saves its artifact (PF-F1 ... PF-F9, FC-1) and returns the figure or table to display.
+Every function takes the results of ``poison_frogs.experiments`` stages and a ``Results``
+collector, saves its artifact (PF-F1 ... PF-F9, FC-1; every table is saved here) and returns the
+figure or table to display. Nothing here is cached, so an edit here changes no cache key.
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import models as M
-from .. import plots as P
-from .. import train as T
-from ..attacks.evasion_pgd import targeted_pgd
-from .. import stats as S
-from ..results import Results, success_columns
+from ... import models as M
+from ... import plots as P
+from ... import stats as S
+from ... import train as T
+from ...attacks.evasion_pgd import targeted_pgd
+from ...results import Results, success_columns
 
 plt = P.plt
 
@@ -168,16 +169,18 @@ def _sweep_row(cfg, name: str, mult: float, size: int, r: dict) -> dict:
     return row
 
 
-def transfer_table(cfg, sweep: dict, upsampled: dict | None) -> pd.DataFrame:
-    """PF-F5 table: success (all, and clean-label only) and perturbation size (0-255 scale)
-    for each beta of the sweep, from the paper's beta down to 255^-2 times it, and for
+def transfer_table(cfg, sweep: dict, upsampled: dict | None, res: Results) -> pd.DataFrame:
+    """PF-F5 table (saved): success (all, and clean-label only) and perturbation size (0-255
+    scale) for each beta of the sweep, from the paper's beta down to 255^-2 times it, and for
     poisons crafted at a higher input resolution at the paper's beta. Row labels are the same
     at every profile."""
     rows = [_sweep_row(cfg, f"32x32, paper beta x{m:.3g}" if m != 1 else "32x32, paper beta", m, 32, r)
             for m, r in sorted(sweep.items(), reverse=True)]
     if upsampled is not None:
         rows.append(_sweep_row(cfg, "upsampled input, paper beta", 1.0, cfg.upsampled_size, upsampled))
-    return pd.DataFrame(rows).set_index("run")
+    table = pd.DataFrame(rows).set_index("run")
+    res.save_table(table, "PF-F5")
+    return table
 
 
 def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
@@ -253,8 +256,8 @@ def _within(e2e, oi: int, n: int, cfg) -> torch.Tensor:
     return (e2e["linf_255_anchor"][oi, :, :n] <= cfg.clean_label_linf_255).all(dim=1)
 
 
-def e2e_table(cfg, e2e) -> pd.DataFrame:
-    """PF-F8 table: per opacity and number of poisons, success (all, and with every poison
+def e2e_table(cfg, e2e, res: Results) -> pd.DataFrame:
+    """PF-F8 table (saved): per opacity and number of poisons, success (all, and with every poison
     within the gate) and the poisons' sizes on the 0-255 scale; opacity 0 with one poison
     is the plain single-poison experiment."""
     rows = []
@@ -272,7 +275,9 @@ def e2e_table(cfg, e2e) -> pd.DataFrame:
         for ci, n in enumerate(e2e["counts"].tolist()):
             row(gamma, n, e2e["success"][oi, ci], _within(e2e, oi, n, cfg), e2e["clean_acc"][oi, ci],
                 e2e["linf_255_base"][oi, :, :n], e2e["linf_255_anchor"][oi, :, :n])
-    return pd.DataFrame(rows).set_index(["opacity", "poisons"])
+    table = pd.DataFrame(rows).set_index(["opacity", "poisons"])
+    res.save_table(table, "PF-F8")
+    return table
 
 
 def fig_e2e_success(cfg, table: pd.DataFrame, res: Results):
@@ -300,8 +305,8 @@ def fig_poison_grid(cfg, e2e, res: Results):
     return fig
 
 
-def fc1_table(cfg, main, e2e) -> pd.DataFrame:
-    """FC-1: feature collision is strong for transfer learning, weak end-to-end / from
+def fc1_table(cfg, main, e2e, res: Results) -> pd.DataFrame:
+    """FC-1 (saved): feature collision is strong for transfer learning, weak end-to-end / from
     scratch, one poison each at the paper's beta. The transfer row and the other rows are
     different tasks on different networks (the ``task`` column says which); row labels are
     the same at every profile."""
@@ -314,7 +319,9 @@ def fc1_table(cfg, main, e2e) -> pd.DataFrame:
     for name, task, s in rows:
         k, n = int(s.sum()), len(s)
         out.append({"setting": name, "task": task, "targets": n, "successes": k, **success_columns(k, n)})
-    return pd.DataFrame(out).set_index("setting")
+    table = pd.DataFrame(out).set_index("setting")
+    res.save_table(table, "FC-1")
+    return table
 
 
 def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dict | None, label: str):

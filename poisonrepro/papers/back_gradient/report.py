@@ -1,15 +1,16 @@
-"""Notebook 06: figures, tables and claims from the experiments of ``back_gradient``."""
+"""Notebook 06: figures, tables and claims from the results of ``back_gradient.experiments``
+(every table is saved here). Nothing here is cached, so an edit here changes no cache key."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .. import plots as P
-from .. import stats as S
-from ..config.back_gradient import MAIN_DATASETS
-from ..results import Results
-from .back_gradient import DATASET_LABELS, FLIP_ATTACKS, LF_VARIANTS, flip_defences
+from ... import plots as P
+from ... import stats as S
+from ...config.back_gradient import MAIN_DATASETS
+from ...results import Results
+from .experiments import DATASET_LABELS, FLIP_ATTACKS, LF_VARIANTS, flip_defences
 
 plt = P.plt
 CLASS_COLORS = np.array(["tab:blue", "tab:green", "tab:red"])

@@ -1,5 +1,6 @@
 """Notebook 06, back-gradient poisoning (Munoz-Gonzalez et al., AISec 2017), label flipping and
-its defences, as the lecture deck (seed 003) presents them: experiments, figures, claims.
+its defences, as the lecture deck (seed 003) presents them: the experiments (figures, tables and
+claims are in ``report``).
 
 - MG-1, MG-2: 2-D illustrations (types of poisoning; the trajectory of one poison);
 - MG-3: indiscriminate attacks on ADALINE, logistic regression and a small MLP over Spambase,
@@ -15,39 +16,30 @@ its defences, as the lecture deck (seed 003) presents them: experiments, figures
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import torch
 from torch.func import vmap
 
-from .. import data as D
-from .. import plots as P
-from ..attacks.back_gradient import (LEARNERS, Learner, as_tensor, craft_poisons, train_gd,
-                                     validation_objective)
-from ..attacks.label_flipping import informed_label_flips, poison_labels, random_label_flips
-from ..cache import ArtifactCache
-from ..config import as_dict, config_hash
-from ..defenses.knn_sanitization import knn_relabel
-from ..defenses.noisy_labels import noise_robust
-from ..defenses.outlier_detection import fit_outlier_detector
-from ..train import progress
+from ... import data as D
+from ...attacks.back_gradient import (LEARNERS, Learner, as_tensor, craft_poisons, train_gd,
+                                      validation_objective)
+from ...attacks.label_flipping import informed_label_flips, poison_labels, random_label_flips
+from ...cache import ArtifactCache, stage_key
+from ...defenses.knn_sanitization import knn_relabel
+from ...defenses.noisy_labels import noise_robust
+from ...defenses.outlier_detection import fit_outlier_detector
+from ...train import progress
 
-NOTEBOOK = "06_back_gradient"
-PAPER = "back_gradient"
-CODE_VERSION = "2"  # 2: binary Ransomware poisons, the attacker's own detector (MG-10), k-NN ties keep the label
 DATASET_LABELS = {"spambase": "Spambase", "mnist_1v7": "MNIST 1 vs 7", "ransomware_standin": "Ransomware (stand-in)",
                   "ransomware_standin_continuous": "Ransomware (stand-in), continuous poisons (variant)"}
 BINARY = ("ransomware_standin",)  # binary features: poisons crafted by bit flips, so that they stay binary
-plt = P.plt
 
 
-def _key(cfg, keys, **extra) -> str:
-    return config_hash(as_dict(cfg), keys=list(keys), extra=dict(extra, code=CODE_VERSION))
-
-
-_LEARNER_KEYS = ["attack_iters", "attack_step", "train_steps", "train_lr", "inner_steps", "inner_lr",
-                 "weight_decay", "mlp_hidden"]
-_SPLIT_KEYS = ["seed", "n_train", "n_val", "n_test", "splits", "ransomware_features", "trusted_per_class",
-               "binary_flips"]
+def _key(cfg, stage, **extra) -> str:
+    """The stage's key: the fields that feed it (``poisonrepro.config.back_gradient``) and this code."""
+    return stage_key(cfg, stage, __name__, **extra)
 
 
 def settings(cfg, learner: str) -> dict:
@@ -137,7 +129,7 @@ def _poisoned(sp, X_p, y_p, count):
 def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
     """For every dataset, learner and split: ``max(counts)`` poisons crafted greedily by
     back-gradient ascent on the validation loss; test error after each count."""
-    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "learners", "poison_fractions", "per_round"])
+    key = _key(cfg, "bg_indiscriminate")
     counts = cfg.counts()
 
     def run():
@@ -171,8 +163,7 @@ def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
 def transferability(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
     """MG-5: the poisons crafted against each source learner (most poisons) added to the
     training set of every victim learner; clean and poisoned test error, mean over splits."""
-    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "learners", "poison_fractions", "per_round",
-                                                   "transfer_dataset"])
+    key = _key(cfg, "bg_transfer")
 
     def run():
         name, L = cfg.transfer_dataset, len(cfg.learners)
@@ -214,8 +205,7 @@ def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
     same design (centroids, ``od_quantile`` threshold) on its own validation data and keeps its
     poisons within ``radius`` of *that* detector's thresholds, so whether the defender flags
     them is measured, not given by construction."""
-    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "poison_fractions", "per_round", "defence_datasets",
-                                                   "od_quantile", "constraint_radii"])
+    key = _key(cfg, "bg_outlier")
     counts = cfg.counts()
 
     def run():
@@ -264,9 +254,7 @@ def label_flipping(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
     """On ``flip_dataset`` with logistic regression: the optimal attack (MG-3's poisons), ILF
     and RLF at the same budgets; test error under each defence: ``error[attack, split, count,
     defence]`` with defences as ``flip_defences(cfg)``."""
-    key = _key(cfg, _SPLIT_KEYS + _LEARNER_KEYS + ["datasets", "poison_fractions", "per_round", "flip_dataset",
-                                                   "od_quantile", "ilf_candidates", "ilf_warm_steps", "knn_ks",
-                                                   "knn_confidence"])
+    key = _key(cfg, "bg_flipping")
     counts = cfg.counts()
     defences = flip_defences(cfg)
 
@@ -306,8 +294,7 @@ def multiclass(cfg, cache: ArtifactCache) -> dict:
     """Multiclass MNIST logistic regression (softmax), error-generic and error-specific
     (``mc_source`` classified as ``mc_target``): test error and the source->target rate after
     each count of poisons; ``error[objective, split, count]``, ``rate[objective, split, count]``."""
-    key = _key(cfg, _LEARNER_KEYS + ["seed", "mc_n_train", "mc_n_val", "mc_n_test", "mc_fractions", "mc_per_round",
-                                     "mc_attack_iters", "mc_splits", "mc_source", "mc_target"])
+    key = _key(cfg, "bg_multiclass")
     counts = cfg.counts(cfg.mc_fractions, cfg.mc_n_train)
 
     def run():
@@ -357,7 +344,7 @@ def label_noise(cfg, cache: ArtifactCache) -> dict:
     """LF-1: 10-class MNIST logistic regression (scikit-learn) trained on labels poisoned by
     each variant; test accuracy and the source class's accuracy, ``[variant, split, fraction]``."""
     from sklearn.linear_model import LogisticRegression
-    key = _key(cfg, ["seed", "lf_fractions", "lf_n_train", "lf_source", "lf_target", "splits", "n_test"])
+    key = _key(cfg, "bg_label_noise")
 
     def run():
         (Xp, yp, _), (Xt, yt, _) = D.mnist_flat("train"), D.mnist_flat("test")
@@ -394,7 +381,7 @@ def toy(cfg, cache: ArtifactCache) -> dict:
     """MG-1: three classes, clean / error-generic / error-specific (class 2 pushed to class 0)
     poisons; MG-2: two classes, one poison's back-gradient trajectory over the validation loss
     it causes at each position (every position's learner trained at once with vmap)."""
-    key = _key(cfg, _LEARNER_KEYS + ["seed", "toy_per_class", "toy_poisons", "toy_grid", "weight_decay"])
+    key = _key(cfg, "bg_toy")
 
     def run():
         rng = np.random.default_rng(cfg.seed)
@@ -444,3 +431,78 @@ def toy(cfg, cache: ArtifactCache) -> dict:
                    mg2_objective=np.asarray(r.objective[0]))
         return {k: torch.as_tensor(np.asarray(v)) for k, v in out.items()}
     return cache.tensors("bg_toy", key, run)
+
+
+# --------------------------------------------------------------------------- plan
+FEATURES = {"spambase": 57, "mnist_1v7": 784}  # the Ransomware stand-in: ``ransomware_features``
+
+
+def _plan_row(stage: str, trials: int, flops: float, basis: str) -> dict:
+    return {"stage": stage, "trials": int(trials), "flops_per_trial": float(flops), "basis": basis}
+
+
+def plan(cfg) -> list[dict]:
+    """The stages this notebook runs at ``cfg``, for ``make plan``; runs nothing. FLOPs: each
+    learner as the equivalent network (a linear layer to one logit; the MLP with its hidden
+    layer; softmax: ten logits), its forward pass counted by ``poisonrepro.plan``
+    (FlopCounterMode) per example, x3 for a gradient-descent step over the training set; an
+    attack iteration runs the T inner steps forward and back again (x6)."""
+    P = importlib.import_module("poisonrepro.plan")  # by name: the plan is no part of any stage's code hash
+    nn = torch.nn
+
+    def net(kind, d, classes=1):
+        if kind == "mlp":
+            return nn.Sequential(nn.Linear(d, cfg.mlp_hidden), nn.Tanh(), nn.Linear(cfg.mlp_hidden, classes))
+        return nn.Linear(d, 10 if kind == "softmax" else classes)
+
+    def dims(name):
+        return FEATURES.get(name, cfg.ransomware_features)
+
+    def fit(kind, d, n, steps):  # full-batch gradient descent
+        return P.model_train_flops(net(kind, d), (d,), steps * n)
+
+    def attack(kind, d, n, s, rounds):  # per iteration: T inner steps, then back through them
+        return P.model_train_flops(net(kind, d), (d,), rounds * s["attack_iters"] * s["inner_steps"] * n, passes=6.0)
+
+    counts = cfg.counts()
+    rounds, n = max(counts) // cfg.per_round, cfg.n_train + max(counts)
+    per = [attack(k, dims(name), n, settings(cfg, k), rounds)
+           + len(counts) * fit(k, dims(name), n, settings(cfg, k)["train_steps"])
+           for name in cfg.datasets for k in cfg.learners]
+    rows = [_plan_row("bg_indiscriminate", len(per) * cfg.splits, sum(per) / len(per),
+                      f"per dataset, learner and split (mean): {max(counts)} poisons in {rounds} rounds of back-gradient "
+                      f"ascent, then the victim trained at each of {len(counts)} budgets")]
+    L, d_tr = len(cfg.learners), dims(cfg.transfer_dataset)
+    rows.append(_plan_row("bg_transfer", cfg.splits * L * (L + 1),
+                          sum(fit(k, d_tr, n, settings(cfg, k)["train_steps"]) for k in cfg.learners) / L,
+                          "per split, victim and source of poisons (and clean): one victim trained"))
+    s = settings(cfg, "logistic")
+    R = len(cfg.constraint_radii)
+    per = [attack("logistic", dims(name), n, s, rounds) + 2 * (R + 1) / R * len(counts)
+           * fit("logistic", dims(name), n, s["train_steps"]) for name in cfg.defence_datasets]
+    rows.append(_plan_row("bg_outlier", len(cfg.defence_datasets) * cfg.splits * R, sum(per) / len(per),
+                          "per defence dataset, split and radius: a constrained attack, and the victim with and "
+                          "without the detector at every budget"))
+    d_f = dims(cfg.flip_dataset)
+    refits = len(counts) * (3 + len(cfg.knn_ks))
+    rows.append(_plan_row("bg_flipping", cfg.splits * len(FLIP_ATTACKS),
+                          refits * fit("logistic", d_f, n, s["train_steps"])
+                          + cfg.ilf_candidates * fit("logistic", d_f, n, cfg.ilf_warm_steps) / len(FLIP_ATTACKS),
+                          f"per split and attack: {refits} victims (each defence at each budget), and informed "
+                          f"flipping's {cfg.ilf_candidates} candidates warm-started ({cfg.ilf_warm_steps} steps)"))
+    mc_counts = cfg.counts(cfg.mc_fractions, cfg.mc_n_train)
+    mc_n, mc_rounds = cfg.mc_n_train + max(mc_counts), max(mc_counts) // cfg.mc_per_round
+    s_mc = dict(s, attack_iters=cfg.mc_attack_iters)
+    rows.append(_plan_row("bg_multiclass", 2 * cfg.mc_splits,
+                          attack("softmax", 784, mc_n, s_mc, mc_rounds)
+                          + len(mc_counts) * fit("softmax", 784, mc_n, s["train_steps"]),
+                          "per objective and split: the softmax learner's attack and its victims at every budget"))
+    rows.append(_plan_row("bg_label_noise", len(LF_VARIANTS) * cfg.splits * len(cfg.lf_fractions),
+                          fit("softmax", 784, cfg.lf_n_train, 200),
+                          f"per variant, split and fraction: scikit-learn's logistic regression, at most 200 "
+                          f"iterations over {cfg.lf_n_train} digits"))
+    toy_n = 3 * cfg.toy_per_class
+    rows.append(_plan_row("bg_toy", 1, (cfg.toy_grid ** 2 + 4) * fit("logistic", 2, toy_n + 1, s["train_steps"])
+                          + 3 * attack("softmax", 2, toy_n, s, 1),
+                          f"the 2-D examples: a learner trained at each of {cfg.toy_grid}^2 grid points"))
+    return rows

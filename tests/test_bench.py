@@ -1,0 +1,38 @@
+"""``python -m poisonrepro.bench`` at its quick sizes: the numbers it prints are consistent."""
+import pytest
+import torch
+
+from poisonrepro import bench, models
+from poisonrepro import train as T
+
+
+def test_matmul_peak_is_measured_and_plausible():
+    peak = bench.matmul_peak((128, 256), min_run_time=0.1)
+    assert peak["n"] in (128, 256) and 0.1 < peak["gflops"] < 1e5
+
+
+def test_training_flops_count_forward_and_backward():
+    net = models.build_model("convnet_bn")
+    batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (4,)))
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as c:
+        net(torch.rand(1, 3, 32, 32))
+    per_image = bench.training_flops_per_image(net, batch)
+    assert 2.5 * c.get_total_flops() < per_image < 3.5 * c.get_total_flops()  # backward ~ 2x forward
+
+
+def test_quick_bench_reports_every_victim_and_percent_of_peak(capsys):
+    result = bench.run(quick=True, accuracy=False, victims=("convnet_bn", "regnetx_1_6gf_standin"))
+    rows = result["throughput"]
+    assert [r["victim"] for r in rows] == ["convnet_bn", models.display_name("regnetx_1_6gf_standin")]
+    for r in rows:
+        assert r["images_per_s"] > 0
+        assert r["pct_of_peak"] == pytest.approx(100 * r["images_per_s"] * r["gflop_per_image"] / result["peak"]["gflops"])
+    assert result["crafting"]["poison_steps_per_s"] > 0
+    text = bench.report(result)
+    assert "STAND-IN" in text and "% of peak" in text and "poison-steps/s" in text
+
+
+def test_bench_rejects_unknown_victims_before_measuring():
+    with pytest.raises(SystemExit):
+        bench.main(["--victims", "resnet1000"])
