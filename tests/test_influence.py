@@ -163,3 +163,37 @@ def test_table_figure_and_claims_on_edge_cases(tmp_path, monkeypatch):
     res0 = Results("test_08_claims", "cpu", "influence")
     R.record_claims(cfg, loo, att0, ctl0, res0, "label")
     assert (res0.claims_frame().verdict.iloc[2:] == "inconclusive").all()
+
+
+def _old_training_set_attack(extractor, head, train_images, train_y, train_feats, test_image, test_y,
+                             *, n_perturb, eps, step, iters, weight_decay):
+    """The attack's own loop before it moved onto the crafting loop, verbatim."""
+    from poisonrepro.attacks.influence import most_influential
+    with torch.no_grad():
+        test_feat = extractor.features(test_image)
+    idx = most_influential(head, train_feats, train_y, test_feat, test_y, n_perturb)
+    base = train_images[idx]
+    x = base.clone()
+    feats = train_feats.clone()
+    for _ in range(iters):
+        s_test = inverse_hvp(head, feats, head.grads(test_feat, test_y)[0])
+        g = influence_pert_loss(extractor, head, x, train_y[idx], s_test)
+        x = torch.min(torch.max(x + step * g.sign(), base - eps), base + eps).clamp(0, 1).detach()
+        with torch.no_grad():
+            feats[idx] = extractor.features(x).to(feats.dtype)
+        head = LogisticHead.fit(feats, train_y, weight_decay)
+        if int(head.predict(test_feat)[0]) != int(test_y[0]):
+            return True, idx, x, head
+    return False, idx, x, head
+
+
+@pytest.mark.parametrize("seed,iters,eps", [(2, 3, 0.1), (3, 6, 0.05), (4, 12, 0.3)])  # seed 3 flips early
+def test_training_set_attack_on_the_crafting_loop_follows_its_old_trajectory(seed, iters, eps):
+    ext, imgs, feats, y, xt, head = _extractor_task(seed, 60)
+    with torch.no_grad():
+        yt = head.predict(ext.features(xt))
+    kw = dict(n_perturb=5, eps=eps, step=0.02, iters=iters, weight_decay=0.01)
+    new = training_set_attack(ext, head, imgs, y, feats, xt, yt, **kw)
+    old = _old_training_set_attack(ext, head, imgs, y, feats, xt, yt, **kw)
+    assert new[0] == old[0] and torch.equal(new[1], old[1])
+    assert torch.equal(new[2], old[2]) and torch.equal(new[3].theta, old[3].theta)  # bit for bit

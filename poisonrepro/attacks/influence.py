@@ -135,26 +135,42 @@ def training_set_attack(extractor, head: LogisticHead, train_images, train_y, tr
                         *, n_perturb: int, eps: float, step: float, iters: int, weight_decay: float):
     """Sec. 5.2: perturb the ``n_perturb`` training images with the largest |I_up,loss| on the
     test point along sign(I_pert,loss) within an L-inf ball of radius ``eps``, refitting the head
-    after every step; stop once the test prediction flips. Returns (flipped, indices, images, head)."""
+    after every step; stop once the test prediction flips. Returns (flipped, indices, images, head).
+    The signed steps and the projection are the shared crafting loop's (``attacks.crafting``);
+    this function supplies the objective and the refit between steps."""
     if not 0 < eps <= 1:
         raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels on the [0, 1] scale)")
     with torch.no_grad():
         test_feat = extractor.features(test_image)
     idx = most_influential(head, train_feats, train_y, test_feat, test_y, n_perturb)
-    base = train_images[idx]
-    x = base.clone()
-    feats = train_feats.clone()
-    for _ in range(iters):
-        s_test = inverse_hvp(head, feats, head.grads(test_feat, test_y)[0])
-        # perturbing x by delta changes the test loss by (1/n) I_pert,loss . delta: ascend it
-        g = influence_pert_loss(extractor, head, x, train_y[idx], s_test)
-        x = torch.min(torch.max(x + step * g.sign(), base - eps), base + eps).clamp(0, 1).detach()
+    labels, feats = train_y[idx].double(), train_feats.clone()
+    every = torch.arange(len(idx))
+    now = {"head": head, "x": train_images[idx].clone(), "flipped": False}
+
+    def s_test():
+        return inverse_hvp(now["head"], feats, now["head"].grads(test_feat, test_y)[0])
+    now["s_test"] = s_test()
+
+    def objective(_, x, batch):
+        # s_test . grad_theta L(z) = (p - y)(s_test . phi) per image: its input gradient is
+        # -I_pert,loss, so the loop's signed descent ascends the test loss (Eq. 5)
+        phi = _augment(extractor.features(x).double())
+        return (torch.sigmoid(phi @ now["head"].theta) - labels[batch]) * (phi @ now["s_test"])
+
+    def refit(state):  # after every step: the moved images' features, the head refit, the flip test
+        now["x"] = state.perturbed(every)
         with torch.no_grad():
-            feats[idx] = extractor.features(x).to(feats.dtype)
-        head = LogisticHead.fit(feats, train_y, weight_decay)
-        if int(head.predict(test_feat)[0]) != int(test_y[0]):
-            return True, idx, x, head
-    return False, idx, x, head
+            feats[idx] = extractor.features(now["x"]).to(feats.dtype)
+        now["head"] = LogisticHead.fit(feats, train_y, weight_decay)
+        now["flipped"] = int(now["head"].predict(test_feat)[0]) != int(test_y[0])
+        if not now["flipped"]:
+            now["s_test"] = s_test()
+
+    from .crafting import craft_perturbations  # the shared loop: L-inf box, signed steps
+    craft_perturbations(train_images[idx], objective, eps=eps, norm="linf", steps=iters, step_rule="pgd",
+                        lr=step, batch_size=len(idx), on_step=refit, model_update=lambda state: now["flipped"],
+                        desc="influence attack")
+    return now["flipped"], idx, now["x"], now["head"]
 
 
 def random_sign_control(extractor, train_images, train_y, train_feats, test_feat, test_y, idx, *, eps: float,
