@@ -61,19 +61,13 @@ def matmul_peak(sizes=(1024, 2048, 4096), min_run_time: float = 1.0) -> dict:
 
 
 def _training_step(model, recipe: T.VictimRecipe, batch):
-    """One step of ``train_victim`` on a fixed uint8 batch (augmentation included)."""
+    """One step of ``train_victim`` (``train.victim_step``) on a fixed uint8 batch."""
     gen = torch.Generator().manual_seed(0)
-    model = model.to(memory_format=torch.channels_last).train()
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
     opt = T._victim_optimizer(model, recipe)
-    xb, yb = batch
-
-    def step():
-        x = T.to_unit(T.crop_flip(xb, gen, recipe.crop_pad, recipe.flip), recipe.channels_last)
-        loss = F.cross_entropy(model(x), yb, label_smoothing=recipe.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return lambda: T.victim_step(model, opt, *batch, recipe, gen)
 
 
 def training_flops_per_image(model, batch) -> float:

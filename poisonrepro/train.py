@@ -229,8 +229,8 @@ class VictimRecipe:
     whiten: bool = False
 
     def __post_init__(self):
-        for name, lo in (("epochs", 0), ("batch_size", 1), ("lr", 0)):
-            if not getattr(self, name) > lo - (name == "batch_size"):
+        for name in ("epochs", "batch_size", "lr"):
+            if not getattr(self, name) > 0:
                 raise ValueError(f"VictimRecipe.{name}={getattr(self, name)!r}: must be positive")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError("VictimRecipe: warmup and label_smoothing must lie in [0, 1)")
@@ -296,6 +296,19 @@ def _victim_optimizer(model: nn.Module, recipe: VictimRecipe):
                            lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
 
 
+def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recipe: VictimRecipe,
+                generator: torch.Generator) -> None:
+    """One SGD step of ``train_victim`` on a raw batch (augmented and converted here); the
+    bench times exactly this."""
+    if recipe.crop_pad or recipe.flip:
+        xb = crop_flip(xb, generator, recipe.crop_pad, recipe.flip)
+    loss = F.cross_entropy(model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale, yb,
+                           label_smoothing=recipe.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = VictimRecipe(), *, seed: int = 0,
                  desc: str = "victim", on_step=None) -> nn.Module:
     """Train ``model`` from scratch on ``images`` (uint8 or [0, 1] float, NHWC or NCHW) with
@@ -327,12 +340,7 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
             if step == total:
                 break
             idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            xb = crop_flip(x[idx], gen, recipe.crop_pad, recipe.flip) if recipe.crop_pad or recipe.flip else x[idx]
-            loss = F.cross_entropy(model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale, y[idx],
-                                   label_smoothing=recipe.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            victim_step(model, opt, x[idx], y[idx], recipe, gen)
             sched.step()
             step += 1
             bar.update(1)
