@@ -277,6 +277,45 @@ def build_model(name: str, **kwargs) -> Classifier:
     return MODELS[name](**kwargs)
 
 
+#: the output of the last-but-one stage of each architecture: the second feature level of
+#: Convex Polytope's end-to-end ("multi-layer") attack (Zhu et al. 2019, Sec. 4.2 and Fig. 7, whose
+#: code takes the second-to-last block of the last stage; our stand-ins have one block per stage)
+MID_LAYERS = {
+    "convnet_bn": "body.3",
+    "vgg11_standin": "body.0.21", "vgg11": "body.0.21",
+    "regnetx_1_6gf_standin": "body.trunk_output.block2", "regnetx_1_6gf": "body.trunk_output.block3",
+    "resnet18_standin": "body.layer3", "resnet18": "body.layer3",
+}
+
+
+def layer_outputs(model: Classifier, x: torch.Tensor, layers) -> list[torch.Tensor]:
+    """The flattened outputs [B, D] of ``layers`` (names of ``model.named_modules()``, or
+    "penultimate" for ``model.features``) from one forward pass of ``model.features``."""
+    captured, handles = {}, []
+    for name in layers:
+        if name != "penultimate":
+            module = model.get_submodule(name)  # AttributeError names the missing layer
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: captured.__setitem__(name, out)))
+    try:
+        penultimate = model.features(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [(penultimate if name == "penultimate" else captured[name]).flatten(1) for name in layers]
+
+
+def with_dropout(model: Classifier, p: float) -> Classifier:
+    """``model`` with dropout of rate ``p`` on its penultimate features, before the head (the
+    substitutes of Convex Polytope are trained, and attacked, with dropout)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout p={p}: must lie in [0, 1)")
+    if p > 0:
+        model.head = nn.Sequential(nn.Dropout(p), model.head)
+    model.dropout = p
+    return model
+
+
 def trainable_summary(model: nn.Module) -> list[tuple[str, int, bool]]:
     """(layer name, parameter count, trainable?) for every module that owns parameters."""
     rows = []

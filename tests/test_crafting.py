@@ -1,5 +1,6 @@
 """The shared crafting loop: projection, descent, restarts, groups, ensembles, callbacks, checks,
-and the evasion PGD on top of it (against a verbatim copy of its former loop)."""
+and the evasion PGD on top of it (against a verbatim copy of its former loop); a transform before
+the delta (MetaPoison's colour shift): both budgets, joint descent, its penalty, restarts."""
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from poisonrepro import models
-from poisonrepro.attacks.crafting import CraftResult, craft_perturbations, project_l2_box
+from poisonrepro.attacks.crafting import CraftResult, InputTransform, craft_perturbations, project_l2_box
 from poisonrepro.attacks.evasion_pgd import targeted_pgd
 
 EPS = 8 / 255
@@ -39,7 +40,7 @@ def _push_outwards(seed=1):
 
 # --------------------------------------------------------------------------- budget and range
 @pytest.mark.parametrize("norm,eps", [("linf", EPS), ("l2", 0.5)])
-@pytest.mark.parametrize("step_rule", ["pgd", "signadam"])
+@pytest.mark.parametrize("step_rule", ["pgd", "signadam", "adam"])
 @pytest.mark.parametrize("grouping", ["sample", "clip", "intersect"])
 def test_budget_and_pixel_range_hold_after_every_step(norm, eps, step_rule, grouping):
     inputs = _images(n=7, uint8=grouping == "clip")
@@ -92,7 +93,8 @@ def test_l2_projection_is_the_exact_euclidean_projection_onto_ball_and_box():
 
 
 # --------------------------------------------------------------------------- descent
-@pytest.mark.parametrize("step_rule,decay", [("pgd", "multistep"), ("signadam", "multistep"), ("pgd", "none")])
+@pytest.mark.parametrize("step_rule,decay", [("pgd", "multistep"), ("signadam", "multistep"), ("adam", "multistep"),
+                                             ("pgd", "none")])
 def test_the_objective_decreases_to_the_closed_form_optimum(step_rule, decay):
     # match a target image within the L-inf budget: the optimum is the clamp of (target - x)
     x = _images(n=5)
@@ -106,7 +108,7 @@ def test_the_objective_decreases_to_the_closed_form_optimum(step_rule, decay):
                             torch.maximum(-x, torch.tensor(-EPS)))
     # sign steps oscillate around the optimum by up to the step size, which the decay shrinks;
     # Adam's momentum overshoots more (worst over 20 targets: 0.1% of eps for PGD, 10% for Adam)
-    tolerance = {"pgd": 0.02 * EPS, "signadam": 0.2 * EPS}[step_rule] if decay == "multistep" else EPS / 4
+    tolerance = {"pgd": 0.02 * EPS, "signadam": 0.2 * EPS, "adam": 0.2 * EPS}[step_rule] if decay == "multistep" else EPS / 4
     assert (result.delta - optimum).abs().max() <= tolerance
 
 
@@ -357,3 +359,109 @@ def test_evasion_pgd_on_the_loop_matches_its_former_implementation(eps, steps, s
     # the trajectory is the same; only x + (adv - x) rounds differently from adv (< 1 ulp)
     assert (before - after).abs().max() <= 1e-6
     assert (before - x).abs().max() > eps / 2, "the attack moved nothing: the comparison would be empty"
+
+
+# --------------------------------------------------------------------------- a transform before the delta
+class _Brightness(InputTransform):
+    """T(x; a) = x + a with one scalar a per sample, |a| <= bound; optionally the penalty w a^2."""
+
+    def __init__(self, bound=0.1, weight=0.0, lr_scale=1.0):
+        self.param_shape, self.bound, self.weight, self.lr_scale = (1, 1, 1), bound, weight, lr_scale
+
+    def apply(self, x, params):
+        return x + params
+
+    def project(self, params):
+        return params.clamp(-self.bound, self.bound)
+
+    def penalty(self, params):
+        return self.weight * params.flatten(1).pow(2).sum(1) if self.weight else None
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", EPS), ("l2", 0.5)])
+@pytest.mark.parametrize("step_rule", ["pgd", "signadam", "adam"])
+def test_with_a_transform_both_budgets_and_the_pixel_range_hold_after_every_step(norm, eps, step_rule):
+    inputs = _images(n=7)
+    x = _as_float(inputs)
+    transform = _Brightness(0.1)
+    seen = []
+
+    def check(state):
+        a = state.transform_params()
+        base = (x + a).clamp(0, 1)
+        perturbed = state.perturbed(torch.arange(len(x)))
+        assert a.abs().max() <= 0.1 + 1e-7
+        assert perturbed.min() >= 0 and perturbed.max() <= 1
+        # the additive part is measured from the transformed image, not from x
+        assert (_norms(perturbed - base, norm) <= eps + 1e-6).all()
+        seen.append(float(a.abs().max()))
+    result = craft_perturbations(inputs, _push_outwards(), eps=eps, norm=norm, steps=6, step_rule=step_rule,
+                                 lr=0.05 if norm == "linf" else 0.2, init="uniform", transform=transform,
+                                 on_step=check, seed=3)
+    assert len(seen) == 6 and max(seen) == pytest.approx(0.1), "the transform never reached its bound"
+    assert result.transform_params.shape == (7, 1, 1, 1) and result.transform is transform
+    final = result.perturbed(inputs)
+    # delta is projected onto the box of the transformed image: it is the additive part itself
+    assert torch.allclose(final - result.transformed(inputs), result.delta, atol=1e-6)
+    assert (_norms(final - result.transformed(inputs), norm) <= eps + 1e-6).all()
+
+
+@pytest.mark.parametrize("step_rule", ["pgd", "adam"])
+def test_the_transform_and_the_delta_are_optimised_jointly(step_rule):
+    # match t = x + 0.08 + a pattern within eps/2: reachable only with both parts (0.08 > eps)
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.4 * torch.rand(4, 3, 4, 4, generator=g)
+    pattern = (EPS / 2) * torch.randn(4, 3, 4, 4, generator=g).sign()
+    t = x + 0.08 + pattern
+
+    def match(model, x_in, idx):
+        return (x_in - t[idx]).pow(2).flatten(1).sum(1)
+    kwargs = dict(eps=EPS, steps=60, step_rule=step_rule, lr=0.004, decay="multistep")
+    joint = craft_perturbations(x, match, transform=_Brightness(0.1, lr_scale=2.5), **kwargs)
+    alone = craft_perturbations(x, match, **kwargs)
+    gap = (0.08 - EPS) ** 2 * 48  # the least an additive delta alone can leave per sample
+    assert alone.best_loss.min() >= 0.9 * gap
+    assert joint.best_loss.max() <= 0.05 * gap
+    # the split is not unique, but the brightness must carry what the delta cannot
+    assert (joint.transform_params > 0.08 - EPS).all()
+
+
+def test_the_transform_penalty_enters_the_gradient():
+    # -sum(x_in) + 480 a^2 per sample: the brightness settles at the interior optimum a = 48 / 960
+    x = torch.full((3, 3, 4, 4), 0.3)
+    result = craft_perturbations(x, lambda m, x_in, idx: -x_in.flatten(1).sum(1), eps=EPS, steps=120,
+                                 step_rule="adam", lr=0.005, decay="multistep",
+                                 transform=_Brightness(0.1, weight=480.0))
+    assert torch.allclose(result.transform_params.flatten(), torch.full((3,), 0.05), atol=2e-3)
+    assert torch.allclose(result.delta, torch.full_like(result.delta, EPS))  # the delta alone at its bound
+
+
+def test_restarts_keep_the_delta_and_the_transform_of_the_same_restart():
+    x = _images(n=5)
+    weight = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+
+    def objective(model, x_in, idx):
+        return ((x_in - 0.5) * weight[idx]).flatten(1).sum(1).pow(2)
+    result = craft_perturbations(x, objective, eps=EPS, steps=3, lr=0.01, init="uniform", restarts=3,
+                                 transform=_Brightness(0.1), seed=2)
+    assert len(set(result.best_restart.tolist())) > 1, "one restart won everywhere: the test would be empty"
+    assert torch.allclose(objective(None, result.perturbed(x), torch.arange(5)), result.best_loss, rtol=1e-5)
+
+
+def test_a_callable_decay_sets_the_step_size():
+    lrs = []
+    craft_perturbations(torch.rand(2, 3, 4, 4), _push_outwards(), eps=EPS, steps=5, lr=0.5,
+                        decay=lambda step, steps: 1 / (step + 1), on_step=lambda s: lrs.append(s.lr))
+    assert lrs == pytest.approx([0.5 / (k + 1) for k in range(5)])
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(transform=_Brightness(), groups=torch.tensor([0, 0, 1, 1])), "transform: only for per-sample"),
+    (dict(transform=lambda x: x), "transform: need an InputTransform"),
+    (dict(decay="cosine"), "decay='cosine'"),
+])
+def test_a_bad_transform_or_decay_is_refused(change, message):
+    kwargs = dict(inputs=torch.rand(4, 3, 4, 4), objective=_push_outwards(), eps=EPS, steps=2, lr=0.01)
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=message):
+        craft_perturbations(**kwargs)

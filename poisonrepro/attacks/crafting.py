@@ -27,10 +27,14 @@ projected:
   for L2;
 - ``step_rule="signadam"``, forest's ``signAdam``: Adam (Kingma & Ba 2015) fed the *sign* of
   the accumulated gradient, ``delta <- Proj(Adam(delta, sign(grad)))`` -- the Adam step first,
-  then the projection, as forest does for its Adam variants.
+  then the projection, as forest does for its Adam variants;
+- ``step_rule="adam"``: plain Adam on the accumulated gradient, then the projection (Convex
+  Polytope's poison step: Zhu et al. 2019, Algorithm 1, Adam with lr 0.04).
 
 ``decay="multistep"`` multiplies the step size by 0.1 at forest's milestones, ``steps // 2.667``,
-``steps // 1.6`` and ``steps // 1.142`` (about 3/8, 5/8 and 7/8 of the steps).
+``steps // 1.6`` and ``steps // 1.142`` (about 3/8, 5/8 and 7/8 of the steps); ``decay`` may
+also be a callable ``(step, steps) -> factor`` for an attack's own schedule (MetaPoison's
+quadratic warm-up and x0.1 at steps 20 and 40).
 
 ``Proj`` is the Euclidean projection onto {||delta|| <= eps} intersected with the pixel box:
 
@@ -60,6 +64,24 @@ then a few noise steps) use ``model_update``: a callback run after every ``updat
 perturbation steps (never after the last), which may train, advance or re-initialise the
 members in place and may stop crafting by returning True.
 
+A transform before the delta (``transform``, per-sample deltas only): an ``InputTransform``
+T with one parameter tensor theta_i per sample and its own bound, applied to the clean input
+before the additive delta (MetaPoison's colour shift, Huang et al. 2020, Sec. 3):
+
+    x_perturbed_i = clip(b_i + delta_i, 0, 1),   b_i = clip(T(x_i; theta_i), 0, 1),
+    s.t.  theta_i in Theta (T.project)  and  ||delta_i|| <= eps
+
+so the budget ``eps`` bounds the additive part relative to the *transformed* image b_i, and
+Theta bounds the transform. Both are optimised jointly: the loop differentiates the objective
+(plus the transform's optional per-sample ``penalty(theta)``) w.r.t. delta and theta, steps
+both with the same rule and decay (theta's step size is ``lr * T.lr_scale``; under "pgd" theta
+takes signed steps whatever the norm), then projects theta onto Theta and delta onto the
+budget intersected with the box [-b_i, 1 - b_i] of the new b_i. ``CraftResult.delta`` is then
+the additive part, ``CraftResult.transform_params`` the thetas, ``CraftResult.transformed`` the
+b_i, and ``CraftResult.perturbed`` composes them; callbacks see the current thetas through
+``CraftState.transform_params()`` and the composed inputs through ``CraftState.perturbed``.
+Without a transform nothing changes.
+
 Determinism: all randomness (random start, batch order with ``shuffle``, augmentation) comes
 from one ``torch.Generator`` per restart; results depend on ``batch_size`` only through the
 augmentation draws and batch-coupled objectives. The loop never changes a model's train/eval
@@ -78,7 +100,7 @@ import torch.nn as nn
 from ..train import augment_batch, progress
 
 NORMS = ("linf", "l2")
-STEP_RULES = ("pgd", "signadam")
+STEP_RULES = ("pgd", "signadam", "adam")
 DECAYS = ("none", "multistep")
 INITS = ("zeros", "uniform")
 GROUP_RANGES = ("clip", "intersect")
@@ -86,6 +108,31 @@ KEEP_BEST = ("group", "all")
 FOREST_MILESTONE_DIVISORS = (2.667, 1.6, 1.142)  # forest's MultiStepLR milestones: steps // d
 
 Objective = Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class InputTransform:
+    """A bounded, parametrised transform T(x; theta) applied to each clean input before the
+    additive delta (see the module docstring); one parameter tensor of ``param_shape`` per
+    sample. Subclasses implement ``apply`` and ``project`` and may override ``initial``
+    (default: zeros, which should be the identity) and ``penalty`` (default: none)."""
+    param_shape: tuple = ()
+    lr_scale: float = 1.0  # theta's step size relative to the loop's ``lr``
+
+    def initial(self, n: int, dtype) -> torch.Tensor:
+        return torch.zeros((n, *self.param_shape), dtype=dtype)
+
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """T(x; params) for a batch [B, C, H, W] and its parameters [B, *param_shape];
+        differentiable in ``params`` (the loop clips the result into [0, 1])."""
+        raise NotImplementedError
+
+    def project(self, params: torch.Tensor) -> torch.Tensor:
+        """The parameters projected onto their bound (returns a new tensor or ``params``)."""
+        raise NotImplementedError
+
+    def penalty(self, params: torch.Tensor) -> torch.Tensor | None:
+        """An optional per-sample penalty [B] added to the objective (e.g. smoothness)."""
+        return None
 
 
 @dataclass
@@ -98,16 +145,30 @@ class CraftResult:
     best_loss: torch.Tensor      # [G]: the kept restart's final objective, summed over the group
     restart_loss: torch.Tensor   # [restarts, G]: every restart's final objective, summed over the group
     best_restart: torch.Tensor   # [G] long: which restart each group's delta comes from
+    # with a ``transform``: its parameters per sample [N, *param_shape] (delta is then the additive part)
+    transform_params: torch.Tensor | None = None
+    transform: InputTransform | None = field(default=None, repr=False)
 
     def per_sample(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """The delta of every sample (or of ``indices``): ``delta[groups[i]]``."""
         groups = self.groups if indices is None else self.groups[indices]
         return self.delta[groups]
 
-    def perturbed(self, inputs: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
-        """The perturbed inputs clip(x_i + delta_{g(i)}, 0, 1) as floats. ``inputs`` (uint8 or
-        floats in [0, 1]) are all N samples, or, with ``indices``, ``inputs[j]`` is sample ``indices[j]``."""
+    def transformed(self, inputs: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The inputs before the additive delta: clip(T(x_i; theta_i), 0, 1) with a transform,
+        else x_i itself (floats); ``inputs`` and ``indices`` as for ``perturbed``."""
         x = _as_float(inputs)
+        if self.transform is None:
+            return x
+        params = self.transform_params if indices is None else self.transform_params[indices]
+        with torch.no_grad():
+            return self.transform.apply(x, params.to(x.dtype)).clamp(0, 1)
+
+    def perturbed(self, inputs: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The perturbed inputs clip(x_i + delta_{g(i)}, 0, 1) as floats (with a transform,
+        clip(clip(T(x_i; theta_i), 0, 1) + delta_i, 0, 1)). ``inputs`` (uint8 or floats in
+        [0, 1]) are all N samples, or, with ``indices``, ``inputs[j]`` is sample ``indices[j]``."""
+        x = self.transformed(inputs, indices)
         return (x + self.per_sample(indices).to(x.dtype)).clamp(0, 1)
 
 
@@ -129,7 +190,13 @@ class CraftState:
     def perturbed(self, indices: torch.Tensor) -> torch.Tensor:
         """The current perturbed inputs of ``indices`` (floats in [0, 1]), e.g. to train on."""
         indices = torch.as_tensor(indices, dtype=torch.long)
-        return self._deltas.perturbed(indices, self._deltas.load(indices)).detach()
+        with torch.no_grad():
+            return self._deltas.perturbed(indices, self._deltas.load(indices)).detach()
+
+    def transform_params(self) -> torch.Tensor | None:
+        """The current transform parameters [N, ...] (a copy), or None without a transform."""
+        tparam = getattr(self._deltas, "tparam", None)
+        return None if tparam is None else tparam.clone()
 
 
 # --------------------------------------------------------------------------- projections
@@ -185,7 +252,9 @@ def _random_start(shape, eps: float, norm: str, generator: torch.Generator, dtyp
     return (direction * radius).view(shape)
 
 
-def _decay_factor(step: int, steps: int, decay: str) -> float:
+def _decay_factor(step: int, steps: int, decay) -> float:
+    if callable(decay):  # the attack's own schedule
+        return float(decay(step, steps))
     if decay == "none":
         return 1.0
     # forest's MultiStepLR(milestones=[steps // 2.667, steps // 1.6, steps // 1.142], gamma=0.1);
@@ -208,6 +277,9 @@ class _Deltas:
 
     def chunks(self, n):
         return [slice(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
+
+    def zero_grad(self):
+        self.grad.zero_()
 
 
 class _SampleDeltas(_Deltas):
@@ -307,15 +379,74 @@ class _GroupDeltas(_Deltas):
         return self.param.clone()
 
 
+class _TransformedSampleDeltas(_Deltas):
+    """Per sample, after an ``InputTransform``: ``param`` holds the additive deltas, ``tparam``
+    the transform's parameters; the input is clip(T(x; theta), 0, 1) + delta (module docstring)."""
+
+    def __init__(self, inputs, eps, norm, batch_size, dtype, transform):
+        super().__init__(inputs, eps, norm, batch_size, dtype)
+        self.transform = transform
+        self.param = torch.zeros(inputs.shape, dtype=dtype)
+        self.tparam = transform.initial(self.n, dtype).clone()
+        self.groups = torch.arange(self.n)
+
+    def base(self, x, tparams):
+        return self.transform.apply(x, tparams).clamp(0, 1)
+
+    def reset(self, init: str, generator: torch.Generator):
+        self.tparam.copy_(self.transform.initial(self.n, self.dtype))
+        self.param.zero_()
+        if init == "uniform":
+            self.param += _random_start(self.param.shape, self.eps, self.norm, generator, self.dtype)
+        self.project()
+        self.grad = torch.zeros_like(self.param)
+        self.tgrad = torch.zeros_like(self.tparam)
+
+    def zero_grad(self):
+        self.grad.zero_()
+        self.tgrad.zero_()
+
+    def batch(self, idx, x, requires_grad):
+        delta = self.param[idx].requires_grad_(requires_grad)
+        tparams = self.tparam[idx].requires_grad_(requires_grad)
+        raw = self.base(x, tparams) + delta
+        # in [0, 1] after the projection up to rounding; clip the values, keep the gradient
+        inside = (raw >= 0) & (raw <= 1)
+        return (delta, tparams), torch.where(inside, raw, raw.clamp(0, 1))
+
+    def accumulate(self, idx, leaf_grads):
+        self.grad[idx] = leaf_grads[0]
+        self.tgrad[idx] = leaf_grads[1]
+
+    @torch.no_grad()
+    def project(self):
+        # theta first: delta's box depends on the transformed image b = clip(T(x; theta), 0, 1)
+        self.tparam.copy_(self.transform.project(self.tparam))
+        for sl in self.chunks(self.n):
+            base = self.base(self.load(sl), self.tparam[sl])
+            if self.norm == "linf":
+                self.param[sl] = _project_linf(self.param[sl], self.eps, -base, 1 - base)
+            else:
+                self.param[sl] = project_l2_box(self.param[sl], self.eps, -base, 1 - base)
+
+    def perturbed(self, idx, x):
+        return (self.base(x, self.tparam[idx]) + self.param[idx]).clamp(0, 1)
+
+    def deltas(self):
+        return self.param.clone()
+
+
 # --------------------------------------------------------------------------- checks
 def _check_arguments(inputs, objective, eps, norm, steps, step_rule, lr, decay, restarts, init, groups,
-                     group_range, augment, models, model_update, update_every, batch_size, keep_best):
+                     group_range, augment, models, model_update, update_every, batch_size, keep_best,
+                     transform=None):
     def choice(name, value, allowed):
         if value not in allowed:
             raise ValueError(f"{name}={value!r}: unknown; allowed: {', '.join(map(repr, allowed))}")
     choice("norm", norm, NORMS)
     choice("step_rule", step_rule, STEP_RULES)
-    choice("decay", decay, DECAYS)
+    if not callable(decay):
+        choice("decay", decay, DECAYS)
     choice("init", init, INITS)
     choice("group_range", group_range, GROUP_RANGES)
     choice("keep_best", keep_best, KEEP_BEST)
@@ -356,6 +487,11 @@ def _check_arguments(inputs, objective, eps, norm, steps, step_rule, lr, decay, 
         raise ValueError("models: an empty ensemble")
     if model_update is not None and not callable(model_update):
         raise ValueError("model_update: need a callable model_update(state) -> bool | None")
+    if transform is not None:
+        if not isinstance(transform, InputTransform):
+            raise ValueError(f"transform: need an InputTransform, got {type(transform).__name__}")
+        if groups is not None:
+            raise ValueError("transform: only for per-sample deltas (groups=None)")
     if model_update is not None and restarts > 1:
         raise ValueError("restarts > 1 with a model_update callback: the restarts would craft against "
                          "different models; craft once per restart instead")
@@ -370,7 +506,8 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                         model_update: Callable[[CraftState], bool | None] | None = None,
                         update_every: int = 1, on_step: Callable[[CraftState], None] | None = None,
                         batch_size: int = 256, shuffle: bool = False, keep_best: str = "group",
-                        seed: int = 0, desc: str = "crafting") -> CraftResult:
+                        seed: int = 0, desc: str = "crafting",
+                        transform: InputTransform | None = None) -> CraftResult:
     """Minimise ``objective`` over bounded perturbations of ``inputs`` (see the module docstring).
 
     - ``inputs``: [N, C, H, W] uint8 pixels or floats in [0, 1]; converted batch by batch.
@@ -380,8 +517,9 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
       objective of a whole batch (gradient matching) spreads it evenly: ``loss.expand(B) / B``.
     - ``models``: a list is an ensemble (objective called per member, averaged); anything else
       (a module, a ``ModelStack``, None) is passed to the objective as is.
-    - ``eps`` on the [0, 1] scale; ``norm`` "linf" | "l2"; ``step_rule`` "pgd" | "signadam";
-      ``lr`` the step size; ``decay`` "none" | "multistep" (forest's x0.1 at 3/8, 5/8, 7/8).
+    - ``eps`` on the [0, 1] scale; ``norm`` "linf" | "l2"; ``step_rule`` "pgd" | "signadam" | "adam";
+      ``lr`` the step size; ``decay`` "none" | "multistep" (forest's x0.1 at 3/8, 5/8, 7/8) or a
+      callable ``(step, steps) -> factor``.
     - ``init`` "zeros" | "uniform" (random start in the budget); ``restarts`` from seeds
       ``seed + r``, ``keep_best`` "group" | "all".
     - ``groups``: LongTensor [N] of group indices (one shared delta per group: per class, per
@@ -390,11 +528,15 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
       differentiable), or a callable ``(x, generator) -> x``.
     - ``model_update(state)``: run after every ``update_every`` steps but the last; may change
       the models in place; returning True stops crafting. ``on_step(state)``: after every step.
+    - ``transform``: an ``InputTransform`` applied before the delta, optimised jointly with it
+      (per-sample deltas only; see the module docstring).
     """
     _check_arguments(inputs, objective, eps, norm, steps, step_rule, lr, decay, restarts, init, groups,
-                     group_range, augment, models, model_update, update_every, batch_size, keep_best)
+                     group_range, augment, models, model_update, update_every, batch_size, keep_best, transform)
     dtype = torch.float32 if inputs.dtype == torch.uint8 else inputs.dtype
-    if groups is None:
+    if transform is not None:
+        deltas: _Deltas = _TransformedSampleDeltas(inputs, eps, norm, batch_size, dtype, transform)
+    elif groups is None:
         deltas: _Deltas = _SampleDeltas(inputs, eps, norm, batch_size, dtype)
     else:
         deltas = _GroupDeltas(inputs, eps, norm, batch_size, dtype, groups, group_range)
@@ -408,10 +550,13 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
         """Per-sample objective (mean over the ensemble) of one batch, and its gradient
         w.r.t. the batch's deltas."""
         leaf, x_in = deltas.batch(idx, x, need_grad)
+        # a transform adds its parameters as a second leaf, and maybe a penalty on them
+        leaves = leaf if isinstance(leaf, tuple) else (leaf,)
+        penalty = transform.penalty(leaves[1]) if transform is not None else None
         if augmentation is not None:
             x_in = augmentation(x_in, generator)
         callees = members if members is not None else [models]
-        total, grad = 0.0, None
+        total, grads = 0.0, None
         for k, member in enumerate(callees):
             loss = objective(member, x_in, idx)
             if not isinstance(loss, torch.Tensor) or loss.shape != (len(idx),):
@@ -419,11 +564,18 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                                  f"{tuple(getattr(loss, 'shape', ())) or type(loss).__name__}")
             if need_grad:
                 scaled = loss.sum() if members is None else loss.sum() / len(callees)
-                (g,) = torch.autograd.grad(scaled, leaf, retain_graph=k < len(callees) - 1, allow_unused=True)
-                g = torch.zeros_like(leaf) if g is None else g
-                grad = g if grad is None else grad + g
+                gs = torch.autograd.grad(scaled, leaves, retain_graph=k < len(callees) - 1, allow_unused=True)
+                gs = [torch.zeros_like(lf) if g is None else g for lf, g in zip(leaves, gs)]
+                grads = gs if grads is None else [a + b for a, b in zip(grads, gs)]
             total = total + loss.detach()
-        return (total if members is None else total / len(callees)), grad
+        total = total if members is None else total / len(callees)
+        if penalty is not None:
+            if need_grad:
+                gs = torch.autograd.grad(penalty.sum(), leaves, allow_unused=True)
+                grads = [a if g is None else a + g for a, g in zip(grads, gs)]
+            total = total + penalty.detach()
+        grad = None if grads is None else (tuple(grads) if isinstance(leaf, tuple) else grads[0])
+        return total, grad
 
     history = torch.full((restarts, steps), math.nan)
     restart_loss = torch.full((restarts, num_groups), math.nan)
@@ -431,12 +583,16 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
     for restart in range(restarts):
         generator = torch.Generator().manual_seed(seed + restart)
         deltas.reset(init, generator)
-        optimizer = torch.optim.Adam([deltas.param], lr=lr) if step_rule == "signadam" else None
+        tparam = getattr(deltas, "tparam", None)
+        optimizer = None
+        if step_rule in ("signadam", "adam"):
+            optimizer = torch.optim.Adam([deltas.param] if tparam is None else
+                                         [{"params": [deltas.param]}, {"params": [tparam]}], lr=lr)
         label = desc if restarts == 1 else f"{desc} (restart {restart + 1}/{restarts})"
         for step in progress(range(steps), desc=label, leave=False):
             step_lr = lr * _decay_factor(step, steps, decay)
             order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-            deltas.grad.zero_()
+            deltas.zero_grad()
             summed = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
@@ -445,15 +601,20 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                 summed += float(loss.sum())
             history[restart, step] = summed / n
             with torch.no_grad():
-                if optimizer is not None:  # signed Adam: Adam on sign(grad), then the projection
+                if optimizer is not None:  # (signed) Adam: Adam on (the sign of) grad, then the projection
                     optimizer.param_groups[0]["lr"] = step_lr
-                    deltas.param.grad = deltas.grad.sign()
+                    deltas.param.grad = deltas.grad.sign() if step_rule == "signadam" else deltas.grad.clone()
+                    if tparam is not None:
+                        optimizer.param_groups[1]["lr"] = step_lr * transform.lr_scale
+                        tparam.grad = deltas.tgrad.sign() if step_rule == "signadam" else deltas.tgrad.clone()
                     optimizer.step()
                 elif norm == "linf":
                     deltas.param.sub_(step_lr * deltas.grad.sign())
                 else:
                     grad_norm = deltas.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     deltas.param.sub_(step_lr * deltas.grad / grad_norm.view(-1, *[1] * (deltas.grad.dim() - 1)))
+                if optimizer is None and tparam is not None:  # a box-bounded transform: signed steps
+                    tparam.sub_(step_lr * transform.lr_scale * deltas.tgrad.sign())
                 deltas.project()
             state = CraftState(restart, step + 1, step_lr, models, deltas)
             if on_step is not None:
@@ -462,6 +623,8 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                 if model_update(state):
                     break
         deltas.param.grad = None
+        if tparam is not None:
+            tparam.grad = None
 
         # the final objective of this restart, on the same augmentation draws for every restart
         eval_generator = torch.Generator().manual_seed(seed)
@@ -475,6 +638,7 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
         if best_delta is None:
             best_delta, best_loss = deltas.deltas(), per_group.clone()
             best_restart = torch.zeros(num_groups, dtype=torch.long)
+            best_tparam = None if tparam is None else tparam.clone()
             continue
         if keep_best == "group":
             better = per_group < best_loss
@@ -484,4 +648,7 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
             best_delta[better] = deltas.deltas()[better]
             best_loss[better] = per_group[better]
             best_restart[better] = restart
-    return CraftResult(best_delta, deltas.groups.clone(), history, best_loss, restart_loss, best_restart)
+            if best_tparam is not None:
+                best_tparam[better] = tparam[better]
+    return CraftResult(best_delta, deltas.groups.clone(), history, best_loss, restart_loss, best_restart,
+                       best_tparam, transform)

@@ -1,0 +1,224 @@
+"""Notebook 02, Convex Polytope: figures, tables and claims from the results of
+``convex_polytope.experiments`` (every table is saved here). Nothing here is cached, so an edit
+here changes no cache key.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import models as M
+from ... import plots as P
+from ... import stats as S
+from ...results import Results, success_columns
+from .experiments import E2E_METHODS, METHODS
+
+plt = P.plt
+HEADLINE = 0.5         # "more than 50%" transferable success at 1% poisoned (abstract)
+ACCURACY_MARGIN = -0.02  # poisoned victims' clean accuracy within 2 points of the clean victims'
+LABELS = {"clean": "clean (no poisons)", "feature_collision": "feature collision (FC)",
+          "convex_polytope": "convex polytope (CP)", "multi_layer": "multi-layer CP"}
+
+
+def standin_label(networks) -> str:
+    names = sorted({n["arch"] for n in networks if n["arch"] in M.STANDIN_OF})
+    if not names:
+        return ""
+    return ("STAND-IN networks: " + ", ".join(M.display_name(n) for n in names)
+            + "; pretrained on a CIFAR-10 subset")
+
+
+# --------------------------------------------------------------------------- CP-1
+def fig_toy(toy: dict, res: Results, instance: int = 0):
+    """CP-1: the 2-D toy of Fig. 1 on its first random instance: collision poisons sit at the
+    budget's nearest points to the target, polytope poisons around it; the linear SVM before
+    (dashed) and after (solid) adding them."""
+    X, y, t, b = toy["X"], toy["y"], toy["targets"][instance], toy["bases"][instance]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True, sharey=True)
+    grid = np.stack(np.meshgrid(np.linspace(0.15, 0.85, 300), np.linspace(0.25, 0.75, 300)), -1).reshape(-1, 2)
+    for ax, name in zip(axes, ("feature_collision", "convex_polytope")):
+        r = toy[name]
+        p = r["poisons"][instance]
+        ax.scatter(*X[y == 0].T, s=12, c="tab:blue", alpha=0.5, label="class 0 (target's class)")
+        ax.scatter(*X[y == 1].T, s=12, c="tab:red", alpha=0.5, label="class 1 (poison class)")
+        for before, after in zip(b, p):
+            ax.annotate("", after, before, arrowprops=dict(arrowstyle="->", color="0.3", lw=0.8))
+        ax.scatter(*b.T, s=50, facecolors="none", edgecolors="tab:red", label="bases")
+        ax.scatter(*p.T, s=60, marker="X", c="darkred", label="poisons (labelled 1)")
+        ax.scatter(*t, s=180, marker="*", c="tab:blue", edgecolors="k", label="target (class 0)", zorder=5)
+        for svm, style, lab in ((toy["svm"], "--", "boundary before"), (r["svms"][instance], "-", "boundary after")):
+            z = svm.decision_function(grid).reshape(300, 300)
+            ax.contour(grid[:, 0].reshape(300, 300), grid[:, 1].reshape(300, 300), z, levels=[0],
+                       colors="k", linestyles=style, linewidths=1.2)
+            ax.plot([], [], "k" + style, label=lab)
+        flipped = bool(r["flipped"][instance])
+        ax.set_title(f"{LABELS[name]}: target {'misclassified' if flipped else 'still correct'}", fontsize=10)
+        ax.set_xlabel("feature 1")
+    axes[0].set_ylabel("feature 2")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"CP-1 a linear SVM on 2-D features, {len(b)} poisons within an L-inf budget of {toy['eps']:g} "
+                 f"(random instance {instance})", fontsize=10)
+    res.save_figure(fig, "CP-1")
+    return fig
+
+
+def toy_table(toy: dict, res: Results) -> pd.DataFrame:
+    """CP-1 (saved): how often the refit SVM misclassifies the target, over the random instances."""
+    rows = []
+    for name in ("feature_collision", "convex_polytope"):
+        f = toy[name]["flipped"]
+        rows.append({"attack": LABELS[name], "instances": len(f), "flipped": int(f.sum()),
+                     **success_columns(int(f.sum()), len(f))})
+    table = pd.DataFrame(rows).set_index("attack")
+    res.save_table(table, "CP-1")
+    return table
+
+
+# --------------------------------------------------------------------------- CP-2
+def _victims(networks):
+    return [n for n in networks if n["role"] != "substitute"]
+
+
+def networks_table(networks) -> pd.DataFrame:
+    """Every pretrained network: role, architecture (stand-ins labelled), dropout, clean accuracy."""
+    return pd.DataFrame([{"role": n["role"], "network": M.display_name(n["arch"]), "dropout": n["dropout"],
+                          "test_accuracy": n["test_accuracy"]} for n in networks])
+
+
+def transfer_table(networks, tr: dict, res: Results) -> pd.DataFrame:
+    """CP-2 (saved): success of each attack on each victim (last layer fine-tuned), with 95%
+    Wilson intervals, the clean base rate, and the victims' mean clean accuracy after fine-tuning."""
+    rows = []
+    for vi, v in enumerate(_victims(networks)):
+        for mi, method in enumerate(METHODS):
+            s = tr["success"][vi, mi]
+            rows.append({"victim": f"{v['role']}: {M.display_name(v['arch'])}", "attack": LABELS[method],
+                         "targets": len(s), "successes": int(s.sum()), **success_columns(int(s.sum()), len(s)),
+                         "test_accuracy": float(tr["test_accuracy"][vi, mi].mean())})
+    table = pd.DataFrame(rows).set_index(["victim", "attack"])
+    res.save_table(table, "CP-2")
+    return table
+
+
+def e2e_table(networks, e2e: dict, cfg, res: Results) -> pd.DataFrame:
+    """CP-2a (saved): end-to-end fine-tuning (Fig. 7), last-layer vs multi-layer poisons."""
+    victims = [n for n in _victims(networks) if n["arch"] in cfg.e2e_victims]
+    rows = []
+    for vi, v in enumerate(victims):
+        for mi, method in enumerate(E2E_METHODS):
+            s = e2e["success"][vi, mi]
+            rows.append({"victim": f"{v['role']}: {M.display_name(v['arch'])}", "attack": LABELS[method],
+                         "targets": len(s), "successes": int(s.sum()), **success_columns(int(s.sum()), len(s)),
+                         "test_accuracy": float(e2e["test_accuracy"][vi, mi].mean())})
+    table = pd.DataFrame(rows).set_index(["victim", "attack"])
+    res.save_table(table, "CP-2a")
+    return table
+
+
+def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: str):
+    """CP-2: success per victim and attack with 95% intervals, transfer and end to end."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    colors = {"clean (no poisons)": "0.6", "feature collision (FC)": "tab:orange",
+              "convex polytope (CP)": "tab:green", "multi-layer CP": "tab:purple"}
+    for ax, table, title in ((axes[0], transfer, "transfer: last layer fine-tuned"),
+                             (axes[1], e2e, "end to end: every layer fine-tuned")):
+        victims = list(dict.fromkeys(table.index.get_level_values(0)))
+        attacks = list(dict.fromkeys(table.index.get_level_values(1)))
+        width = 0.8 / len(attacks)
+        for ai, attack in enumerate(attacks):
+            sub = table.xs(attack, level=1).reindex(victims)
+            x = np.arange(len(victims)) + (ai - (len(attacks) - 1) / 2) * width
+            ax.bar(x, sub["success_rate"], width, color=colors[attack], label=attack,
+                   yerr=P.error_bars(sub["success_rate"], sub["ci_low"], sub["ci_high"]), capsize=2)
+        ax.axhline(HEADLINE, color="k", lw=0.8, ls=":")
+        ax.set_xticks(range(len(victims)), [v.replace(" (STAND-IN: narrowed, shortened)", "\n(STAND-IN)")
+                                            .replace(": ", ":\n", 1) for v in victims], fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("targets classified as the poison class")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("CP-2 success of 5 poisons (1% of the fine-tuning set), 95% Wilson intervals; dotted: the "
+                 "paper's 50%", fontsize=10)
+    if label:
+        P.standin_note(fig, label)
+    res.save_figure(fig, "CP-2")
+    return fig
+
+
+def budget_table(cfg, poisons: dict, e2e_poisons: dict, res: Results) -> pd.DataFrame:
+    """CP-2b (saved): the measured L-inf distance of every poison from its base (0-255 scale)."""
+    rows = []
+    for name, linf in (("feature_collision", poisons["feature_collision.linf"]),
+                       ("convex_polytope", poisons["convex_polytope.linf"]), ("multi_layer", e2e_poisons["linf"])):
+        rows.append({"attack": LABELS[name], "poisons": linf.numel(), "budget_255": 255 * cfg.eps,
+                     "max_linf_255": 255 * float(linf.max()) if linf.numel() else float("nan"),
+                     "median_linf_255": 255 * float(linf.median()) if linf.numel() else float("nan")})
+    table = pd.DataFrame(rows).set_index("attack")
+    over = table["max_linf_255"] > table["budget_255"] + 1e-3
+    if over.any():
+        raise AssertionError(f"poisons over the budget: {list(table.index[over])}")
+    res.save_table(table, "CP-2b")
+    return table
+
+
+def fig_poisons(cfg, data, poisons: dict, res: Results, target: int = 0):
+    """CP-2b: the target, the bases and both attacks' poisons for one target, with the
+    perturbations amplified."""
+    k = len(data["bases"])
+    fig, axes = plt.subplots(5, k + 1, figsize=(1.6 * (k + 1), 8.2))
+    P.image_row([axes[0, 0]], [data["targets"][target]], [f"target ({cfg.target_class})"])
+    for r in range(1, 5):
+        axes[r, 0].axis("off")
+    P.image_row(axes[0, 1:], data["bases"], [f"base {j + 1} ({cfg.poison_class})" for j in range(k)])
+    for r, name in ((1, "feature_collision"), (3, "convex_polytope")):
+        p = poisons[f"{name}.poisons"][target]
+        short = "FC" if name == "feature_collision" else "CP"
+        P.image_row(axes[r, 1:], p, [f"{short} poison {j + 1}" for j in range(k)])
+        P.image_row(axes[r + 1, 1:], [P.amplified(d) for d in p - data["bases"]],
+                    [f"{short} perturbation (amplified)" for _ in range(k)])
+    fig.suptitle(f"CP-2b poisons for target 1 (L-inf budget {255 * cfg.eps:.1f}/255)", fontsize=10)
+    res.save_figure(fig, "CP-2b")
+    return fig
+
+
+# --------------------------------------------------------------------------- claims
+def _pooled(tr, networks, role, method):
+    idx = [i for i, v in enumerate(_victims(networks)) if v["role"] == role]
+    s = tr["success"][idx, METHODS.index(method)]
+    return int(s.sum()), s.numel()
+
+
+def record_claims(cfg, networks, tr, e2e, res: Results):
+    """The claims of Sec. 5 (Fig. 5, Fig. 7) and the clean-accuracy bound, each decided by its test."""
+    cp_b, n_b = _pooled(tr, networks, "black-box", "convex_polytope")
+    fc_b, _ = _pooled(tr, networks, "black-box", "feature_collision")
+    cl_b, _ = _pooled(tr, networks, "black-box", "clean")
+    cp_g, n_g = _pooled(tr, networks, "gray-box", "convex_polytope")
+    fc_g, _ = _pooled(tr, networks, "gray-box", "feature_collision")
+    black = f"transfer, {len(cfg.blackbox_victims)} black-box victims x {cfg.n_targets} targets (pooled)"
+    gray = f"transfer, {len(cfg.graybox_victims)} gray-box victims x {cfg.n_targets} targets (pooled)"
+    res.claim("CP-2", "CP beats FC on black-box victims", "success rate difference CP - FC",
+              S.rate_difference_test(cp_b, n_b, fc_b, n_b), setting=black, paper_key="cp_minus_fc_blackbox")
+    res.claim("CP-2", "CP succeeds more than 50% of the time at 1% poisoned (black-box)", "CP success rate",
+              S.rate_test(cp_b, n_b, HEADLINE), setting=black, paper_key="cp_headline_success")
+    res.claim("CP-2", "CP on black-box victims beats their clean base rate", "success rate difference CP - clean",
+              S.rate_difference_test(cp_b, n_b, cl_b, n_b), setting=black)
+    res.claim("CP-2", "CP beats FC on gray-box victims", "success rate difference CP - FC",
+              S.rate_difference_test(cp_g, n_g, fc_g, n_g), setting=gray, paper_key="cp_minus_fc_graybox")
+    fc_all = tr["success"][:, METHODS.index("feature_collision")]
+    res.claim("CP-2", "FC stays below 50% success", "FC success rate",
+              S.rate_test(int(fc_all.sum()), fc_all.numel(), HEADLINE, side="<"),
+              setting="transfer, every victim pooled", paper_key="fc_never_above")
+    acc = tr["test_accuracy"]
+    drop = (acc[:, METHODS.index("convex_polytope")] - acc[:, METHODS.index("clean"), :1]).flatten()
+    res.claim("CP-2", "CP poisons leave the victims' clean accuracy within 2 points",
+              "clean accuracy, poisoned - clean victim", S.mean_test(drop.numpy(), ACCURACY_MARGIN, side=">"),
+              setting="transfer, every victim x target")
+    if cfg.e2e_targets:
+        ml = e2e["success"][:, E2E_METHODS.index("multi_layer")]
+        ll = e2e["success"][:, E2E_METHODS.index("convex_polytope")]
+        setting = f"end to end, {len(cfg.e2e_victims)} victims x {cfg.e2e_targets} targets (pooled)"
+        res.claim("CP-2a", "multi-layer CP beats last-layer CP end to end", "success rate difference",
+                  S.rate_difference_test(int(ml.sum()), ml.numel(), int(ll.sum()), ll.numel()), setting=setting,
+                  paper_key="e2e_multilayer_minus_lastlayer")

@@ -1,0 +1,103 @@
+"""Convex Polytope (Zhu et al. 2019): the simplex projection and least squares against scipy, the
+budget, the objective going down, and the geometric claim of Fig. 1 on a planted 2-D example."""
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from poisonrepro.attacks import convex_polytope as CP
+
+
+class Points(torch.nn.Module):
+    """The identity feature map: the 2-D toy's "network" (its features are the points)."""
+    dropout = 0.0
+
+    def features(self, x):
+        return x.flatten(1)
+
+
+def test_project_simplex_matches_the_constrained_minimiser():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        v = torch.randn(1, 4, generator=gen, dtype=torch.float64) * 2
+        p = CP.project_simplex(v)[0].numpy()
+        ref = minimize(lambda c: ((c - v[0].numpy()) ** 2).sum(), np.full(4, 0.25), method="SLSQP",
+                       bounds=[(0, 1)] * 4, constraints=[{"type": "eq", "fun": lambda c: c.sum() - 1}],
+                       options={"ftol": 1e-14}).x
+        assert p.min() >= 0 and abs(p.sum() - 1) < 1e-12
+        np.testing.assert_allclose(p, ref, atol=1e-6)
+
+
+def test_simplex_least_squares_reaches_the_optimum_from_any_warm_start():
+    gen = torch.Generator().manual_seed(1)
+    phi = torch.randn(3, 5, 16, generator=gen, dtype=torch.float64)
+    t = torch.randn(3, 16, generator=gen, dtype=torch.float64)
+    for init in (torch.full((3, 5), 0.2, dtype=torch.float64), CP.project_simplex(torch.randn(3, 5, dtype=torch.float64))):
+        c = CP.simplex_least_squares(phi, t, init, tol=1e-12, max_iters=10_000)
+        for i in range(3):
+            f = lambda w: ((t[i].numpy() - w @ phi[i].numpy()) ** 2).sum()  # noqa: E731
+            ref = minimize(f, np.full(5, 0.2), method="SLSQP", bounds=[(0, 1)] * 5,
+                           constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}], options={"ftol": 1e-15}).x
+            assert f(c[i].numpy()) <= f(ref) + 1e-7
+            assert c[i].min() >= 0 and abs(float(c[i].sum()) - 1) < 1e-9
+
+
+def test_a_target_inside_the_polytope_has_zero_loss():
+    phi = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])
+    t = torch.tensor([[0.5, 0.5]])
+    c = CP.simplex_least_squares(phi, t, torch.full((1, 3), 1 / 3))
+    assert float(CP.polytope_loss(t, phi, c)) < 1e-10
+    outside = torch.tensor([[3.0, 3.0]])
+    c = CP.simplex_least_squares(phi, outside, torch.full((1, 3), 1 / 3))
+    assert float(CP.polytope_loss(outside, phi, c)) > 0.05
+
+
+def test_polytope_poisons_enclose_the_target_and_collision_poisons_stop_at_the_nearest_budget_point():
+    # Fig. 1's geometry in 2-D feature space: no budget box reaches the target, their union
+    # surrounds it. Collision's optimum is known in closed form: the point of each box nearest
+    # to the target; the polytope's: poisons whose convex combination is the target.
+    t = torch.tensor([0.45, 0.5])
+    bases = torch.tensor([[0.45, 0.63], [0.58, 0.50]])
+    eps = 0.1
+    kwargs = dict(eps=eps, steps=150, lr=0.005)
+    cp, _, obj = CP.craft_poisons(Points(), bases[:, :, None, None], t[None, :, None, None], **kwargs)
+    fc, _, _ = CP.craft_poisons(Points(), bases[:, :, None, None], t[None, :, None, None],
+                                objective="feature_collision", **kwargs)
+    cp, fc = cp[0, :, :, 0, 0], fc[0, :, :, 0, 0]
+    for poisons in (cp, fc):
+        assert float((poisons - bases).abs().max()) <= eps + 1e-6
+    c = next(iter(obj.coefficients.values()))[0]
+    assert float(((c[:, None] * cp).sum(0) - t).norm()) < 1e-3
+    nearest = torch.maximum(torch.minimum(t, bases + eps), bases - eps)
+    assert torch.allclose(fc, nearest, atol=1e-3)
+    assert float((fc - t).norm(dim=1).min()) > 0.02  # so collision cannot reach the target
+
+
+def test_crafting_lowers_the_polytope_loss_in_an_ensemble_with_dropout_and_keeps_the_budget():
+    from poisonrepro import models as M
+    torch.manual_seed(0)
+    nets = [M.with_dropout(M.convnet_bn(10, widths=(8, 8, 8), stem=8), 0.2).eval(),
+            M.with_dropout(M.convnet_bn(10, widths=(8, 8, 16), stem=8), 0.3).eval()]
+    gen = torch.Generator().manual_seed(0)
+    bases, targets = torch.rand(3, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen)
+    eps = 8 / 255
+    poisons, result, _ = CP.craft_poisons(nets, bases, targets, eps=eps, steps=25, lr=0.004,
+                                          layers=("penultimate", "body.3"))
+    history = result.loss_history[0]
+    assert history[-5:].mean() < 0.8 * history[:3].mean()
+    assert float((poisons - bases[None]).abs().max()) <= eps + 1e-6
+    assert float(poisons.min()) >= 0 and float(poisons.max()) <= 1
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(eps=25.5), "did you mean 25.5/255"),
+    (dict(models=[]), "ensemble of size 0"),
+    (dict(objective="poison_frogs"), "unknown; allowed"),
+    (dict(base_labels=[8, 8], target_labels=[8]), "must differ"),
+])
+def test_bad_input_is_refused_before_any_compute(kwargs, match):
+    args = dict(models=Points(), eps=0.1)
+    args.update(kwargs)
+    models = args.pop("models")
+    with pytest.raises(ValueError, match=match):
+        CP.craft_poisons(models, torch.rand(2, 2, 1, 1), torch.rand(1, 2, 1, 1), **args)
