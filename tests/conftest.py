@@ -21,3 +21,15 @@ def isolated_artifacts(tmp_path, monkeypatch):
     monkeypatch.setenv("POISONREPRO_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path / "figures"))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests: with such tensors the threads'
+    synchronisation costs more than it gives (several times slower with 2 on a busy host).
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

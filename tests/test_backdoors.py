@@ -21,13 +21,7 @@ needs_gd = pytest.mark.skipif("gd" not in crafting.STEP_RULES,
                               reason="the crafting loop has no plain gradient step ('gd') yet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: thread start-up and oversubscription of the shared cores cost more than they give
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def _images(n, cls, seed, separation=0.1):

@@ -7,6 +7,8 @@ from scipy.optimize import minimize
 
 from poisonrepro.attacks import convex_polytope as CP
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
+
 
 class Points(torch.nn.Module):
     """The identity feature map: the 2-D toy's "network" (its features are the points)."""

@@ -16,13 +16,7 @@ EPS = 8 / 255
 COLOR_EPS = 0.04
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tensors this small only pay for the threads' synchronisation (30x slower with 2 on a busy host)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def _tiny_net(classes: int = 3) -> M.Classifier:
@@ -258,9 +252,9 @@ def test_the_unrolled_adversarial_loss_is_lower_on_the_crafted_poisons(crafted):
                 idx = clean_pool[torch.randperm(len(clean_pool), generator=gen)[:10]]
                 batches.append((images[idx], labels[idx]))
             lr = result.ensemble.learning_rate(net)
-            losses = [float(MP.unrolled_adversarial_loss(net, x, labels[indices], batches, target[None], 0, lr).detach())
+            losses = [MP.unrolled_adversarial_loss(net, x, labels[indices], batches, target[None], 0, lr)
                       for x in (images[indices], result.poisons)]
-            gaps.append(losses[0] - losses[1])
+            gaps.append(float((losses[0] - losses[1]).detach()))
     assert sum(gaps) / len(gaps) > 0.2 and sum(g > 0 for g in gaps) >= 0.75 * len(gaps)
     # and the crafting's own record: the last steps' loss below the first step's
     history = result.adversarial_loss
@@ -272,7 +266,8 @@ def test_planted_victims_trained_on_the_poisons_move_the_target_to_the_poison_cl
     poisoned = crafted["result"].poisoned_images(images)
     gen = torch.Generator().manual_seed(1)
     noise = images.clone()
-    noise[indices] = (images[indices] + EPS * (torch.randint(0, 2, images[indices].shape, generator=gen) * 2 - 1)).clamp(0, 1)
+    signs = torch.randint(0, 2, images[indices].shape, generator=gen) * 2 - 1
+    noise[indices] = (images[indices] + EPS * signs).clamp(0, 1)  # random corners of the same box
     margins = {name: [_victim_margin(x, labels, target, seed) for seed in range(3)]
                for name, x in (("clean", images), ("noise", noise), ("poisoned", poisoned))}
     mean = {name: sum(v) / len(v) for name, v in margins.items()}

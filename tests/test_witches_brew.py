@@ -15,13 +15,7 @@ from poisonrepro.attacks import witches_brew as WB
 EPS = 16 / 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tensors this small only pay for the threads' synchronisation (6x slower with 2 on the shared host)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 def _tiny_net(seed: int, classes: int = 3, dropout: bool = False) -> M.Classifier:

@@ -277,7 +277,8 @@ class StaggeredEnsemble:
         self.reinitialised_at: list[tuple[int, int]] = []  # (advance count, member)
         self.advances = 0
         self.members = [self._fresh(m, 0) for m in range(members)]
-        self._data_generators = [torch.Generator().manual_seed(_derived_seed(seed, DATA_ORDER, m)) for m in range(members)]
+        self._data_generators = [torch.Generator().manual_seed(_derived_seed(seed, DATA_ORDER, m))
+                                 for m in range(members)]
         self._orders: list[torch.Tensor | None] = [None] * members
         if pretrain:
             for m, start in enumerate(self.start_positions):
