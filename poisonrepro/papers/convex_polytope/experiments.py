@@ -219,11 +219,13 @@ def _head(model):
 
 
 def transfer(cfg, data, networks, poisons: dict, cache: ArtifactCache) -> dict:
-    """Every victim's last layer fine-tuned on the clean set and on each target's poisoned sets.
+    """Every network's last layer fine-tuned on the clean set and on each target's poisoned sets:
+    the victims, and the substitutes themselves (white-box, dropout off: does the attack work
+    where it was crafted?), in the order of ``networks``.
 
-    Returns ``success`` [victims, methods, T] (target classified as the poison class),
-    ``test_accuracy`` [victims, methods, T] of the fine-tuned victim, and ``poison_prob``."""
-    victims = [n for n in networks if n["role"] != "substitute"]
+    Returns ``success`` [networks, methods, T] (target classified as the poison class),
+    ``test_accuracy`` [networks, methods, T] of the fine-tuned network, and ``poison_prob``."""
+    victims = networks
 
     def run():
         k = len(data["targets"])
