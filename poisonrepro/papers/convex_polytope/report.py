@@ -137,8 +137,8 @@ def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: 
             ax.bar(x, sub["success_rate"], width, color=colors[attack], label=attack,
                    yerr=P.error_bars(sub["success_rate"], sub["ci_low"], sub["ci_high"]), capsize=2)
         ax.axhline(HEADLINE, color="k", lw=0.8, ls=":")
-        ax.set_xticks(range(len(victims)), [v.replace(" (STAND-IN: narrowed, shortened)", "\n(STAND-IN)")
-                                            .replace(": ", ":\n", 1) for v in victims], fontsize=7)
+        ax.set_xticks(range(len(victims)), [v.replace(" (a substitute)", "").replace(
+            " (STAND-IN: narrowed, shortened)", "\n(STAND-IN)").replace(": ", ":\n", 1) for v in victims], fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_ylabel("targets classified as the poison class")
         ax.set_title(title, fontsize=10)
