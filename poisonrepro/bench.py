@@ -12,9 +12,10 @@ peak measured on the same machine at the same time:
 3. time to accuracy: ``train.train_victim`` from scratch on all of CIFAR-10 with a stated
    budget of epochs, then the test accuracy (flip test-time augmentation) on its 10,000 test
    images; the budgets are the two goals of the README's "Fast victims";
-4. crafting throughput of ``attacks.crafting.craft_perturbations`` (poison-steps/s): a
-   gradient-matching objective (Witches' Brew's, the costliest of the crafting objectives:
-   a double backward per step) on the ConvNet-BN surrogate.
+4. crafting throughput (poison-steps/s) of every attack on ``attacks.crafting.craft_perturbations``,
+   each called through its own module: gradient matching (Witches' Brew), convex polytope,
+   the clean-label and hidden-trigger backdoors and MetaPoison, on ConvNet-BN surrogates
+   (``crafting_throughputs``; plain wall-clock time, a warm-up step first).
 
 ``--quick`` shrinks everything to seconds (the tests run it); ``--no-accuracy`` skips 3.
 ``--many`` times instead ``train.train_many`` against a Python loop of ``train.train_classifier``
@@ -109,33 +110,58 @@ def time_to_accuracy(name: str, recipe: T.VictimRecipe, train_set, test_set, see
             "test_accuracy": T.victim_accuracy(model, *test_set)}
 
 
-def crafting_throughput(n_poisons: int = 250, steps: int = 8, batch_size: int = 125) -> dict:
-    """Poison-steps/s of the crafting loop with a gradient-matching objective (the cosine
-    between the poison batch's parameter gradient and a target gradient: a double backward)
-    on an untrained ConvNet-BN surrogate in eval mode."""
-    from .attacks.crafting import craft_perturbations
+def _timed(craft, n_poisons: int, steps: int, name: str) -> dict:
+    """Poison-steps/s of ``craft(steps)``: one step first as a warm-up, then ``steps`` timed."""
+    craft(1)
+    t0 = time.perf_counter()
+    craft(steps)
+    seconds = time.perf_counter() - t0
+    return {"objective": name, "poisons": n_poisons, "steps": steps, "poison_steps_per_s": n_poisons * steps / seconds}
+
+
+def crafting_throughputs(n_poisons: int = 250, steps: int = 8, batch_size: int = 125, quick: bool = False) -> list[dict]:
+    """Poison-steps/s of every attack on the crafting loop, each called through its own module
+    with its paper's step rule, on untrained ConvNet-BN surrogates in eval mode and random
+    CIFAR-size images (timing only). One poison-step: one poison through one step of its
+    objective, for every surrogate the attack uses here (one, or three for Convex Polytope as in
+    notebook 02's ``cpu`` profile; MetaPoison: K = 2 unrolled steps on M = 2 staggered members
+    and their advance by one epoch)."""
+    from .attacks import clean_label_backdoor as CLBD, convex_polytope as CP, hidden_trigger_backdoor as HTBD
+    from .attacks import metapoison as MP, witches_brew as WB
+    from .triggers import make_patch
     torch.manual_seed(0)
-    model = models.build_model("convnet_bn").eval()
-    params = [p for p in model.parameters() if p.requires_grad]
+    net = models.build_model("convnet_bn").eval()
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n_poisons, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (n_poisons,), generator=gen)
-    target = torch.autograd.grad(F.cross_entropy(model(torch.rand(1, 3, 32, 32, generator=gen)),
-                                                 torch.tensor([3])), params)
+    y = torch.full((n_poisons,), 8)
+    targets = torch.rand(max(1, n_poisons // 5), 3, 32, 32, generator=gen)
+    patch = make_patch(5, seed=0)
+    rows = [
+        _timed(lambda k: WB.craft_poisons([net], x, y, targets[:1], 3, eps=16 / 255, steps=k, restarts=1,
+                                          batch_size=batch_size, seed=0), n_poisons, steps,
+               "gradient matching (Witches' Brew), 1 surrogate"),
+        _timed(lambda k: CP.craft_poisons([net, copy.deepcopy(net), copy.deepcopy(net)], x[:5], targets,
+                                          steps=k), 5 * len(targets), steps,
+               "convex polytope (Zhu et al.), 3 surrogates"),
+        _timed(lambda k: CLBD.craft_poisons(net, x, y, patch, steps=k), n_poisons, steps,
+               "clean-label backdoor (PGD), 1 surrogate"),
+        _timed(lambda k: HTBD.craft_poisons(net, x, targets.repeat(5, 1, 1, 1)[:n_poisons], patch, steps=k,
+                                            step_rule="pgd", lr=1 / 255), n_poisons, steps,
+               "hidden-trigger backdoor, 1 surrogate"),
+    ]
+    n_train = 250 if quick else 2500
+    images = torch.randint(0, 256, (n_train, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    labels = torch.arange(n_train) % 10
+    n_mp = min(n_poisons, 25)
+    poison_idx = (labels == 5).nonzero().flatten()[:n_mp]
 
-    def objective(net, xp, idx):
-        grads = torch.autograd.grad(F.cross_entropy(net(xp), y[idx]), params, create_graph=True)
-        dot = sum((g * t).sum() for g, t in zip(grads, target))
-        norm = torch.sqrt(sum((g * g).sum() for g in grads)) * torch.sqrt(sum((t * t).sum() for t in target))
-        return (1 - dot / norm).expand(len(idx)) / len(idx)
-
-    kw = dict(eps=16 / 255, steps=steps, step_rule="signadam", lr=0.1, models=[model], batch_size=batch_size)
-    craft_perturbations(x, objective, **dict(kw, steps=1))  # warm-up
-    t0 = time.perf_counter()
-    craft_perturbations(x, objective, **kw)
-    seconds = time.perf_counter() - t0
-    return {"objective": "gradient matching (Witches' Brew), ConvNet-BN surrogate",
-            "poisons": n_poisons, "steps": steps, "poison_steps_per_s": n_poisons * steps / seconds}
+    def metapoison(k):  # fresh, untrained members (no staggered pretraining: timing only)
+        ensemble = MP.StaggeredEnsemble(models.convnet_bn, images, labels, members=2, poison_indices=poison_idx,
+                                        pretrain=False, seed=0)
+        MP.metapoison(images, labels, poison_idx, targets[0], target_class=2, ensemble=ensemble, unroll_steps=2,
+                      steps=k, seed=0)
+    rows.append(_timed(metapoison, n_mp, max(1, steps // 4), "MetaPoison, K = 2, M = 2 staggered surrogates"))
+    return rows
 
 
 def _cifar(quick: bool):
@@ -153,7 +179,7 @@ def run(quick: bool = False, accuracy: bool = True, victims=VICTIMS) -> dict:
     peak = matmul_peak((256, 512) if quick else (1024, 2048, 4096), min_run_time=mrt)
     out = {"threads": torch.get_num_threads(), "peak": peak,
            "throughput": [victim_throughput(v, recipe, peak["gflops"], mrt) for v in victims],
-           "crafting": crafting_throughput(*((20, 2, 10) if quick else (250, 8, 125)))}
+           "crafting": crafting_throughputs(*((20, 2, 10) if quick else (250, 8, 125)), quick=quick)}
     if accuracy:
         train_set, test_set, source = _cifar(quick)
         out["data"] = source
@@ -182,9 +208,10 @@ def report(result: dict) -> str:
     for r in result["throughput"]:
         lines.append(f"| {r['victim']} | {r['images_per_s']:,.0f} | {r['gflop_per_image']:.3f} | "
                      f"{r['gflops']:.0f} | {r['pct_of_peak']:.0f}% |")
-    c = result["crafting"]
-    lines += ["", f"crafting: {c['poison_steps_per_s']:,.0f} poison-steps/s ({c['objective']}; "
-                  f"{c['poisons']} poisons x {c['steps']} steps)"]
+    lines += ["", "crafting (ConvNet-BN surrogates, untrained; timing only):", "",
+              "| attack | poisons | steps | poison-steps/s |", "|---|---|---|---|"]
+    for c in result["crafting"]:
+        lines.append(f"| {c['objective']} | {c['poisons']} | {c['steps']} | {c['poison_steps_per_s']:,.1f} |")
     if "accuracy" in result:
         lines += ["", f"time to accuracy, from scratch on all of {result['data']}, test accuracy with flip TTA:", "",
                   "| victim | epochs | batch | seconds | test accuracy |", "|---|---|---|---|---|"]

@@ -34,17 +34,18 @@ class Config(BaseConfig):
     craft_steps: int = param(min=1, loop=True, stage=("craft", "craft_e2e"))
     craft_lr: float = param(min=0, max=1, stage=("craft", "craft_e2e"))
     substitutes: tuple[str, ...] = param(choices=ARCHS, stage="pretrain")
-    dropouts: tuple[float, ...] = param(min=0, max=0.9, stage="pretrain")
+    dropouts: tuple[float, ...] = param(min=0, max=0.9, loop=True, stage="pretrain")  # a dry run: the first
     graybox_victims: tuple[str, ...] = param(choices=ARCHS, stage="pretrain")
     blackbox_victims: tuple[str, ...] = param(choices=ARCHS, stage="pretrain")
     retrain_epochs: int = param(min=1, loop=True, stage=("transfer", "end_to_end"))
     retrain_lr: float = param(min=0, max=1, stage="transfer")
     retrain_batch: int = param(min=1, stage=("transfer", "end_to_end"))
     e2e_targets: int = param(min=0, max=1000, dry=1, stage=("craft_e2e", "end_to_end"))
-    e2e_victims: tuple[str, ...] = param(choices=ARCHS, stage="end_to_end")
+    e2e_victims: tuple[str, ...] = param(choices=ARCHS, loop=True, stage="end_to_end")  # a dry run: the first
     e2e_epochs: int = param(min=1, loop=True, stage="end_to_end")
     e2e_lr: float = param(min=0, max=1, stage="end_to_end")
     e2e_weight_decay: float = param(min=0, max=1, stage="end_to_end")
+    test_images: int = param(min=1, max=10_000, dry=50, stage=EVERY_STAGE)  # CIFAR-10 test images for clean accuracy
     toy_instances: int = param(min=1, max=10_000, dry=2, stage=())
 
     def check(self):
@@ -69,7 +70,7 @@ class Config(BaseConfig):
             raise ConfigError("gray-box victims are the substitutes' architectures with other weights")
 
 
-_COMMON = dict(seed=0, target_class="frog", poison_class="ship", finetune_per_class=50, n_poisons=5,
+_COMMON = dict(seed=0, target_class="frog", poison_class="ship", finetune_per_class=50, n_poisons=5, test_images=2000,
                eps=0.1, craft_lr=0.04 * 0.2, retrain_lr=0.1, retrain_batch=64, e2e_lr=1e-4,
                e2e_weight_decay=5e-4, dropouts=(0.2, 0.25, 0.3))
 

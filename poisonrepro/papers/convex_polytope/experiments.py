@@ -36,7 +36,6 @@ from ...cache import ArtifactCache, stage_key
 from ...executor import Trial, run_trials
 
 METHODS = ("clean", "feature_collision", "convex_polytope")
-TEST_IMAGES = 2000  # CIFAR-10 test images for the networks' clean accuracy
 
 
 def _key(cfg, stage, **extra) -> str:
@@ -44,9 +43,9 @@ def _key(cfg, stage, **extra) -> str:
 
 
 # --------------------------------------------------------------------------- data
-def _test_indices(n: int) -> np.ndarray:
-    """A fixed draw of ``TEST_IMAGES`` test images (the same for every seed and network)."""
-    return np.sort(np.random.default_rng(0).choice(n, TEST_IMAGES, replace=False))
+def _test_indices(n: int, count: int) -> np.ndarray:
+    """A fixed draw of ``count`` test images (the same for every seed and network)."""
+    return np.sort(np.random.default_rng(0).choice(n, count, replace=False))
 
 
 def _first_per_class(labels: np.ndarray, start: int, count: int) -> np.ndarray:
@@ -63,7 +62,7 @@ def prepare_data(cfg) -> dict:
     base_pos = torch.nonzero(fine_y == s).flatten()[:cfg.n_poisons]  # the first ships of the fine-tuning set
     held = np.flatnonzero(train.y == t)[cfg.pretrain_per_class + cfg.finetune_per_class:]
     target_idx = held[:cfg.n_targets]
-    test_idx = _test_indices(len(test.y))
+    test_idx = _test_indices(len(test.y), cfg.test_images)
     return {
         "source": train.source, "target_label": t, "poison_label": s,
         "fine_x": T.as_nchw(train.x[fine_idx]), "fine_y": fine_y, "base_pos": base_pos,
@@ -87,14 +86,14 @@ def build_network(arch: str, dropout: float) -> M.Classifier:
     return model
 
 
-def pretrain_trial(*, arch: str, dropout: float, seed: int, per_class: int, epochs: float) -> dict:
+def pretrain_trial(*, arch: str, dropout: float, seed: int, per_class: int, epochs: float, test_images: int) -> dict:
     """One network trained from scratch on the pretraining split (``train.train_victim``); its
     weights and its clean accuracy on the notebook's test images."""
     x, y = _pretraining_set(per_class)
     model = build_network(arch, dropout)
     T.train_victim(model, x, y, T.VictimRecipe(epochs=epochs), seed=seed, desc=f"pretrain {arch}")
     test = D.load_cifar10("test")
-    idx = _test_indices(len(test.y))
+    idx = _test_indices(len(test.y), test_images)
     acc = T.victim_accuracy(model, T.as_nchw(test.x[idx]), torch.as_tensor(test.y[idx]))
     model = model.to(memory_format=torch.contiguous_format)
     return {**{f"state.{k}": v.contiguous() for k, v in model.state_dict().items()}, "test_accuracy": torch.tensor(acc)}
@@ -116,7 +115,7 @@ def pretrain_trials(cfg) -> list[Trial]:
     fn = f"{__name__}:pretrain_trial"
     return [Trial("pretrain", fn, {"arch": s["arch"], "dropout": s["dropout"], "seed": s["seed"],
                                                    "per_class": cfg.pretrain_per_class,
-                                                   "epochs": cfg.pretrain_epochs})
+                                                   "epochs": cfg.pretrain_epochs, "test_images": cfg.test_images})
             for s in network_specs(cfg)]
 
 
