@@ -244,6 +244,19 @@ def as_nchw(images) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous() if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3) else x
 
 
+def check_pixels(name: str, x: torch.Tensor) -> None:
+    """A clear error, before any compute, for images that are neither uint8 pixels nor floats in
+    [0, 1] (a 0-255 float batch is the usual slip)."""
+    if x.dtype == torch.uint8:
+        return
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: dtype {x.dtype}; need uint8 pixels or floats in [0, 1]")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{name}: floats must lie in [0, 1] (got [{low:g}, {high:g}]); "
+                         "pass uint8 pixels or divide by 255")
+
+
 def to_unit(xb: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """A batch as float pixels in [0, 1] (uint8 batches are divided by 255 here, not earlier)."""
     out = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()

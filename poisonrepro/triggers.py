@@ -30,6 +30,8 @@ import numbers
 
 import torch
 
+from .train import check_pixels
+
 CIFAR_IMAGE_SIZE = 32
 BENCHMARK_PATCH_SIZE = 5
 # (x, y) of the patch's top-left pixel on a 32x32 image, for a 5x5 patch
@@ -132,13 +134,7 @@ def paste_patch(images: torch.Tensor, patch: torch.Tensor, x: int, y: int, *, al
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha={alpha}: need a blend weight in (0, 1]")
     for name, tensor in (("images", images), ("patch", patch)):
-        if tensor.dtype != torch.uint8:
-            if not tensor.is_floating_point():
-                raise ValueError(f"{name}: dtype {tensor.dtype}; need uint8 pixels or floats in [0, 1]")
-            low, high = float(tensor.min()), float(tensor.max())
-            if low < 0 or high > 1:
-                raise ValueError(f"{name}: floats must lie in [0, 1] (got [{low:g}, {high:g}]); "
-                                 "pass uint8 pixels or divide by 255")
+        check_pixels(name, tensor)
     _check_fits(tuple(images.shape[-3:]), tuple(patch.shape), x, y)
     h, w = patch.shape[-2:]
     out = images.clone()

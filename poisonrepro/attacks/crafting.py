@@ -97,7 +97,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..train import augment_batch, progress
+from ..train import augment_batch, check_pixels, progress
 
 NORMS = ("linf", "l2")
 STEP_RULES = ("pgd", "signadam", "adam")
@@ -452,13 +452,7 @@ def _check_arguments(inputs, objective, eps, norm, steps, step_rule, lr, decay, 
     choice("keep_best", keep_best, KEEP_BEST)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or len(inputs) == 0:
         raise ValueError("inputs: need a non-empty tensor [N, C, H, W] (or [N, D])")
-    if inputs.dtype != torch.uint8:
-        if not inputs.is_floating_point():
-            raise ValueError(f"inputs: dtype {inputs.dtype}; need uint8 pixels or floats in [0, 1]")
-        low, high = float(inputs.min()), float(inputs.max())
-        if low < 0 or high > 1:
-            raise ValueError(f"inputs: floats must lie in [0, 1] (got [{low:g}, {high:g}]); "
-                             "pass uint8 pixels or divide by 255")
+    check_pixels("inputs", inputs)
     dim = inputs[0].numel()
     if norm == "linf" and not 0 < eps <= 1:
         raise ValueError(f"eps={eps}: an L-inf budget must lie in (0, 1] on the [0, 1] pixel scale "

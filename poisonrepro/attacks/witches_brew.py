@@ -89,6 +89,7 @@ import torch.nn.functional as F
 
 from .. import models as M
 from ..registry import register_attack
+from ..train import check_pixels
 from .crafting import DECAYS, CraftResult, craft_perturbations
 
 #: forest's CIFAR-10 channel std (``forest/consts.py``), the unit of its normalised deltas
@@ -255,13 +256,7 @@ def _images(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
         raise ValueError(f"{name}: need a non-empty tensor [N, C, H, W] (uint8 or floats in [0, 1]); got "
                          f"{tuple(getattr(x, 'shape', ())) or type(x).__name__} (NHWC arrays: train.as_nchw)")
-    if x.dtype != torch.uint8:
-        if not x.is_floating_point():
-            raise ValueError(f"{name}: dtype {x.dtype}; need uint8 pixels or floats in [0, 1]")
-        low, high = float(x.min()), float(x.max())
-        if low < 0 or high > 1:
-            raise ValueError(f"{name}: floats must lie in [0, 1] (got [{low:g}, {high:g}]); "
-                             "pass uint8 or divide by 255")
+    check_pixels(name, x)
     return x
 
 
