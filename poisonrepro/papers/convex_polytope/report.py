@@ -90,35 +90,31 @@ def networks_table(networks) -> pd.DataFrame:
                           "test_accuracy": n["test_accuracy"]} for n in networks])
 
 
-def transfer_table(networks, tr: dict, res: Results) -> pd.DataFrame:
-    """CP-2 (saved): success of each attack on each network (last layer fine-tuned), with 95%
-    Wilson intervals, the clean base rate, and the mean clean accuracy after fine-tuning; the
-    substitutes themselves (white-box) first, as a diagnostic."""
+def _success_table(victims, result: dict, methods, artifact: str, res: Results) -> pd.DataFrame:
+    """Success of each attack on each network (``result["success"][network, method]`` over the
+    targets) with 95% Wilson intervals and the mean clean accuracy after fine-tuning; saved."""
     rows = []
-    for vi, v in enumerate(networks):  # the transfer stage fine-tunes every network, substitutes too
-        for mi, method in enumerate(METHODS):
-            s = tr["success"][vi, mi]
+    for vi, v in enumerate(victims):
+        for mi, method in enumerate(methods):
+            s = result["success"][vi, mi]
             rows.append({"victim": f"{ROLE[v['role']]}: {M.display_name(v['arch'])}", "attack": LABELS[method],
                          "targets": len(s), "successes": int(s.sum()), **success_columns(int(s.sum()), len(s)),
-                         "test_accuracy": float(tr["test_accuracy"][vi, mi].mean())})
+                         "test_accuracy": float(result["test_accuracy"][vi, mi].mean())})
     table = pd.DataFrame(rows).set_index(["victim", "attack"])
-    res.save_table(table, "CP-2")
+    res.save_table(table, artifact)
     return table
+
+
+def transfer_table(networks, tr: dict, res: Results) -> pd.DataFrame:
+    """CP-2 (saved): every network with its last layer fine-tuned (the transfer stage fine-tunes
+    the substitutes too: white-box, first, as a diagnostic), with the clean base rate."""
+    return _success_table(networks, tr, METHODS, "CP-2", res)
 
 
 def e2e_table(networks, e2e: dict, cfg, res: Results) -> pd.DataFrame:
     """CP-2a (saved): end-to-end fine-tuning (Fig. 7), last-layer vs multi-layer poisons."""
     victims = [n for n in _victims(networks) if n["arch"] in cfg.e2e_victims]
-    rows = []
-    for vi, v in enumerate(victims):
-        for mi, method in enumerate(E2E_METHODS):
-            s = e2e["success"][vi, mi]
-            rows.append({"victim": f"{v['role']}: {M.display_name(v['arch'])}", "attack": LABELS[method],
-                         "targets": len(s), "successes": int(s.sum()), **success_columns(int(s.sum()), len(s)),
-                         "test_accuracy": float(e2e["test_accuracy"][vi, mi].mean())})
-    table = pd.DataFrame(rows).set_index(["victim", "attack"])
-    res.save_table(table, "CP-2a")
-    return table
+    return _success_table(victims, e2e, E2E_METHODS, "CP-2a", res)
 
 
 def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: str):
