@@ -49,11 +49,11 @@ def _timer(stmt, glob, min_run_time):
         min_run_time=min_run_time)
 
 
-def matmul_peak(sizes=(1024, 2048, 4096), min_run_time: float = 1.0) -> dict:
+def matmul_peak(sizes=(1024, 2048, 4096), min_run_time: float = 1.0, device: str = "cpu") -> dict:
     """The best fp32 GFLOP/s of ``a @ b`` over square sizes (2 n^3 FLOPs each)."""
     best = {"gflops": 0.0, "n": 0}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         m = _timer("a @ b", {"a": a, "b": b}, min_run_time)
         g = 2 * n ** 3 / m.median / 1e9
         if g > best["gflops"]:
@@ -80,12 +80,13 @@ def training_flops_per_image(model, batch) -> float:
     return counter.get_total_flops() / len(yb)
 
 
-def victim_throughput(name: str, recipe: T.VictimRecipe, peak_gflops: float, min_run_time: float = 2.0) -> dict:
+def victim_throughput(name: str, recipe: T.VictimRecipe, peak_gflops: float, min_run_time: float = 2.0,
+                      device: str = "cpu") -> dict:
     torch.manual_seed(0)
-    model = models.build_model(name)
+    model = models.build_model(name).to(device)
     gen = torch.Generator().manual_seed(0)
-    batch = (torch.randint(0, 256, (recipe.batch_size, 3, 32, 32), dtype=torch.uint8, generator=gen),
-             torch.randint(0, 10, (recipe.batch_size,), generator=gen))
+    batch = (torch.randint(0, 256, (recipe.batch_size, 3, 32, 32), dtype=torch.uint8, generator=gen).to(device),
+             torch.randint(0, 10, (recipe.batch_size,), generator=gen).to(device))
     flops = training_flops_per_image(model, batch)
     step = _training_step(model, recipe, batch)
     for _ in range(3):  # warm-up (oneDNN picks its kernels on the first calls)
@@ -222,6 +223,135 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: the full-size victims of the ``paper`` profiles
+PAPER_VICTIMS = ("convnet_bn", "resnet18", "mobilenet_v2", "vgg11", "efficientnet_b1", "regnetx_1_6gf")
+#: the victim recipe of "Just How Toxic" (from scratch): batch 128, lr 0.1, wd 2e-4, crop with
+#: 4-pixel padding and flips; our schedule (linear) and label smoothing in place of its steps
+JUST_HOW_TOXIC = dict(batch_size=128, lr=0.1, weight_decay=2e-4, crop_pad=4, label_smoothing=0.0)
+
+
+def plan_check(device: str = "cuda", victims=PAPER_VICTIMS, epochs: float = 0.0, quick: bool = False) -> dict:
+    """What ``make plan`` assumes against what this machine does, for the ``paper`` profiles:
+
+    - each full-size victim's training images/s (``train_victim``'s step at batch 128) against
+      the plan's rate, its sustained FLOP/s over 3 x the forward FLOPs per image;
+    - gradient matching (Witches' Brew, ResNet-18, 500 poisons in one batch as in the benchmark)
+      in poison-steps/s against the plan's rate (4 passes per poison-step);
+    - with ``epochs`` > 0: ResNet-18 trained from scratch on all of CIFAR-10 with the
+      "Just How Toxic" recipe for that many epochs, the wall time and the test accuracy.
+    The ratio measured / assumed is how far the plan's hours are from this machine's."""
+    from . import plan as P
+    from .attacks import witches_brew as WB
+    os.environ["POISONREPRO_PROGRESS"] = "0"
+    fps = P.gpu_throughput().flops_per_second
+    mrt = 0.2 if quick else 2.0
+    peak = matmul_peak((256,) if quick else (4096, 8192), min_run_time=mrt, device=device)
+    recipe = T.VictimRecipe(**JUST_HOW_TOXIC)
+    rows = []
+    for name in victims:
+        r = victim_throughput(name, recipe, peak["gflops"], mrt, device=device)
+        forward = P.model_forward_flops(models.build_model(name), P.CIFAR_IMAGE)
+        assumed = fps / (P.TRAIN_PASSES * forward)
+        rows.append(dict(r, assumed_images_per_s=assumed, ratio=r["images_per_s"] / assumed))
+    torch.manual_seed(0)
+    net = models.build_model("resnet18").to(device).eval()
+    n = 20 if quick else 500
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(n, 3, 32, 32, generator=gen), torch.full((n,), 8)
+    target = torch.rand(1, 3, 32, 32, generator=gen)
+    steps = 1 if quick else 4
+    craft = _timed(lambda k: WB.craft_poisons([net], x, y, target, 3, eps=8 / 255, steps=k, restarts=1,
+                                              batch_size=n, seed=0), n, steps, "gradient matching, ResNet-18")
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    assumed = fps / (4 * P.model_forward_flops(models.build_model("resnet18"), P.CIFAR_IMAGE))
+    craft.update(assumed_poison_steps_per_s=assumed, ratio=craft["poison_steps_per_s"] / assumed)
+    out = {"device": torch.cuda.get_device_name(device) if device.startswith("cuda") else device,
+           "torch": torch.__version__, "assumed_tflops": fps / 1e12, "peak": peak, "victims": rows, "crafting": craft}
+    if epochs:
+        train_set, test_set, source = _cifar(quick)
+        model = models.build_model("resnet18").to(device)
+        t0 = time.perf_counter()
+        T.train_victim(model, *train_set, T.VictimRecipe(epochs=epochs, **JUST_HOW_TOXIC), seed=0)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        forward = P.model_forward_flops(models.build_model("resnet18"), P.CIFAR_IMAGE)
+        out["training"] = {"victim": "ResNet-18", "data": source, "epochs": epochs, "images": len(train_set[1]),
+                           "seconds": seconds, "test_accuracy": T.victim_accuracy(model, *test_set),
+                           "assumed_seconds": P.TRAIN_PASSES * forward * epochs * len(train_set[1]) / fps}
+        out["paper_stage"] = paper_stage_check(epochs, fps, quick)
+    return out
+
+
+def paper_stage_check(epochs: float, fps: float, quick: bool = False) -> dict:
+    """Part of notebook 02's ``paper`` profile on ``train.default_device()``: its first
+    pretraining trial (ResNet-18, 4,800 images per class) for ``epochs`` of its 300 epochs,
+    against ``make plan``'s row for that stage scaled to the same epochs."""
+    from .config import load_config
+    from .papers.convex_polytope import experiments as E
+    cfg = load_config("convex_polytope", "paper")
+    spec = E.network_specs(cfg)[0]
+    per_class = 50 if quick else cfg.pretrain_per_class
+    t0 = time.perf_counter()
+    res = E.pretrain_trial(arch=spec["arch"], dropout=spec["dropout"], seed=spec["seed"], per_class=per_class,
+                           epochs=epochs, test_images=cfg.test_images)
+    seconds = time.perf_counter() - t0
+    rows = E.plan(cfg)
+    out = {"stage": rows[0]["stage"], "notebook": "02_convex_polytope", "epochs": epochs,
+           "paper_epochs": cfg.pretrain_epochs, "per_class": per_class, "seconds": seconds,
+           "assumed_seconds": rows[0]["flops_per_trial"] * (epochs / cfg.pretrain_epochs)
+                              * (per_class / cfg.pretrain_per_class) / fps,
+           "test_accuracy": float(res["test_accuracy"])}
+    # the crafting stage: its 9 substitutes (untrained: timing only), all targets at once as the
+    # notebook crafts them, random images
+    from .attacks import convex_polytope as CP
+    device = T.default_device()
+    subs = [E.build_network(a, p).to(device) for a in cfg.substitutes for p in cfg.dropouts]
+    gen = torch.Generator().manual_seed(0)
+    n_targets = 2 if quick else cfg.n_targets
+    bases, targets = torch.rand(cfg.n_poisons, 3, 32, 32, generator=gen), torch.rand(n_targets, 3, 32, 32, generator=gen)
+    steps = 2 if quick else 20
+    craft = lambda k: CP.craft_poisons(subs, bases, targets, eps=cfg.eps, steps=k, lr=cfg.craft_lr)  # noqa: E731
+    craft(1)
+    t0 = time.perf_counter()
+    craft(steps)
+    craft_row = next(r for r in rows if r["stage"].startswith("craft ("))
+    out["craft"] = {"stage": craft_row["stage"], "targets": n_targets, "steps": steps,
+                    "paper_steps": cfg.craft_steps, "substitutes": len(subs), "seconds": time.perf_counter() - t0,
+                    "assumed_seconds": craft_row["flops_per_trial"] * n_targets * steps / cfg.craft_steps / fps}
+    return out
+
+
+def plan_check_report(r: dict) -> str:
+    lines = [f"{r['device']}, torch {r['torch']}: fp32 matmul peak {r['peak']['gflops'] / 1e3:.1f} TFLOP/s; "
+             f"`make plan` assumes {r['assumed_tflops']:.0f} TFLOP/s sustained", "",
+             "| victim (batch 128) | images/s measured | images/s assumed by the plan | measured / assumed |",
+             "|---|---|---|---|"]
+    lines += [f"| {v['victim']} | {v['images_per_s']:,.0f} | {v['assumed_images_per_s']:,.0f} | {v['ratio']:.2f} |"
+              for v in r["victims"]]
+    c = r["crafting"]
+    lines += ["", f"| crafting | poison-steps/s measured | assumed | measured / assumed |", "|---|---|---|---|",
+              f"| {c['objective']} ({c['poisons']} poisons, {c['steps']} steps) | {c['poison_steps_per_s']:,.0f} | "
+              f"{c['assumed_poison_steps_per_s']:,.0f} | {c['ratio']:.2f} |"]
+    if "training" in r:
+        t = r["training"]
+        lines += ["", f"{t['victim']} from scratch on {t['data']} ({t['images']:,} images), {t['epochs']:g} epochs "
+                      f"(Just How Toxic recipe): {t['seconds']:.1f} s measured, {t['assumed_seconds']:.1f} s assumed "
+                      f"by the plan; test accuracy {100 * t['test_accuracy']:.1f}%"]
+    if "paper_stage" in r:
+        t = r["paper_stage"]
+        lines += ["", f"`{t['notebook']}` at `paper`, stage {t['stage']}: {t['epochs']:g} of its {t['paper_epochs']} "
+                      f"epochs on {10 * t['per_class']:,} images: {t['seconds']:.1f} s measured (data loading "
+                      f"included), {t['assumed_seconds']:.1f} s assumed by the plan; test accuracy "
+                      f"{100 * t['test_accuracy']:.1f}%"]
+        c = t["craft"]
+        lines += ["", f"`{t['notebook']}` at `paper`, stage {c['stage']} (convex polytope): {c['steps']} of its "
+                      f"{c['paper_steps']:,} steps for {c['targets']} targets x 5 poisons on {c['substitutes']} "
+                      f"substitutes: {c['seconds']:.1f} s measured, {c['assumed_seconds']:.2f} s assumed by the plan"]
+    return "\n".join(lines)
+
+
 def bench_many_case(name, make, x, y, k, epochs, batch_size, lr=1e-3) -> dict:
     """``train_many`` of k models against a loop of ``train_classifier`` on the same work."""
     def clock(fn):
@@ -260,7 +390,16 @@ def main(argv=None):
     ap.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy runs")
     ap.add_argument("--victims", default=",".join(VICTIMS), help="comma-separated victim names")
     ap.add_argument("--many", action="store_true", help="train_many against a loop of train_classifier")
+    ap.add_argument("--plan-check", action="store_true",
+                    help="the paper profiles' victims and crafting on --device against make plan's assumed rate")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="for --plan-check")
+    ap.add_argument("--epochs", type=float, default=0.0,
+                    help="for --plan-check: also train a ResNet-18 victim on CIFAR-10 for this many epochs")
     args = ap.parse_args(argv)
+    if args.plan_check:
+        result = plan_check(args.device, epochs=args.epochs, quick=args.quick)
+        print(plan_check_report(result))
+        return result
     if args.many:
         print(run_many(args.quick))
         return None

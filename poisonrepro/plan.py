@@ -18,7 +18,9 @@ GPU hours come from FLOPs and one stated throughput:
   (``model_train_flops``: 9.9 epochs of 50,000 images); its FLOPs over 3.29 s are the sustained
   throughput assumed for every trial. airbench's pipeline is tuned to the limit (fp16,
   channels-last, data on the GPU, torch.compile): ordinary training code reaches a fraction of
-  it, so these hours are a floor, not a forecast.
+  it, so these hours are a floor, not a forecast. ``python -m poisonrepro.bench --plan-check``
+  measures how far: on an H100 (README, "How long the paper profile takes") ResNet-18 and VGG-11
+  trained at 0.2-0.4 of this rate, the small and depthwise networks at batch 128 at 0.01-0.03.
 
 Totals are given for 1 GPU and for 64: the 64-GPU time is the 1-GPU total over 64, but never
 less than the longest chain of trials that must run one after another. The chain assumes each

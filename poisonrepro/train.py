@@ -9,8 +9,10 @@ models at once.
   Because Adam and SGD act element-wise, one optimizer over the stacked parameters is
   exactly K independent optimizers.
 
-Everything is deterministic on the CPU for a given seed. Progress bars are tqdm's, off in
-batch runs so that they never land in a committed notebook.
+Everything is deterministic on the CPU for a given seed. The victim trainer runs where the model
+is (``model.to("cuda")``): the data move there once, and every random draw still comes from the
+CPU generator, so the draws do not depend on the device. Progress bars are tqdm's, off in batch
+runs so that they never land in a committed notebook.
 """
 from __future__ import annotations
 
@@ -32,6 +34,15 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """Where trials that train networks from scratch put them: ``POISONREPRO_DEVICE`` (e.g.
+    ``cuda``), else the CPU. Results come back to the CPU, and cache keys do not depend on it."""
+    device = torch.device(os.environ.get("POISONREPRO_DEVICE", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"POISONREPRO_DEVICE={device}: no CUDA device here")
+    return device
 
 
 def progress(iterable=None, **kwargs):
@@ -276,7 +287,7 @@ def crop_flip(xb: torch.Tensor, generator: torch.Generator, pad: int = 2, flip: 
         cols = torch.where(torch.rand(n, 1, generator=generator) < 0.5, cols.flip(1), cols)
     rows = rows.abs().where(rows < h, 2 * (h - 1) - rows)  # reflect at both borders
     cols = cols.abs().where(cols < w, 2 * (w - 1) - cols)
-    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).to(xb.device).expand(n, c, h * w)
     return xb.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
 
 
@@ -331,6 +342,8 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     if x.is_floating_point() and (x.min() < 0 or x.max() > 1):
         raise ValueError("float images must lie in [0, 1] (uint8 images are converted per batch)")
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)  # once: uint8 CIFAR-10 is 150 MB
     gen = seed_everything(seed)
     if recipe.whiten:
         whiten_stem(model, x[torch.randperm(len(x), generator=gen)[:5000]])
@@ -352,7 +365,7 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
         for i in range(steps_per_epoch):
             if step == total:
                 break
-            idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size].to(device)
             victim_step(model, opt, x[idx], y[idx], recipe, gen)
             sched.step()
             step += 1
@@ -370,12 +383,13 @@ def victim_accuracy(model: nn.Module, images, labels, *, flip_tta: bool = True, 
     are averaged (airbench's test-time augmentation)."""
     x, y = as_nchw(images), torch.as_tensor(labels).long()
     model.eval()
-    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    weight = next(model.parameters())
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last)
     correct = 0
     for i in range(0, len(y), batch_size):
-        xb = to_unit(x[i:i + batch_size], channels_last)
+        xb = to_unit(x[i:i + batch_size].to(weight.device), channels_last)
         logits = model(xb)
         if flip_tta:
             logits = logits + model(xb.flip(3))
-        correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+        correct += (logits.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
     return correct / len(y)

@@ -38,3 +38,17 @@ def test_quick_bench_reports_every_victim_and_percent_of_peak(capsys):
 def test_bench_rejects_unknown_victims_before_measuring():
     with pytest.raises(SystemExit):
         bench.main(["--victims", "resnet1000"])
+
+
+def test_plan_check_compares_measured_rates_with_the_plans_assumption():
+    from poisonrepro import plan
+    result = bench.plan_check("cpu", victims=("convnet_bn",), quick=True)
+    fps = plan.gpu_throughput().flops_per_second
+    (row,) = result["victims"]
+    forward = plan.model_forward_flops(models.build_model("convnet_bn"), plan.CIFAR_IMAGE)
+    assert row["assumed_images_per_s"] == pytest.approx(fps / (3 * forward))
+    assert row["ratio"] == pytest.approx(row["images_per_s"] / row["assumed_images_per_s"])
+    assert row["ratio"] < 0.01  # two CPU cores are far below an A100's sustained rate
+    craft = result["crafting"]
+    assert craft["ratio"] == pytest.approx(craft["poison_steps_per_s"] / craft["assumed_poison_steps_per_s"])
+    assert "measured / assumed" in bench.plan_check_report(result)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from ..models import layer_outputs
 from ..registry import register_attack
-from .crafting import CraftResult, craft_perturbations
+from .crafting import CraftResult, craft_perturbations, device_of
 
 #: the authors' Adam step, 0.04 on normalised pixels, on the [0, 1] scale (x the CIFAR-10 std, about 0.2)
 ADAM_LR_01 = 0.04 * 0.2
@@ -60,7 +60,7 @@ def project_simplex(v: torch.Tensor) -> torch.Tensor:
     algorithm of Held, Wolfe and Crowder 1974; Duchi et al. 2008, Fig. 1)."""
     u, _ = torch.sort(v, dim=-1, descending=True)
     cumulative = u.cumsum(-1) - 1
-    ks = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype)
+    ks = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
     rho = (u - cumulative / ks > 0).sum(-1, keepdim=True)  # the number of positive entries
     theta = cumulative.gather(-1, rho - 1) / rho.to(v.dtype)
     return (v - theta).clamp_min(0)
@@ -128,7 +128,8 @@ class _TargetObjective:
     def target_features(self, model) -> list[torch.Tensor]:
         if id(model) not in self._target_feats:
             with torch.no_grad():
-                self._target_feats[id(model)] = [f.detach() for f in self.features(model, self.targets)]
+                device = device_of(model)  # the crafting loop sends batches there too
+                self._target_feats[id(model)] = [f.detach() for f in self.features(model, self.targets.to(device))]
         return self._target_feats[id(model)]
 
     def _split(self, idx: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,7 @@ class ConvexPolytopeObjective(_TargetObjective):
             poison = f.view(len(which), self.k, -1)
             key = (id(model), layer)
             if key not in self.coefficients:
-                self.coefficients[key] = torch.full((len(self.targets), self.k), 1.0 / self.k)
+                self.coefficients[key] = torch.full((len(self.targets), self.k), 1.0 / self.k, device=f.device)
             c = simplex_least_squares(poison.detach(), t[which], self.coefficients[key][which])
             self.coefficients[key][which] = c
             total = total + polytope_loss(t[which], poison, c)

@@ -492,6 +492,14 @@ def _check_arguments(inputs, objective, eps, norm, steps, step_rule, lr, decay, 
 
 
 # --------------------------------------------------------------------------- the loop
+def device_of(models) -> torch.device:
+    """The device of the first parameter of the first module among ``models`` (CPU if none)."""
+    for model in models if isinstance(models, (list, tuple)) else [models]:
+        for p in model.parameters() if isinstance(model, nn.Module) else ():
+            return p.device
+    return torch.device("cpu")
+
+
 def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: float, norm: str = "linf",
                         steps: int, step_rule: str = "pgd", lr: float, decay: str = "none",
                         restarts: int = 1, init: str = "zeros", groups: torch.Tensor | None = None,
@@ -539,6 +547,9 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
     members = models if isinstance(models, list) else list(models) if isinstance(models, tuple) else None
     n = len(inputs)
     num_groups = int(deltas.groups.max()) + 1
+    # deltas, their optimiser and every random draw stay on the CPU; each batch goes to the
+    # models' device (a GPU in the paper profile) and the gradient comes back through autograd
+    device = device_of(members if members is not None else models)
 
     def evaluate(idx, x, generator, need_grad):
         """Per-sample objective (mean over the ensemble) of one batch, and its gradient
@@ -549,6 +560,7 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
         penalty = transform.penalty(leaves[1]) if transform is not None else None
         if augmentation is not None:
             x_in = augmentation(x_in, generator)
+        x_in = x_in.to(device)
         callees = members if members is not None else [models]
         total, grads = 0.0, None
         for k, member in enumerate(callees):
@@ -561,7 +573,7 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                 gs = torch.autograd.grad(scaled, leaves, retain_graph=k < len(callees) - 1, allow_unused=True)
                 gs = [torch.zeros_like(lf) if g is None else g for lf, g in zip(leaves, gs)]
                 grads = gs if grads is None else [a + b for a, b in zip(grads, gs)]
-            total = total + loss.detach()
+            total = total + loss.detach().cpu()
         total = total if members is None else total / len(callees)
         if penalty is not None:
             if need_grad:

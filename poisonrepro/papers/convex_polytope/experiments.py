@@ -90,12 +90,12 @@ def pretrain_trial(*, arch: str, dropout: float, seed: int, per_class: int, epoc
     """One network trained from scratch on the pretraining split (``train.train_victim``); its
     weights and its clean accuracy on the notebook's test images."""
     x, y = _pretraining_set(per_class)
-    model = build_network(arch, dropout)
+    model = build_network(arch, dropout).to(T.default_device())
     T.train_victim(model, x, y, T.VictimRecipe(epochs=epochs), seed=seed, desc=f"pretrain {arch}")
     test = D.load_cifar10("test")
     idx = _test_indices(len(test.y), test_images)
     acc = T.victim_accuracy(model, T.as_nchw(test.x[idx]), torch.as_tensor(test.y[idx]))
-    model = model.to(memory_format=torch.contiguous_format)
+    model = model.cpu().to(memory_format=torch.contiguous_format)
     return {**{f"state.{k}": v.contiguous() for k, v in model.state_dict().items()}, "test_accuracy": torch.tensor(acc)}
 
 
