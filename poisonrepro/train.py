@@ -238,11 +238,21 @@ class VictimRecipe:
     channels_last: bool = True
     logit_scale: float = 1.0
     whiten: bool = False
+    # Madry et al.'s adversarial training (ICLR 2018): each augmented batch replaced by L-inf PGD
+    # away from its labels (``evasion_pgd.untargeted_pgd``, eval mode, a random start); 0: off
+    adversarial_eps: float = 0.0
+    adversarial_steps: int = 7
+    adversarial_step_size: float = 2 / 255
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"VictimRecipe.{name}={getattr(self, name)!r}: must be positive")
+        if not 0 <= self.adversarial_eps <= 1:
+            raise ValueError(f"VictimRecipe.adversarial_eps={self.adversarial_eps!r}: an L-inf budget on the [0, 1] "
+                             f"pixel scale (did you mean {self.adversarial_eps}/255?)")
+        if self.adversarial_eps and (self.adversarial_steps < 1 or not self.adversarial_step_size > 0):
+            raise ValueError("VictimRecipe: adversarial training needs adversarial_steps >= 1 and a step size > 0")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError("VictimRecipe: warmup and label_smoothing must lie in [0, 1)")
 
@@ -326,6 +336,12 @@ def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recip
     bench times exactly this."""
     if recipe.crop_pad or recipe.flip:
         xb = crop_flip(xb, generator, recipe.crop_pad, recipe.flip)
+    if recipe.adversarial_eps:
+        from .attacks.evasion_pgd import untargeted_pgd  # attacks import this module
+        seed = int(torch.randint(2 ** 31 - 1, (), generator=generator))
+        xb = untargeted_pgd(model, xb.cpu(), yb.cpu(), eps=recipe.adversarial_eps, steps=recipe.adversarial_steps,
+                            step_size=recipe.adversarial_step_size, batch_size=len(yb), seed=seed,
+                            desc="adversarial batch").to(yb.device)
     loss = F.cross_entropy(model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale, yb,
                            label_smoothing=recipe.label_smoothing)
     opt.zero_grad(set_to_none=True)

@@ -45,11 +45,10 @@ from __future__ import annotations
 import numbers
 
 import torch
-import torch.nn.functional as F
 
 from .. import triggers
 from ..registry import register_attack
-from .crafting import craft_perturbations
+from .evasion_pgd import untargeted_pgd
 
 
 def _check_inputs(base_images, patch, location, eps):
@@ -67,25 +66,11 @@ def adversarial_bases(model, base_images: torch.Tensor, base_labels: torch.Tenso
                       steps: int = 20, step_size: float = 2 / 255, random_start: bool = True,
                       batch_size: int = 1000, seed: int = 0) -> torch.Tensor:
     """Turner et al.'s first stage: L-inf PGD that raises the surrogate's cross-entropy of each
-    base's true label (the loop minimises, so its objective is the negative loss), in eval mode.
-    Returns floats in [0, 1], within eps of the bases."""
-    was_training = model.training
-    model.eval()
-    labels = base_labels.long()
-    device = next(model.parameters()).device
-
-    def away_from_true_label(net, x_adv, idx):
-        # the loop keeps the perturbations on the CPU; the surrogate may live elsewhere
-        loss = F.cross_entropy(net(x_adv.to(device)), labels[idx].to(device), reduction="none")
-        return -loss.to(x_adv.device)
-    try:
-        result = craft_perturbations(base_images, away_from_true_label, models=model, eps=eps, norm="linf",
-                                     steps=steps, step_rule="pgd", lr=step_size,
-                                     init="uniform" if random_start else "zeros", batch_size=batch_size,
-                                     seed=seed, desc="clean-label backdoor PGD")
-    finally:
-        model.train(was_training)
-    return result.perturbed(base_images)
+    base's true label (``evasion_pgd.untargeted_pgd``, in eval mode). Returns floats in [0, 1],
+    within eps of the bases."""
+    return untargeted_pgd(model, base_images, base_labels, eps=eps, steps=steps, step_size=step_size,
+                          random_start=random_start, batch_size=batch_size, seed=seed,
+                          desc="clean-label backdoor PGD")
 
 
 def add_trigger_within_budget(adversarial: torch.Tensor, base_images: torch.Tensor, patch: torch.Tensor,

@@ -29,7 +29,10 @@ projected:
   the accumulated gradient, ``delta <- Proj(Adam(delta, sign(grad)))`` -- the Adam step first,
   then the projection, as forest does for its Adam variants;
 - ``step_rule="adam"``: plain Adam on the accumulated gradient, then the projection (Convex
-  Polytope's poison step: Zhu et al. 2019, Algorithm 1, Adam with lr 0.04).
+  Polytope's poison step: Zhu et al. 2019, Algorithm 1, Adam with lr 0.04);
+- ``step_rule="gd"``: plain projected gradient descent, ``delta <- Proj(delta - lr * grad)``, the
+  raw gradient unnormalised (the hidden-trigger backdoor's step, Saha et al. 2020, as the
+  "Just How Toxic" benchmark runs it).
 
 ``decay="multistep"`` multiplies the step size by 0.1 at forest's milestones, ``steps // 2.667``,
 ``steps // 1.6`` and ``steps // 1.142`` (about 3/8, 5/8 and 7/8 of the steps); ``decay`` may
@@ -100,7 +103,7 @@ import torch.nn as nn
 from ..train import augment_batch, check_pixels, progress
 
 NORMS = ("linf", "l2")
-STEP_RULES = ("pgd", "signadam", "adam")
+STEP_RULES = ("pgd", "signadam", "adam", "gd")
 DECAYS = ("none", "multistep")
 INITS = ("zeros", "uniform")
 GROUP_RANGES = ("clip", "intersect")
@@ -519,7 +522,7 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
       objective of a whole batch (gradient matching) spreads it evenly: ``loss.expand(B) / B``.
     - ``models``: a list is an ensemble (objective called per member, averaged); anything else
       (a module, a ``ModelStack``, None) is passed to the objective as is.
-    - ``eps`` on the [0, 1] scale; ``norm`` "linf" | "l2"; ``step_rule`` "pgd" | "signadam" | "adam";
+    - ``eps`` on the [0, 1] scale; ``norm`` "linf" | "l2"; ``step_rule`` "pgd" | "signadam" | "adam" | "gd";
       ``lr`` the step size; ``decay`` "none" | "multistep" (forest's x0.1 at 3/8, 5/8, 7/8) or a
       callable ``(step, steps) -> factor``.
     - ``init`` "zeros" | "uniform" (random start in the budget); ``restarts`` from seeds
@@ -614,6 +617,8 @@ def craft_perturbations(inputs: torch.Tensor, objective: Objective, *, eps: floa
                         optimizer.param_groups[1]["lr"] = step_lr * transform.lr_scale
                         tparam.grad = deltas.tgrad.sign() if step_rule == "signadam" else deltas.tgrad.clone()
                     optimizer.step()
+                elif step_rule == "gd":
+                    deltas.param.sub_(step_lr * deltas.grad)
                 elif norm == "linf":
                     deltas.param.sub_(step_lr * deltas.grad.sign())
                 else:
