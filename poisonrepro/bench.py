@@ -103,21 +103,29 @@ def time_to_accuracy(name: str, recipe: T.VictimRecipe, train_set, test_set, see
     the test accuracy it reaches."""
     torch.manual_seed(seed)
     model = models.build_model(name, **(model_kwargs or {}))
-    t0 = time.perf_counter()
+    t0 = _clock()
     T.train_victim(model, *train_set, recipe, seed=seed)
-    seconds = time.perf_counter() - t0
+    seconds = _clock() - t0
     return {"victim": models.display_name(name), "epochs": recipe.epochs, "batch_size": recipe.batch_size,
             "whitened": recipe.whiten, "seconds": seconds,
             "test_accuracy": T.victim_accuracy(model, *test_set)}
 
 
+def _clock() -> float:
+    """``time.perf_counter`` after the GPU's queued work, if any, has finished."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def _timed(craft, n_poisons: int, steps: int, name: str) -> dict:
     """Poison-steps/s of ``craft(steps)``: one step first as a warm-up, then ``steps`` timed."""
     craft(1)
-    t0 = time.perf_counter()
+    t0 = _clock()
     craft(steps)
-    seconds = time.perf_counter() - t0
-    return {"objective": name, "poisons": n_poisons, "steps": steps, "poison_steps_per_s": n_poisons * steps / seconds}
+    seconds = _clock() - t0
+    return {"objective": name, "poisons": n_poisons, "steps": steps, "seconds": seconds,
+            "poison_steps_per_s": n_poisons * steps / seconds}
 
 
 def crafting_throughputs(n_poisons: int = 250, steps: int = 8, batch_size: int = 125, quick: bool = False) -> list[dict]:
@@ -262,24 +270,20 @@ def plan_check(device: str = "cuda", victims=PAPER_VICTIMS, epochs: float = 0.0,
     steps = 1 if quick else 4
     craft = _timed(lambda k: WB.craft_poisons([net], x, y, target, 3, eps=8 / 255, steps=k, restarts=1,
                                               batch_size=n, seed=0), n, steps, "gradient matching, ResNet-18")
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    assumed = fps / (4 * P.model_forward_flops(models.build_model("resnet18"), P.CIFAR_IMAGE))
+    resnet18_forward = P.model_forward_flops(models.build_model("resnet18"), P.CIFAR_IMAGE)
+    assumed = fps / (4 * resnet18_forward)
     craft.update(assumed_poison_steps_per_s=assumed, ratio=craft["poison_steps_per_s"] / assumed)
     out = {"device": torch.cuda.get_device_name(device) if device.startswith("cuda") else device,
            "torch": torch.__version__, "assumed_tflops": fps / 1e12, "peak": peak, "victims": rows, "crafting": craft}
     if epochs:
         train_set, test_set, source = _cifar(quick)
         model = models.build_model("resnet18").to(device)
-        t0 = time.perf_counter()
+        t0 = _clock()
         T.train_victim(model, *train_set, T.VictimRecipe(epochs=epochs, **JUST_HOW_TOXIC), seed=0)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        forward = P.model_forward_flops(models.build_model("resnet18"), P.CIFAR_IMAGE)
+        seconds = _clock() - t0
         out["training"] = {"victim": "ResNet-18", "data": source, "epochs": epochs, "images": len(train_set[1]),
                            "seconds": seconds, "test_accuracy": T.victim_accuracy(model, *test_set),
-                           "assumed_seconds": P.TRAIN_PASSES * forward * epochs * len(train_set[1]) / fps}
+                           "assumed_seconds": P.TRAIN_PASSES * resnet18_forward * epochs * len(train_set[1]) / fps}
         out["paper_stage"] = paper_stage_check(epochs, fps, quick)
     return out
 
@@ -293,10 +297,10 @@ def paper_stage_check(epochs: float, fps: float, quick: bool = False) -> dict:
     cfg = load_config("convex_polytope", "paper")
     spec = E.network_specs(cfg)[0]
     per_class = 50 if quick else cfg.pretrain_per_class
-    t0 = time.perf_counter()
+    t0 = _clock()
     res = E.pretrain_trial(arch=spec["arch"], dropout=spec["dropout"], seed=spec["seed"], per_class=per_class,
                            epochs=epochs, test_images=cfg.test_images)
-    seconds = time.perf_counter() - t0
+    seconds = _clock() - t0
     rows = E.plan(cfg)
     out = {"stage": rows[0]["stage"], "notebook": "02_convex_polytope", "epochs": epochs,
            "paper_epochs": cfg.pretrain_epochs, "per_class": per_class, "seconds": seconds,
@@ -312,13 +316,11 @@ def paper_stage_check(epochs: float, fps: float, quick: bool = False) -> dict:
     n_targets = 2 if quick else cfg.n_targets
     bases, targets = torch.rand(cfg.n_poisons, 3, 32, 32, generator=gen), torch.rand(n_targets, 3, 32, 32, generator=gen)
     steps = 2 if quick else 20
-    craft = lambda k: CP.craft_poisons(subs, bases, targets, eps=cfg.eps, steps=k, lr=cfg.craft_lr)  # noqa: E731
-    craft(1)
-    t0 = time.perf_counter()
-    craft(steps)
+    timed = _timed(lambda k: CP.craft_poisons(subs, bases, targets, eps=cfg.eps, steps=k, lr=cfg.craft_lr),
+                   n_targets * cfg.n_poisons, steps, "convex polytope")
     craft_row = next(r for r in rows if r["stage"].startswith("craft ("))
     out["craft"] = {"stage": craft_row["stage"], "targets": n_targets, "steps": steps,
-                    "paper_steps": cfg.craft_steps, "substitutes": len(subs), "seconds": time.perf_counter() - t0,
+                    "paper_steps": cfg.craft_steps, "substitutes": len(subs), "seconds": timed["seconds"],
                     "assumed_seconds": craft_row["flops_per_trial"] * n_targets * steps / cfg.craft_steps / fps}
     return out
 

@@ -31,3 +31,9 @@ def test_attacks_declare_all_seven_taxonomy_keys_and_defences_their_cells():
         registry.register_attack("x", paper="p", notebook="n", summary="s", timing="poisoning")
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         registry.get("nope")
+
+
+def test_a_method_is_registered_on_its_own_function():
+    # a helper once slipped between the decorator and targeted_pgd and was registered in its place
+    registry.load_all()
+    assert registry.get("pgd_evasion").function.__name__ == "targeted_pgd"

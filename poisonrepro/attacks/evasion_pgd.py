@@ -22,10 +22,6 @@ from ..registry import register_attack
 from .crafting import craft_perturbations
 
 
-@register_attack("pgd_evasion", paper="Madry et al. 2018 (illustration in Shafahi et al. 2018 blog)",
-                 notebook="01_poison_frogs", summary="targeted L-inf PGD at test time",
-                 timing="evasion", goal="targeted", knowledge="white-box", universality="individual",
-                 influence="exploratory", violation="integrity", specificity="targeted")
 def untargeted_pgd(model, x: torch.Tensor, labels: torch.Tensor, *, eps: float, steps: int, step_size: float,
                    random_start: bool = True, batch_size: int = 1000, seed: int = 0,
                    desc: str = "untargeted PGD") -> torch.Tensor:
@@ -35,10 +31,10 @@ def untargeted_pgd(model, x: torch.Tensor, labels: torch.Tensor, *, eps: float, 
     was_training = model.training
     model.eval()
     labels = torch.as_tensor(labels).long()
-    device = next(model.parameters()).device
 
     def away_from_true_label(net, x_adv, idx):  # the loop minimises: the negative loss
-        return -F.cross_entropy(net(x_adv.to(device)), labels[idx].to(device), reduction="none").cpu()
+        # the loop has sent the batch to the model's device; the labels follow it
+        return -F.cross_entropy(net(x_adv), labels[idx].to(x_adv.device), reduction="none")
     try:
         result = craft_perturbations(x, away_from_true_label, models=model, eps=eps, norm="linf", steps=steps,
                                      step_rule="pgd", lr=step_size, init="uniform" if random_start else "zeros",
@@ -48,6 +44,10 @@ def untargeted_pgd(model, x: torch.Tensor, labels: torch.Tensor, *, eps: float, 
     return result.perturbed(x)
 
 
+@register_attack("pgd_evasion", paper="Madry et al. 2018 (illustration in Shafahi et al. 2018 blog)",
+                 notebook="01_poison_frogs", summary="targeted L-inf PGD at test time",
+                 timing="evasion", goal="targeted", knowledge="white-box", universality="individual",
+                 influence="exploratory", violation="integrity", specificity="targeted")
 def targeted_pgd(model, x: torch.Tensor, target_class: int, *, eps: float, steps: int,
                  step_size: float | None = None) -> torch.Tensor:
     """Adversarial examples for ``x`` pushed towards ``target_class`` within an L-inf ball."""
