@@ -49,6 +49,24 @@ def success_columns(successes: int, n: int, prefix: str = "") -> dict:
             f"{prefix}ci_high": hi}
 
 
+def budget_table(res, artifact: str, measured: dict, tolerance: float = 1e-3) -> pd.DataFrame:
+    """The measured L-inf budget of every attack's poisons, saved as ``artifact``: ``measured``
+    maps an attack's label to (its poisons' L-inf distances from their bases on the 0-255 scale,
+    the budget on that scale). Poisons over their budget raise: a table never shows them as kept."""
+    rows = []
+    for label, (linf_255, budget_255) in measured.items():
+        empty = linf_255.numel() == 0
+        rows.append({"attack": label, "poisons": linf_255.numel(), "budget_255": budget_255,
+                     "max_linf_255": math.nan if empty else float(linf_255.max()),
+                     "median_linf_255": math.nan if empty else float(linf_255.median())})
+    table = pd.DataFrame(rows).set_index("attack")
+    over = table["max_linf_255"] > table["budget_255"] + tolerance
+    if over.any():
+        raise AssertionError(f"poisons over the budget: {list(table.index[over])}")
+    res.save_table(table, artifact)
+    return table
+
+
 def fmt(x, digits: int = 3) -> str:
     """A number for a reader: ``digits`` significant digits, never scientific notation,
     empty for NaN."""

@@ -248,6 +248,22 @@ def mean_test(values, threshold: float = 0.0, side: str = ">") -> Decision:
     return decide(m, m - q, m + q, threshold, side, test="t bound", n=n, p=float(p))
 
 
+def mean_difference_test(a, b, margin: float = 0.0, side: str = ">") -> Decision:
+    """mean(a) - mean(b) of two independent groups (poisoned against clean victims) against
+    ``margin``: Welch's t, so that the uncertainty of both means counts."""
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+    a, b = (np.asarray(v, float) for v in (a, b))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    n = len(a) + len(b)
+    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
+        return decide(diff, math.nan, math.nan, margin, side, test="Welch t bound (too few values or no spread)", n=n)
+    compare = CompareMeans(DescrStatsW(a), DescrStatsW(b))
+    lo, hi = compare.tconfint_diff(alpha=2 * ALPHA, usevar="unequal")
+    p = compare.ttest_ind(alternative="larger" if side == ">" else "smaller", usevar="unequal", value=margin)[1]
+    return decide(diff, lo, hi, margin, side, test="Welch t bound", n=n, p=float(p))
+
+
 def paired_difference_test(a, b, margin: float = 0.0, side: str = ">") -> Decision:
     """mean(a - b) over paired trials (same split or seed) against ``margin``: paired t."""
     a, b = np.asarray(a, float), np.asarray(b, float)

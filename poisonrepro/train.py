@@ -243,6 +243,13 @@ class VictimRecipe:
     adversarial_eps: float = 0.0
     adversarial_steps: int = 7
     adversarial_step_size: float = 2 / 255
+    # schedule "steps": the classic step schedule instead of the linear one, lr x lr_decay at each
+    # milestone (a fraction of the steps; none: a constant rate) after ``warmup`` (0: none); "Just
+    # How Toxic" and MetaPoison's code train this way
+    schedule: str = "linear"
+    milestones: tuple = ()
+    lr_decay: float = 0.1
+    nesterov: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr"):
@@ -255,6 +262,26 @@ class VictimRecipe:
             raise ValueError("VictimRecipe: adversarial training needs adversarial_steps >= 1 and a step size > 0")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError("VictimRecipe: warmup and label_smoothing must lie in [0, 1)")
+        if self.schedule not in ("linear", "steps"):
+            raise ValueError(f"VictimRecipe.schedule={self.schedule!r}: 'linear' or 'steps'")
+        if self.milestones and self.schedule != "steps":
+            raise ValueError("VictimRecipe.milestones: only the 'steps' schedule has milestones")
+        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"VictimRecipe.milestones={self.milestones!r}: increasing fractions of the steps in (0, 1)")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"VictimRecipe.lr_decay={self.lr_decay!r}: a factor in (0, 1]")
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """The learning rate at ``step`` of ``total``, as a multiple of ``lr``: a linear warm-up from
+        lr/10, then a linear decay to zero at the last step ("linear") or x ``lr_decay`` at each of
+        the ``milestones`` ("steps")."""
+        if self.schedule == "steps":
+            warm = round(self.warmup * total)
+            if step < warm:
+                return 0.1 + 0.9 * step / warm
+            return self.lr_decay ** sum(step >= round(m * total) for m in self.milestones)
+        warm = max(1, round(self.warmup * total))
+        return (0.1 + 0.9 * step / warm) if step < warm else max(0.0, (total - step) / max(1, total - warm))
 
 
 def as_nchw(images) -> torch.Tensor:
@@ -327,7 +354,7 @@ def _victim_optimizer(model: nn.Module, recipe: VictimRecipe):
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
                             {"params": no_decay, "weight_decay": 0.0}],
-                           lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
+                           lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
 
 
 def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recipe: VictimRecipe,
@@ -369,10 +396,7 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
     n = len(y)
     steps_per_epoch = max(1, n // recipe.batch_size)  # full batches only: BN sees no tiny tail
     total = max(1, round(recipe.epochs * steps_per_epoch))
-    warm = max(1, round(recipe.warmup * total))
-    # linear warm-up from lr/10 to lr, then linear decay to zero at the last step
-    ramp = lambda s: (0.1 + 0.9 * s / warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, ramp)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: recipe.lr_factor(s, total))
     model.train()
     step = 0
     bar = progress(total=total, desc=desc, leave=False)

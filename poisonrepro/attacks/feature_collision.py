@@ -24,6 +24,20 @@ on the [0, 1] scale: ``paper_beta`` and ``beta_01`` return it so (``PIXEL_SCALE`
 Watermarking (Sec. 4.2): for end-to-end training the base is first blended with the target,
 b <- gamma * t + (1 - gamma) * b, at opacity gamma (``watermark``).
 
+The L-inf variant (``eps``): the benchmark of Schwarzschild et al., "Just How Toxic is Data
+Poisoning?", ICML 2021 (``craft_poisons_fc.py``), replaces the proximal step by the projection
+onto the box ||x - b||_inf <= eps (and [0, 1]) around the *base*, and minimises the feature term
+alone (the watermarked start lies outside the box; the benchmark accepts its first projected step
+whatever its objective, here the start is the watermark's projection, and every step is judged
+against it):
+
+    forward:  x^ = x - lambda * grad_x ||f(x) - f(t)||^2
+    backward: x  = clip_[0,1]( b + clip_[-eps,eps](x^ - b) )
+
+(its defaults: 120 iterations, step 0.001 on [0, 1] pixels, watermark opacity 0.3, eps 8/255).
+The benchmark multiplies the step by 0.2 whenever the objective rises; here the step-size rule
+above is kept for both variants.
+
 All pairs (base_i, target_i) of a batch are optimised at once, each with its own step size.
 ``Resized`` lets poisons live at a higher resolution than the network's input, as in the
 authors' pipeline (raw ImageNet images, bilinearly resized to InceptionV3's 299x299).
@@ -98,8 +112,10 @@ def collision_objective(model, x, target_features, base, beta) -> torch.Tensor:
                  influence="causative", violation="integrity", specificity="targeted")
 def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: float, iters: int,
                   lr: float, opacity: float = 0.0, decay_window: int = 40, tol: float = 1e-10,
-                  desc: str = "crafting poisons") -> tuple[torch.Tensor, torch.Tensor]:
+                  eps: float | None = None, desc: str = "crafting poisons") -> tuple[torch.Tensor, torch.Tensor]:
     """Poisons for each (base_i, target_i) pair; ``target`` may be one image for all bases.
+    ``eps`` (on the [0, 1] scale): the benchmark's L-inf variant (projection instead of the
+    proximal step; ``beta`` must then be 0).
 
     Returns ``(poisons, history)``: poisons in [0, 1] with the base's label unchanged, and the
     objective of Eq. (1) per pair and iteration, shape [<= iters + 1, P]
@@ -107,6 +123,11 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
     """
     if beta < 0 or lr <= 0 or iters < 0:
         raise ValueError(f"need beta >= 0, lr > 0, iters >= 0 (got beta={beta}, lr={lr}, iters={iters})")
+    if eps is not None and not 0 < eps <= 1:
+        raise ValueError(f"eps={eps!r}: an L-inf budget on the [0, 1] pixel scale lies in (0, 1] (did you mean "
+                         f"{eps}/255?)")
+    if eps is not None and beta != 0:
+        raise ValueError("eps and beta: the L-inf variant projects onto the budget and has no penalty; pass beta=0")
     if target.shape[0] == 1:
         target = target.expand_as(base)
     model.eval()
@@ -117,6 +138,8 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
         target_features = model.features(target)
     anchor = watermark(base, target, opacity) if opacity > 0 else base
     x = anchor.clone()
+    if eps is not None:  # start inside the budget: the watermarked start projected onto it, scored there
+        x = (base + (x - base).clamp(-eps, eps)).clamp(0, 1)
     step = torch.full((len(base),), float(lr))
     active = torch.ones(len(base), dtype=torch.bool)
     with torch.no_grad():
@@ -129,7 +152,10 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
         with torch.no_grad():
             lam = (step * active)[:, None, None, None]
             x_hat = x - lam * grad                                   # forward step
-            cand = ((x_hat + lam * beta * anchor) / (1 + lam * beta)).clamp(0, 1)  # backward (prox) step
+            if eps is None:
+                cand = ((x_hat + lam * beta * anchor) / (1 + lam * beta)).clamp(0, 1)  # backward (prox) step
+            else:  # the benchmark's projection onto the budget around the base
+                cand = (base + (x_hat - base).clamp(-eps, eps)).clamp(0, 1)
             obj = collision_objective(model, cand, target_features, anchor, beta)
             rel = (history[-1] - obj).abs() / history[-1].clamp_min(1e-12)
             # as in the authors' code: an objective above the mean of the last values means the

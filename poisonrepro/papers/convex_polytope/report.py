@@ -12,6 +12,7 @@ from ... import models as M
 from ... import plots as P
 from ... import stats as S
 from ...results import Results, success_columns
+from ...results import budget_table as measured_budgets
 from .experiments import E2E_METHODS, METHODS
 
 plt = P.plt
@@ -149,18 +150,9 @@ def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: 
 
 def budget_table(cfg, poisons: dict, e2e_poisons: dict, res: Results) -> pd.DataFrame:
     """CP-2b (saved): the measured L-inf distance of every poison from its base (0-255 scale)."""
-    rows = []
-    for name, linf in (("feature_collision", poisons["feature_collision.linf"]),
-                       ("convex_polytope", poisons["convex_polytope.linf"]), ("multi_layer", e2e_poisons["linf"])):
-        rows.append({"attack": LABELS[name], "poisons": linf.numel(), "budget_255": 255 * cfg.eps,
-                     "max_linf_255": 255 * float(linf.max()) if linf.numel() else float("nan"),
-                     "median_linf_255": 255 * float(linf.median()) if linf.numel() else float("nan")})
-    table = pd.DataFrame(rows).set_index("attack")
-    over = table["max_linf_255"] > table["budget_255"] + 1e-3
-    if over.any():
-        raise AssertionError(f"poisons over the budget: {list(table.index[over])}")
-    res.save_table(table, "CP-2b")
-    return table
+    return measured_budgets(res, "CP-2b", {LABELS[name]: (255 * linf, 255 * cfg.eps) for name, linf in (
+        ("feature_collision", poisons["feature_collision.linf"]), ("convex_polytope", poisons["convex_polytope.linf"]),
+        ("multi_layer", e2e_poisons["linf"]))})
 
 
 def fig_poisons(cfg, data, poisons: dict, res: Results, target: int = 0):

@@ -1,0 +1,120 @@
+"""Config of notebook 04, Witches' Brew (Geiping et al., ICLR 2021), WB-T1 and WB-A.
+
+``paper`` gives the published settings of the comparison table (the from-scratch benchmark of
+Schwarzschild et al., "Just How Toxic is Data Poisoning?", ICML 2021, which WB-T1 quotes), with
+their sources in ``_sources``; ``cpu`` the reduced-scale reproduction on 2 cores; ``smoke`` the
+plumbing check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import EVERY_STAGE, BaseConfig, ConfigError, param
+from ..models import STANDIN_OF
+
+#: the rows of WB-T1, in the table's order
+ATTACKS = ("feature_collision", "convex_polytope", "clean_label_backdoor", "hidden_trigger_backdoor",
+           "gradient_matching_K1", "gradient_matching_K4", "gradient_matching_K6het")
+#: the columns of WB-T1: the real architectures and their stand-ins
+VICTIMS = ("resnet18", "mobilenet_v2", "vgg11", "resnet18_standin", "mobilenet_v2_standin", "vgg11_standin")
+
+
+@dataclass(frozen=True)
+class Config(BaseConfig):
+    """Fields feed the stages of ``poisonrepro.papers.witches_brew.experiments``: the surrogate
+    networks the attacks craft on (trials), each attack's poisons for every setup (``craft``),
+    and the victims trained from scratch on each poisoned set (trials)."""
+    UPSTREAM = {"craft": ("surrogates",), "victims": ("craft",)}
+
+    train_per_class: int = param(min=10, max=5000, dry=10, stage=EVERY_STAGE)
+    budget: float = param(min=1e-4, below=1, stage=EVERY_STAGE)  # poisons / training images
+    eps: float = param(min=1 / 255, max=1, epsilon=True, stage="craft")
+    n_targets: int = param(min=1, max=1000, dry=1, stage=EVERY_STAGE)  # setups (target, adversarial class)
+    attacks: tuple[str, ...] = param(choices=ATTACKS, stage=())  # each attack's stage is keyed by its name
+    victims: tuple[str, ...] = param(choices=VICTIMS, loop=True, stage=())  # each victim trial names its architecture; a dry run: the first
+    ensemble_standins: bool = param(stage="surrogates")  # the crafting networks: stand-ins (True) or real
+    surrogate_epochs: float = param(min=0.01, max=1000, loop=True, stage="surrogates")
+    victim_epochs: float = param(min=0.01, max=1000, loop=True, stage="victims")
+    batch_size: int = param(min=1, max=4096, stage=("surrogates", "victims"))
+    lr: float = param(min=1e-5, max=1, stage=("surrogates", "victims"))
+    weight_decay: float = param(min=0, max=1, stage=("surrogates", "victims"))
+    schedule: str = param(choices=("linear", "steps"), stage=("surrogates", "victims"))
+    clean_victims: int = param(min=1, max=100, dry=1, stage="victims")  # clean victims per architecture
+    fc_steps: int = param(min=1, loop=True, stage="craft")
+    cp_steps: int = param(min=1, loop=True, stage="craft")
+    clbd_steps: int = param(min=1, loop=True, stage="craft")
+    htbd_steps: int = param(min=1, loop=True, stage="craft")
+    wb_steps: int = param(min=1, loop=True, stage="craft")
+    wb_restarts: int = param(min=1, max=100, loop=True, stage="craft")
+    test_images: int = param(min=1, max=10_000, dry=50, stage=("surrogates", "victims"))
+    imagenet_budget: float = param(min=1e-5, below=1, stage=())  # WB-A, read by its stage only
+    imagenet_eps: float = param(min=1 / 255, max=1, epsilon=True, stage=())
+
+    @property
+    def n_poisons(self) -> int:
+        return round(self.budget * 10 * self.train_per_class)
+
+    def check(self):
+        if self.n_poisons < 1:
+            raise ConfigError(f"budget={self.budget!r}: {self.budget} x {10 * self.train_per_class} training "
+                              "images is less than one poison")
+        if self.n_poisons > self.train_per_class:
+            raise ConfigError(f"budget={self.budget!r}: {self.n_poisons} poisons, but a class has only "
+                              f"{self.train_per_class} training images to draw the bases from")
+        if len(set(self.attacks)) != len(self.attacks) or len(set(self.victims)) != len(self.victims):
+            raise ConfigError("attacks and victims: each at most once")
+        standin = [v in STANDIN_OF for v in self.victims]
+        if any(standin) != all(standin):
+            raise ConfigError(f"victims={self.victims!r}: all stand-ins or all real architectures")
+
+
+_COMMON = dict(seed=0, budget=0.01, eps=8 / 255, attacks=ATTACKS, clbd_steps=20, imagenet_budget=0.0005,
+               imagenet_eps=8 / 255)
+_STANDINS = dict(victims=("resnet18_standin", "mobilenet_v2_standin", "vgg11_standin"), ensemble_standins=True,
+                 batch_size=64, lr=0.05, weight_decay=5e-4, schedule="linear")
+
+PROFILES = {
+    "smoke": dict(_COMMON, **_STANDINS, train_per_class=20, n_targets=1, surrogate_epochs=1, victim_epochs=1,
+                  clean_victims=1, fc_steps=3, cp_steps=3, clbd_steps=2, htbd_steps=3, wb_steps=3, wb_restarts=1,
+                  test_images=100),
+    # sized for 45 minutes on 2 cores from timings alone, before any attack ran (README, "04 at
+    # cpu"): 1,000 training images and 3 epochs (a victim triple 21 s; 210 poisoned victims are
+    # 25 minutes; the victims reach 30-40% clean accuracy), the crafting cut to what 10 setups of
+    # the K = 6 ensemble afford (1.2 s per step: its MobileNet-V2 members' double backward)
+    "cpu": dict(_COMMON, **_STANDINS, train_per_class=100, n_targets=10, surrogate_epochs=4, victim_epochs=3,
+                clean_victims=5, fc_steps=120, cp_steps=120, htbd_steps=200, wb_steps=30, wb_restarts=1,
+                test_images=500),
+    "paper": dict(_COMMON, victims=("resnet18", "mobilenet_v2", "vgg11"), ensemble_standins=False,
+                  train_per_class=5000, n_targets=100, surrogate_epochs=40, victim_epochs=200, batch_size=128,
+                  lr=0.1, weight_decay=2e-4, schedule="steps", clean_victims=8, fc_steps=120, cp_steps=1000,
+                  htbd_steps=5000, wb_steps=250, wb_restarts=8, test_images=10_000,
+                  _sources={
+                      "train_per_class/budget/eps": "Just How Toxic (Schwarzschild et al. 2021), Sec. 3 and Table 5: "
+                                                    "from scratch on all of CIFAR-10, 500 poisons (1%), eps 8/255; "
+                                                    "WB Table 1 quotes it with 'budget 1%, eps 8'",
+                      "n_targets": "Just How Toxic: 100 setups (poison_setups/cifar10_from_scratch.pickle), each a "
+                                   "target image of the test set and a random adversarial class",
+                      "victims": "WB Table 1 columns: ResNet-18, MobileNetV2, VGG11 (the benchmark's CIFAR variants)",
+                      "victim_epochs/batch_size/lr/weight_decay/schedule": "Just How Toxic (poison_test.py, from "
+                          "scratch): SGD momentum 0.9, lr 0.1, batch 128, weight decay 2e-4, 200 epochs, x0.1 at "
+                          "epochs 100 and 150, crop and flip (DEVIATION: its crops pad with zeros, "
+                          "train.crop_flip reflects)",
+                      "surrogate_epochs": "WB (forest defaults): the crafting networks trained 40 epochs on the clean "
+                                          "set before brewing; the other attacks craft on the same ResNet-18",
+                      "wb_steps/wb_restarts": "WB Sec. 4 and forest: 250 signed-Adam steps, 8 restarts, tau 0.1, "
+                                              "pbatch 512 (K=6: pbatch 128, tau 0.5), differentiable augmentation",
+                      "fc_steps": "Just How Toxic, craft_poisons_fc.py: 120 iterations, step 0.001, watermark 0.3, "
+                                  "projected onto eps 8/255",
+                      "cp_steps": "Just How Toxic, craft_poisons_cp.py: the convex-polytope objective under eps "
+                                  "8/255 (its iteration count UNCONFIRMED here: 1000)",
+                      "clbd_steps": "Just How Toxic, craft_poisons_clbd.py: 20 PGD steps of 2/255 on an adversarially "
+                                    "trained ResNet-18, 5x5 patch at (27, 27)",
+                      "htbd_steps": "Just How Toxic, craft_poisons_htbd.py: 5000 iterations, lr 0.001 x0.95 per 2000, "
+                                    "5x5 patch at (22, 22)",
+                      "clean_victims": "not in the benchmark: clean victims per architecture for the base rate and "
+                                       "the clean-accuracy bound (8, as WB's victim retrainings per poison key)",
+                      "test_images": "CIFAR-10's 10,000 test images for clean accuracy",
+                      "imagenet_budget/imagenet_eps": "WB Sec. 5 (WB-A): ImageNet, ResNet-18, budget 0.05%, eps 8/255 "
+                                                      "(paper-notes: 'up to 80% at 0.05%', UNCONFIRMED)",
+                  }),
+}

@@ -1,0 +1,145 @@
+"""Notebook 03, MetaPoison: figures, tables and claims from the results of
+``metapoison.experiments`` (every table is saved here). Nothing here is cached.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from ... import plots as P
+from ... import stats as S
+from ...results import Results, success_columns
+from ...results import budget_table as measured_budgets
+from .experiments import ARCH
+
+plt = P.plt
+ACCURACY_MARGIN = -0.02  # poisoned victims' clean accuracy within 2 points of the clean victims'
+FINETUNE = ("no poisons", "MetaPoison", "Poison Frogs")
+
+
+def _pct(b: float) -> str:
+    return f"{100 * b:g}%"
+
+
+def success_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
+    """MP-1 (saved): success (the target classified as the poison class) per budget, every
+    target x victim seed, with 95% Wilson intervals; first the clean victims' base rate."""
+    rows = []
+    clean = vic["clean_success"]
+    rows.append({"budget": 0.0, "poisons": 0, "victims": clean.numel(), "successes": int(clean.sum()),
+                 **success_columns(int(clean.sum()), clean.numel()), "test_accuracy": float(vic["clean_accuracy"].mean())})
+    for b, budget in enumerate(cfg.budgets):
+        s = vic["success"][b]
+        rows.append({"budget": budget, "poisons": cfg.poisons_at(budget), "victims": s.numel(),
+                     "successes": int(s.sum()), **success_columns(int(s.sum()), s.numel()),
+                     "test_accuracy": float(vic["accuracy"][b].mean())})
+    table = pd.DataFrame(rows).set_index("budget")
+    res.save_table(table, "MP-1")
+    return table
+
+
+def fig_mp1(cfg, data, poisons: dict, table: pd.DataFrame, res: Results, target: int = 0, count: int = 4):
+    """MP-1: the target (a bird), dog poisons at the largest budget with their perturbations
+    amplified, and success against the budget with the clean base rate."""
+    budget = cfg.budgets[-1]
+    k = min(count, cfg.poisons_at(budget))
+    fig = plt.figure(figsize=(13, 4.4))
+    grid = fig.add_gridspec(2, k + 2, width_ratios=[1] * (k + 1) + [3.2])
+    bases = data["train_x"][data["poison_pos"][:k]].float() / 255
+    p = poisons[budget]["poisons"][target][:k].float() / 255
+    P.image_row([fig.add_subplot(grid[0, 0])], [data["targets"][target].float() / 255],
+                [f"target ({cfg.target_class})"])
+    fig.add_subplot(grid[1, 0]).axis("off")
+    P.image_row([fig.add_subplot(grid[0, j + 1]) for j in range(k)], p,
+                [f"poison {j + 1} ({cfg.poison_class})" for j in range(k)])
+    P.image_row([fig.add_subplot(grid[1, j + 1]) for j in range(k)], [P.amplified(d) for d in p - bases],
+                ["poison - base (amplified)"] * k)
+    ax = fig.add_subplot(grid[:, -1])
+    curve = table.drop(index=0.0)
+    P.success_curve(ax, 100 * np.asarray(curve.index), curve.success_rate, curve.ci_low, curve.ci_high, "MetaPoison")
+    base = table.loc[0.0]
+    ax.axhspan(base.ci_low, base.ci_high, color="0.85", label="clean victims (95% interval)")
+    ax.axhline(base.success_rate, color="0.4", lw=1)
+    ax.set_xscale("log")
+    ax.set_xticks(100 * np.asarray(curve.index), [_pct(b) for b in curve.index])
+    ax.set_xlabel("poisoned share of the training set")
+    ax.set_ylabel(f"{cfg.target_class} target classified as {cfg.poison_class}")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"MP-1 {cfg.poison_class}-poisoned-as-{cfg.target_class}: poisons at {_pct(budget)}, eps "
+                 f"{255 * cfg.eps:.0f}/255 + colour shift {cfg.color_eps:g}; success of {ARCH} victims from scratch "
+                 f"({10 * cfg.train_per_class} training images), 95% Wilson intervals", fontsize=9)
+    P.standin_note(fig, standin_label(cfg))
+    res.save_figure(fig, "MP-1")
+    return fig
+
+
+def budget_table(cfg, poisons: dict, res: Results) -> pd.DataFrame:
+    """MP-1b (saved): the measured budgets of every poison: the additive part (0-255 scale,
+    against the recoloured base) and the colour grid's largest offset (0-255 of a YUV unit)."""
+    measured = {f"additive, {_pct(b)}": (poisons[b]["linf_255"], 255 * cfg.eps) for b in cfg.budgets}
+    measured.update({f"colour grid, {_pct(b)}": (255 * poisons[b]["color"], 255 * cfg.color_eps) for b in cfg.budgets})
+    return measured_budgets(res, "MP-1b", measured)
+
+
+def finetune_table(cfg, ft: dict, res: Results) -> pd.DataFrame:
+    """MP-1a (saved): Fig. 3's fine-tuning comparison at an equal number of poisons (empty
+    without it)."""
+    rows = []
+    if not ft:
+        return pd.DataFrame(rows)
+    for a, name in enumerate(FINETUNE):
+        s = ft["success"][a]
+        row = {"attack": name, "poisons": 0 if a == 0 else cfg.poisons_at(cfg.finetune_budget), "victims": s.numel(),
+               "successes": int(s.sum()), **success_columns(int(s.sum()), s.numel()),
+               "test_accuracy": float(ft["accuracy"][a].mean())}
+        # from the raw base: MetaPoison's includes its colour shift, Poison Frogs has no L-inf budget
+        row["median_linf_255_from_base"] = float(ft["linf_255"][a - 1].median()) if a else 0.0
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("attack")
+    res.save_table(table, "MP-1a")
+    return table
+
+
+def loss_curves(cfg, poisons: dict):
+    """The mean meta-loss (unrolled CW loss of the target) per crafting step, per budget."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for b in cfg.budgets:
+        loss = poisons[b]["adversarial_loss"]
+        ax.plot(np.arange(1, loss.shape[1] + 1), loss.mean(0).numpy(), marker=".", label=_pct(b))
+    ax.set_xlabel("crafting step")
+    ax.set_ylabel("CW loss of the target (mean over targets)")
+    ax.legend(fontsize=7, title="budget")
+    return fig
+
+
+# --------------------------------------------------------------------------- claims
+def record_claims(cfg, vic: dict, ft: dict, res: Results):
+    """The claims of MP-1, each decided by its test (the victims of one poison set share it: the
+    trials are pooled as if independent, which the setting column says)."""
+    clean = vic["clean_success"]
+    top = vic["success"][-1]
+    setting = (f"{cfg.n_targets} targets x {cfg.victim_seeds} victim seeds, from scratch; base rate: "
+               f"{cfg.victim_seeds} clean victims x the same targets")
+    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} beats the un-poisoned base rate", "success rate difference",
+              S.rate_difference_test(int(top.sum()), top.numel(), int(clean.sum()), clean.numel()), setting=setting)
+    counts = [int(vic["success"][b].sum()) for b in range(len(cfg.budgets))]
+    n = [vic["success"][b].numel() for b in range(len(cfg.budgets))]
+    res.claim("MP-1", "success rises with the budget", "change of the success rate over the budgets",
+              S.count_trend_test(np.log10(cfg.budgets), counts, n), setting=f"budgets {', '.join(map(_pct, cfg.budgets))}; "
+                                                                            + setting)
+    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} succeeds most of the time", "success rate",
+              S.rate_test(int(top.sum()), top.numel(), 0.5), setting=setting, paper_key="headline_success_1pct")
+    res.claim("MP-1", "poisoned victims' clean accuracy stays within 2 points of the clean victims'",
+              "clean accuracy, poisoned - clean victims",
+              S.mean_difference_test(vic["accuracy"].flatten().numpy(), vic["clean_accuracy"].numpy(), ACCURACY_MARGIN),
+              setting=f"every budget x target x victim seed against {cfg.victim_seeds} clean victims")
+    if ft:
+        mp, pf = ft["success"][1], ft["success"][2]
+        res.claim("MP-1", "fine-tuning: MetaPoison beats Poison Frogs at an equal number of poisons",
+                  "success rate difference", S.rate_difference_test(int(mp.sum()), mp.numel(), int(pf.sum()), pf.numel()),
+                  setting=f"{cfg.finetune_targets} targets x {cfg.victim_seeds} fine-tuned victims, "
+                          f"{cfg.poisons_at(cfg.finetune_budget)} poisons each")
+
+
+def standin_label(cfg) -> str:
+    return (f"STAND-IN scale: the project's ConvNet-BN for the code's ConvNetBN, {10 * cfg.train_per_class} CIFAR-10 "
+            f"training images, {cfg.epochs} epochs, {cfg.members} surrogates (paper: 50,000, 200, 24)")

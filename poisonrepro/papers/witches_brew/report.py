@@ -1,0 +1,208 @@
+"""Notebook 04, Witches' Brew: figures, tables and claims from the results of
+``witches_brew.experiments`` (every table is saved here). Nothing here is cached.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import models as M
+from ... import plots as P
+from ... import reference
+from ... import stats as S
+from ...results import Results, success_columns
+from ...results import budget_table as measured_budgets
+from .experiments import TRIGGER_AT
+
+plt = P.plt
+ACCURACY_MARGIN = -0.02  # poisoned victims' clean accuracy within 2 points of the clean victims'
+LABELS = {"feature_collision": "Poison Frogs (FC)", "convex_polytope": "Convex Polytope (CP)",
+          "clean_label_backdoor": "Clean-Label Backdoor (CLBD)", "hidden_trigger_backdoor": "Hidden-Trigger Backdoor (HTBD)",
+          "gradient_matching_K1": "gradient matching K=1", "gradient_matching_K4": "gradient matching K=4",
+          "gradient_matching_K6het": "gradient matching K=6 heterogeneous"}
+BASELINES = ("feature_collision", "convex_polytope", "clean_label_backdoor", "hidden_trigger_backdoor")
+CLEAN_ROWS = {"clean": "no poisons (clean victims)", "clean_label_backdoor": "no poisons, CLBD trigger on the target",
+              "hidden_trigger_backdoor": "no poisons, HTBD trigger on the target"}
+PAPER_COLUMN = {"resnet18": "resnet18", "mobilenet_v2": "mobilenet_v2", "vgg11": "vgg11"}
+
+
+def _paper_arch(arch: str) -> str:
+    return M.STANDIN_OF.get(arch, arch)
+
+
+def standin_label(cfg) -> str:
+    names = [a for a in cfg.victims if a in M.STANDIN_OF]
+    if not names:
+        return ""
+    return (f"STAND-IN victims and surrogates: {', '.join(M.display_name(n) for n in names)}; "
+            f"{10 * cfg.train_per_class} CIFAR-10 training images, {cfg.victim_epochs} epochs")
+
+
+def surrogates_table(nets) -> pd.DataFrame:
+    """The attacker's networks: role, architecture (stand-ins labelled), clean accuracy."""
+    return pd.DataFrame([{"role": n["role"] + (f" #{n['member']}" if n["role"] == "crafting" else ""),
+                          "network": M.display_name(n["arch"]), "test_accuracy": n["test_accuracy"]} for n in nets])
+
+
+def _paper(key: str) -> float:
+    try:
+        return reference.get("witches_brew", key).value
+    except KeyError:
+        return float("nan")
+
+
+def table_t1(cfg, vic: dict, res: Results) -> pd.DataFrame:
+    """WB-T1 (saved): success of every attack on every victim architecture and on average (all
+    setups pooled over the architectures), 95% Wilson intervals, the paper's number beside it;
+    then the clean victims' base rates (target plain, and with each trigger pasted)."""
+    rows = []
+    columns = [(vi, M.display_name(a), _paper_arch(a)) for vi, a in enumerate(cfg.victims)]
+    for ai, attack in enumerate(cfg.attacks):
+        for vi, name, paper_arch in columns + [(None, "average", "average")]:
+            s = vic["success"][ai] if vi is None else vic["success"][ai, vi]
+            rows.append({"attack": LABELS[attack], "victim": name, "paper": _paper(f"{attack}.{paper_arch}"),
+                         "setups": s.numel(), "successes": int(s.sum()), **success_columns(int(s.sum()), s.numel())})
+    for row, label in CLEAN_ROWS.items():
+        for vi, name, _ in columns + [(None, "average", "average")]:
+            if row == "clean":
+                s = vic["clean_success"] if vi is None else vic["clean_success"][vi]
+            else:
+                li = list(TRIGGER_AT).index(row)
+                s = vic["clean_patched_success"][:, li] if vi is None else vic["clean_patched_success"][vi, li]
+            rows.append({"attack": label, "victim": name, "paper": float("nan"), "setups": s.numel(),
+                         "successes": int(s.sum()), **success_columns(int(s.sum()), s.numel())})
+    table = pd.DataFrame(rows).set_index(["attack", "victim"])
+    res.save_table(table, "WB-T1")
+    return table
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """WB-T1 as the paper prints it: attacks x victims, 'measured [low, high] (paper)' in %."""
+    def cell(r):
+        paper = "" if np.isnan(r["paper"]) else f" ({100 * r['paper']:.0f})"
+        return f"{100 * r['success_rate']:.0f} [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}]{paper}"
+    out = table.apply(cell, axis=1).unstack("victim")
+    order = list(dict.fromkeys(table.index.get_level_values(0)))
+    victims = list(dict.fromkeys(table.index.get_level_values(1)))
+    return out.reindex(index=order, columns=victims)
+
+
+def fig_t1(cfg, table: pd.DataFrame, res: Results):
+    """WB-T1: success per attack and victim with 95% intervals; the paper's values as black ticks."""
+    attacks = [LABELS[a] for a in cfg.attacks] + [CLEAN_ROWS["clean"]]
+    victims = list(dict.fromkeys(table.index.get_level_values(1)))
+    fig, ax = plt.subplots(figsize=(13, 4.6))
+    width = 0.8 / len(victims)
+    colors = plt.get_cmap("tab10")
+    for vi, victim in enumerate(victims):
+        sub = table.xs(victim, level=1).reindex(attacks)
+        x = np.arange(len(attacks)) + (vi - (len(victims) - 1) / 2) * width
+        ax.bar(x, sub["success_rate"], width, color="0.35" if victim == "average" else colors(vi),
+               label=victim, yerr=P.error_bars(sub["success_rate"], sub["ci_low"], sub["ci_high"]), capsize=2)
+        ax.scatter(x, sub["paper"], marker="_", s=120, c="k", zorder=5, label="paper" if vi == 0 else None)
+    ax.set_xticks(range(len(attacks)), [a.replace(" (", "\n(").replace(" K=", "\nK=") for a in attacks], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("targets classified as the adversarial class")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"WB-T1 from scratch, {cfg.n_poisons} poisons ({100 * cfg.budget:g}% of the training set), eps "
+                 f"{255 * cfg.eps:.0f}/255, {cfg.n_targets} setups per cell; 95% Wilson intervals", fontsize=10)
+    label = standin_label(cfg)
+    if label:
+        P.standin_note(fig, label)
+    res.save_figure(fig, "WB-T1")
+    return fig
+
+
+def budget_table(cfg, poisons: dict, res: Results) -> pd.DataFrame:
+    """WB-T1b (saved): every attack's measured L-inf distance from the bases (0-255 scale, on the
+    uint8 pixels the victims train on) against the budget; over budget raises."""
+    return measured_budgets(res, "WB-T1b", {LABELS[a]: (poisons[a]["linf_255"], 255 * cfg.eps) for a in cfg.attacks})
+
+
+def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
+    """WB-T1c (saved): mean clean accuracy of the clean and the poisoned victims per architecture."""
+    rows = []
+    for vi, arch in enumerate(cfg.victims):
+        rows.append({"victims": "clean", "victim": M.display_name(arch), "n": vic["clean_accuracy"][vi].numel(),
+                     "test_accuracy": float(vic["clean_accuracy"][vi].mean())})
+        for ai, attack in enumerate(cfg.attacks):
+            acc = vic["poisoned_accuracy"][ai, vi]
+            rows.append({"victims": LABELS[attack], "victim": M.display_name(arch), "n": acc.numel(),
+                         "test_accuracy": float(acc.mean())})
+    table = pd.DataFrame(rows).set_index(["victims", "victim"])
+    res.save_table(table, "WB-T1c")
+    return table
+
+
+def fig_poisons(cfg, data, poisons: dict, res: Results, setup: int = 0, count: int = 4):
+    """WB-T1d: the target of one setup and the first poisons of every attack, with their
+    perturbations amplified."""
+    from ... import data as D
+    k = min(count, cfg.n_poisons)
+    fig, axes = plt.subplots(len(cfg.attacks), 2 * k + 1, figsize=(1.3 * (2 * k + 1), 1.45 * len(cfg.attacks)),
+                             squeeze=False)
+    bases = data["train_x"][torch.as_tensor(data["base_pos"][setup][:k])].float() / 255
+    for ai, attack in enumerate(cfg.attacks):
+        p = poisons[attack]["poisons"][setup][:k].float() / 255
+        if ai == 0:
+            P.image_row([axes[ai, 0]], [data["targets"][setup].float() / 255],
+                        [f"target ({D.CIFAR10_CLASSES[int(data['target_label'][setup])]})"])
+        else:
+            axes[ai, 0].axis("off")
+        P.image_row(axes[ai, 1:k + 1], p, [f"{LABELS[attack].split(' (')[0][:18]}" for _ in range(k)])
+        P.image_row(axes[ai, k + 1:], [P.amplified(d) for d in p - bases], ["perturbation" for _ in range(k)])
+    for ax in axes.flat:
+        ax.title.set_fontsize(6)
+    adv = D.CIFAR10_CLASSES[int(data["adversarial"][setup])]
+    fig.suptitle(f"WB-T1d poisons of setup {setup + 1} (bases: {adv}, the adversarial class), L-inf budget "
+                 f"{255 * cfg.eps:.0f}/255", fontsize=9)
+    res.save_figure(fig, "WB-T1d")
+    return fig
+
+
+def wb_a_table(status: dict, res: Results) -> pd.DataFrame:
+    """WB-A (saved): the ImageNet experiment's status (not among the claims ``cpu`` checks)."""
+    table = pd.Series(status, name="WB-A").astype(str).to_frame()
+    res.save_table(table, "WB-A")
+    return table
+
+
+# --------------------------------------------------------------------------- claims
+def record_claims(cfg, vic: dict, res: Results):
+    """The claims of WB-T1, each decided by its test on the per-setup data."""
+    idx = {a: i for i, a in enumerate(cfg.attacks)}
+    s = vic["success"]
+    n_all = s[0].numel()
+    setting = f"from scratch, {len(cfg.victims)} victim architectures x {cfg.n_targets} setups (pooled)"
+    if "gradient_matching_K1" in idx:
+        k1 = s[idx["gradient_matching_K1"]]
+        for base in BASELINES:
+            if base not in idx:
+                continue
+            b = s[idx[base]]
+            res.claim("WB-T1", f"gradient matching K=1 beats {LABELS[base]} on average over the architectures",
+                      "success rate difference", S.rate_difference_test(int(k1.sum()), n_all, int(b.sum()), n_all),
+                      setting=setting, paper_key=f"k1_minus_{base}")
+            for vi, arch in enumerate(cfg.victims):
+                res.claim("WB-T1", f"gradient matching K=1 beats {LABELS[base]} on {M.display_name(arch)}",
+                          "success rate difference",
+                          S.rate_difference_test(int(k1[vi].sum()), cfg.n_targets, int(b[vi].sum()), cfg.n_targets),
+                          setting=f"from scratch, {cfg.n_targets} setups")
+        clean = vic["clean_success"]
+        res.claim("WB-T1", "diagnostic: gradient matching K=1 beats the clean base rate", "success rate difference",
+                  S.rate_difference_test(int(k1.sum()), n_all, int(clean.sum()), clean.numel()),
+                  setting=f"{setting}; base rate: {cfg.clean_victims} clean victims per architecture x every setup")
+    vgg = [vi for vi, a in enumerate(cfg.victims) if _paper_arch(a) == "vgg11"]
+    if {"gradient_matching_K1", "gradient_matching_K6het"} <= set(idx) and vgg:
+        k6, k1 = s[idx["gradient_matching_K6het"], vgg[0]], s[idx["gradient_matching_K1"], vgg[0]]
+        res.claim("WB-T1", f"the heterogeneous ensemble beats K=1 on {M.display_name(cfg.victims[vgg[0]])}, the "
+                  "architecture K=1 transfers to worst in the paper", "success rate difference",
+                  S.rate_difference_test(int(k6.sum()), k6.numel(), int(k1.sum()), k1.numel()),
+                  setting=f"from scratch, {cfg.n_targets} setups", paper_key="k6het_minus_k1_vgg11")
+    for vi, arch in enumerate(cfg.victims):
+        poisoned, clean = vic["poisoned_accuracy"][:, vi].flatten(), vic["clean_accuracy"][vi]
+        res.claim("WB-T1", f"poisoned victims' clean accuracy stays within 2 points of the clean victims' on "
+                  f"{M.display_name(arch)}", "clean accuracy, poisoned - clean victims",
+                  S.mean_difference_test(poisoned.numpy(), clean.numpy(), ACCURACY_MARGIN, side=">"),
+                  setting=f"{len(poisoned)} poisoned victims (every attack x setup) against {len(clean)} clean ones")

@@ -1,0 +1,73 @@
+"""Notebook 03's experiments (MP-1): the config refuses bad input before any compute, the data
+follow the code's protocol (the first dog images poisoned, bird targets), the victims train with
+the code's recipe, and the plan counts every victim."""
+import pytest
+
+from poisonrepro.config import ConfigError, dry_run, load_config
+from poisonrepro.papers.metapoison import experiments as E
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(eps=8), "8/255"),
+    (dict(budgets=(0.0,)), "budgets"),
+    (dict(budgets=(1.0,)), "budgets"),
+    (dict(budgets=(0.01, 0.001)), "increasing"),
+    (dict(budgets=(0.5,)), "poison class has only"),
+    (dict(poison_class="bird"), "must differ"),
+    (dict(target_class="unicorn"), "target_class"),
+    (dict(members=0), "members"),
+    (dict(color_eps=1.0), "color_eps"),
+])
+def test_the_config_refuses_bad_input(change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("metapoison", "cpu", **change)
+
+
+def test_the_budgets_are_shares_of_the_training_set():
+    cfg = load_config("metapoison", "cpu")
+    assert [cfg.poisons_at(b) for b in cfg.budgets] == [2, 10, 20]  # 0.1%, 0.5%, 1% of 2,000
+    paper = load_config("metapoison", "paper")
+    assert [paper.poisons_at(b) for b in paper.budgets] == [50, 250, 500]
+    assert paper.members == 24 and paper.unroll_steps == 2 and paper.craft_steps == 60 and paper.epochs == 200
+    assert dry_run(paper).poisons_at(dry_run(paper).budgets[0]) == 1
+
+
+def test_the_victims_train_with_the_codes_recipe():
+    paper = E._recipe(E.recipe_fields(load_config("metapoison", "paper")))
+    assert (paper.lr, paper.batch_size, paper.momentum, paper.weight_decay) == (0.1, 125, 0.0, 0.0)
+    assert not paper.nesterov and paper.crop_pad == 0 and not paper.flip and paper.label_smoothing == 0
+    assert paper.milestones == (0.5, 0.75) and paper.warmup == pytest.approx(5 / 200)
+    assert paper.lr_factor(0, 200) == pytest.approx(0.1) and paper.lr_factor(160, 200) == pytest.approx(0.01)
+    cpu = E._recipe(E.recipe_fields(load_config("metapoison", "cpu")))
+    assert cpu.milestones == () and cpu.lr_factor(cpu.epochs * 10, cpu.epochs * 16) == 1  # no drop before 100 epochs
+
+
+def test_the_plan_counts_every_victim():
+    cfg = load_config("metapoison", "cpu")
+    rows = {r["stage"]: r for r in E.plan(cfg)}
+    assert rows["victims (from scratch)"]["trials"] == cfg.victim_seeds * (1 + 3 * cfg.n_targets)
+    assert [rows[f"craft {b}"]["trials"] for b in ("0.1%", "0.5%", "1%")] == [cfg.n_targets] * 3
+    paper = {r["stage"]: r for r in E.plan(load_config("metapoison", "paper"))}
+    assert paper["craft 1%"]["flops_per_trial"] > 10 * rows["craft 1%"]["flops_per_trial"]
+
+
+def test_the_data_follow_the_codes_protocol(mirror):
+    cfg = load_config("metapoison", "smoke", n_targets=3)
+    data = E.prepare_data(cfg)
+    y = data["train_y"]
+    assert (y[data["poison_pos"]] == data["poison_label"]).all()
+    assert data["poison_pos"].tolist() == sorted(data["poison_pos"].tolist())  # the first dogs, in order
+    assert len(data["poison_pos"]) == cfg.train_per_class
+    from poisonrepro import data as D
+    test = D.load_cifar10("test")
+    assert (test.y[data["target_index"]] == data["target_label"]).all() and len(set(data["target_index"])) == 3
+    assert D.CIFAR10_CLASSES[data["target_label"]] == "bird" and D.CIFAR10_CLASSES[data["poison_label"]] == "dog"
+
+
+def test_a_victim_without_its_poisons_in_the_cache_says_so(mirror, isolated_artifacts):
+    cfg = load_config("metapoison", "smoke")
+    with pytest.raises(FileNotFoundError, match="craft stage"):
+        E.victim_trial(seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg), test_images=10,
+                       targets=[0], craft_key="0" * 16, setup=0, positions=[0])
