@@ -43,9 +43,9 @@ unit: venv
 notebooks-test: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest --nbval-lax notebooks -q
 
-# one pytest worker per core (pytest-xdist), each on one thread: 10 minutes instead of 15 on 2 cores
+# one pytest worker per core (pytest-xdist), each on one thread, an idle worker stealing queued tests
 test: venv
-	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist worksteal
 
 plan: venv
 	$(PY) -m poisonrepro.plan --profile $(PROFILE)

@@ -146,34 +146,6 @@ def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, 
 #: Rows for the notebooks not built yet, from the settings in paper-notes.md (section named in
 #: each basis). ``partial``: the rows leave out a cost the notes do not quantify.
 PAPER_SETTINGS = {
-    "02_convex_polytope": {"partial": "the 18 substitutes' pre-training (epochs not in the notes)", "rows": [
-        _row("craft FC and CP poisons", 50 * 2, model="resnet18", images=4000 * 18 * 6,
-             basis=f"{NOTES}, Convex Polytope: 50 frog targets x {{FC, CP}} (Fig. 5), <=4000 Adam iterations against "
-                   "18 substitutes on 5 poisons + the target; every substitute counted as ResNet-18"),
-        _row("victims (transfer)", 50 * 2 * 8, model="resnet18", images=60 * 505,
-             basis=f"{NOTES}, Convex Polytope: each poison set against 8 nets (Fig. 5: 6 substitutes + ResNet18, "
-                   "DenseNet121), fine-tuned 60 epochs on 500 + 5 images; counted as whole ResNet-18 training"),
-    ]},
-    "03_metapoison": {"partial": "the 24 staggered surrogates' own training (schedule not in the notes)", "rows": [
-        _row("craft (meta-gradient)", 2, model="convnet_bn", images=60 * 24 * 2 * 125, passes=2 * TRAIN_PASSES,
-             basis=f"{NOTES}, MetaPoison: pairs dog->bird, frog->plane; 60 craft steps x M=24 surrogates x K=2 "
-                   "unrolled steps of 125 images, back through the unrolled steps (2 x a training step); ConvNetBN"),
-        _row("victims", 2 * 8, model="convnet_bn", images=200 * 50_000,
-             basis=f"{NOTES}, MetaPoison: 8 victims per pair (Fig. 4, from scratch, 1% poisons), SGD 200 epochs "
-                   "of 50,000 images; ConvNetBN (the project's)"),
-    ]},
-    "04_witches_brew": {"partial": "crafting of FC, CP, CLBD and HTBD (their benchmark iterations are partly "
-                                   "given); WB-A (ImageNet) not estimated", "rows": [
-        _row("craft WB K=1, K=4, K=6", 100 * 3, model="resnet18",
-             images=(40 * 50_000 + 250 * 8 * 500 * 4 / TRAIN_PASSES) * (1 + 4 + 6) / 3,
-             basis=f"{NOTES}, Witches' Brew and 'WB benchmark rows': 100 setups x {{K=1, 4, 6}}; per model of the "
-                   "ensemble (mean K = 11/3) 40 epochs of surrogate training + 250 steps x 8 restarts on 500 poisons "
-                   "(gradient matching: 4 passes); every surrogate counted as ResNet-18"),
-        *[_row(f"victims {arch}", 7 * 100, model=arch, images=200 * 50_000,
-               basis=f"{NOTES}, 'Just How Toxic, from scratch': 7 attack rows (WB-T1) x 100 setups, one {arch} "
-                     "per setup, 200 epochs of 50,000 images")
-          for arch in ("resnet18", "mobilenet_v2", "vgg11")],
-    ]},
     "09_trimmed_loss": {"rows": [
         _row("victims", None, basis=f"{NOTES}, ITLM: alpha, rounds and epochs UNCONFIRMED")]},
     "10_dpa": {"rows": [
