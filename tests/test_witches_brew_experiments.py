@@ -162,3 +162,45 @@ def test_wb_a_runs_through_torchvisions_imagenet_loader_and_is_cached(tmp_path, 
     assert again == row
     status = I.wb_a(cfg, ArtifactCache())  # no ImageNet at the default root: not run, and why
     assert not status["run"] and "POISONREPRO_IMAGENET" in status["why_not"]
+
+
+# --------------------------------------------------------------------------- the victim-strength diagnostic
+def test_the_victim_strength_diagnostic_refuses_bad_input_before_any_compute(isolated_artifacts):
+    from poisonrepro.papers.witches_brew import victim_strength as VS
+    with pytest.raises(ConfigError, match="epochs"):
+        VS.main(["--epochs", "3", "0", "--out", str(isolated_artifacts / "vs.json")])
+    with pytest.raises(ConfigError, match="n_targets"):
+        VS.main(["--targets", "0", "--out", str(isolated_artifacts / "vs.json")])
+    assert not (isolated_artifacts / "vs.json").exists() and not (isolated_artifacts / "artifacts").exists()
+
+
+def test_the_victim_strength_diagnostic_measures_fit_and_counts(mirror, isolated_artifacts):
+    import json
+
+    from poisonrepro.papers.witches_brew import victim_strength as VS
+    out = isolated_artifacts / "vs.json"
+    rows = VS.main(["--profile", "smoke", "--epochs", "1", "--targets", "2", "--clean-victims", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == rows and len(rows) == 1
+    r = rows[0]
+    assert (r["success_n"], r["base_n"]) == (2, 2) and 0 <= r["success"] <= 2 and 0 <= r["base"] <= 2
+    assert 0 <= r["poison_fit"] <= 1 and 0 <= r["poisoned_train_accuracy"] <= 1
+    # the poisons each victim fits are the ones the craft stage stored for its setup
+    cfg = VS.strength_config(1, 2, 1, "smoke")
+    data = E.prepare_data(cfg)
+    one = VS.strength_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
+                            test_images=10, targets=[int(data["target_index"][0])], craft_key=E.craft_key(cfg, VS.ATTACK),
+                            setup=0, base_positions=data["base_pos"][0].tolist())
+    assert float(one["poison_fit"]) in {k / cfg.n_poisons for k in range(cfg.n_poisons + 1)}
+    clean = VS.strength_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
+                              test_images=10, targets=[0])
+    assert torch.isnan(clean["poison_fit"])
+
+
+def test_the_victim_strength_verdicts():
+    from poisonrepro.papers.witches_brew import victim_strength as VS
+    row = dict(epochs=40, wb_steps=250, wb_restarts=1, poisoned_train_accuracy=1.0, clean_train_accuracy=1.0, poison_fit=1.0,
+               poisoned_test_accuracy=0.5, clean_test_accuracy=0.5, surrogate_test_accuracy=0.5)
+    table = VS.summarize([{**row, "success": 12, "success_n": 20, "base": 8, "base_n": 160},
+                          {**row, "success": 1, "success_n": 20, "base": 8, "base_n": 160},
+                          {**row, "success": 0, "success_n": 20, "base": 80, "base_n": 160}])
+    assert table["verdict"].tolist() == ["holds", "inconclusive", "fails"]
