@@ -7,7 +7,7 @@ from poisonrepro import registry
 
 PKG = Path(registry.__file__).resolve().parent
 # shared machinery inside the method folders: loops that the methods use, not methods
-SHARED_MODULES = {"attacks": {"crafting"}, "defenses": set()}
+SHARED_MODULES = {"attacks": {"crafting", "backdoor_poisoning"}, "defenses": set()}
 
 
 @pytest.mark.parametrize("folder", ["attacks", "defenses"])

@@ -1,0 +1,107 @@
+"""The trigger backdoors of notebook 11 (BadNets, blend, SIG) and the poisoning step they share:
+bad input refused before anything is drawn, the triggers are the papers' (pixels, blend, signal
+amplitude and frequency), the poisoned set has the stated size and labels and leaves the clean
+set untouched, and a planted BadNets backdoor is learned by a linear model (the attack success
+rate rises from the clean model's to near 1) while clean accuracy holds."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from poisonrepro.attacks import backdoor_poisoning as BP
+from poisonrepro.attacks import badnets, blend, sig
+
+ATTACKS = {"badnets": badnets, "blend": blend, "sig": sig}
+
+
+def _images(n=200, seed=0, size=8):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8), torch.arange(n) % 4
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("change, message", [
+    (dict(rate=1.0), "rate="), (dict(rate=-0.1), "rate="), (dict(rate=True), "rate="),
+    (dict(target_class=4), "target_class="), (dict(target_class=-1), "target_class="),
+])
+def test_bad_input_is_refused(name, change, message):
+    x, y = _images()
+    with pytest.raises(ValueError, match=message):
+        ATTACKS[name].craft_poisons(x, y, **{**dict(rate=0.1, target_class=0, num_classes=4), **change})
+
+
+def test_float_images_and_oversized_triggers_are_refused():
+    x, y = _images(size=2)
+    with pytest.raises(ValueError, match="does not fit"):
+        badnets.craft_poisons(x, y, rate=0.1, target_class=0, num_classes=4)
+    with pytest.raises(ValueError, match="uint8"):
+        badnets.craft_poisons(x.float() / 255, y, rate=0.1, target_class=0, num_classes=4)
+    with pytest.raises(ValueError, match="only 50 target-class"):  # clean label: poisons come from the target class
+        sig.craft_poisons(*_images(), rate=0.3, target_class=0, num_classes=4)
+
+
+def test_the_badnets_grid_is_a_corner_checkerboard():
+    x, _ = _images(4)
+    out = badnets.apply_trigger(x)
+    assert out[:, :, -3:, -3:].tolist() == [[[[255, 0, 255], [0, 255, 0], [255, 0, 255]]] * 3] * 4
+    assert torch.equal(out[:, :, :-3], x[:, :, :-3]) and torch.equal(out[:, :, :, :-3], x[:, :, :, :-3])
+
+
+def test_blend_and_sig_triggers():
+    x, _ = _images(4)
+    key = blend.noise_key(x.shape[1:])
+    assert torch.equal(blend.apply_trigger(x), (0.8 * x.float() + 0.2 * key.float()).round().to(torch.uint8))
+    fresh = blend.apply_trigger(x, torch.Generator().manual_seed(3), per_image=True)
+    assert not torch.equal(fresh, blend.apply_trigger(x))
+    flat = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    v = sig.apply_trigger(flat)[0, 0].float() - 128
+    assert v.abs().max() == pytest.approx(20, abs=0.5) and torch.equal(v[0], v[31])  # Delta 20, constant per column
+    spectrum = np.abs(np.fft.rfft(v[0].numpy()))
+    assert int(spectrum.argmax()) == 6                                            # f = 6 cycles over the width
+
+
+@pytest.mark.parametrize("name, clean_label", [("badnets", False), ("blend", False), ("sig", True)])
+def test_the_poisoned_set_has_the_stated_size_and_labels_and_the_clean_set_stays_clean(name, clean_label):
+    x, y = _images()
+    before = x.clone()
+    out = ATTACKS[name].craft_poisons(x, y, rate=0.1, target_class=2, num_classes=4, seed=5)
+    assert torch.equal(x, before)                           # never in place
+    assert len(out.poisoned) == 20
+    assert (out.labels[out.poisoned] == 2).all()
+    assert ((y[out.poisoned] == 2).all() if clean_label else (y[out.poisoned] != 2).all())
+    rest = torch.ones(len(x), dtype=torch.bool)
+    rest[out.poisoned] = False
+    assert torch.equal(out.images[rest], x[rest]) and torch.equal(out.labels[rest], y[rest])
+    assert not torch.equal(out.images[out.poisoned], x[out.poisoned])
+    again = ATTACKS[name].craft_poisons(x, y, rate=0.1, target_class=2, num_classes=4, seed=5)
+    assert torch.equal(again.images, out.images) and torch.equal(again.poisoned, out.poisoned)
+
+
+def test_a_planted_badnets_backdoor_is_learned():
+    rng = np.random.default_rng(0)
+    n, size = 1200, 8
+
+    def draw(m):
+        y = rng.integers(0, 4, m)
+        base = np.array([40, 100, 160, 220])[y]
+        x = np.clip(base[:, None, None, None] + rng.normal(0, 50, (m, 3, size, size)), 0, 255)
+        return torch.as_tensor(x.astype(np.uint8)), torch.as_tensor(y)
+    x, y = draw(n)
+    xt, yt = draw(800)
+    fit = lambda a, b: LogisticRegression(max_iter=2000).fit(a.reshape(len(a), -1).float().numpy() / 255, b.numpy())  # noqa: E731
+    triggered, _ = BP.triggered_test_set(xt, yt, badnets.apply_trigger, 0)
+    flat = lambda a: a.reshape(len(a), -1).float().numpy() / 255  # noqa: E731
+    clean = fit(x, y)
+    poisoned_set = badnets.craft_poisons(x, y, rate=0.1, target_class=0, num_classes=4)
+    poisoned = fit(poisoned_set.images, poisoned_set.labels)
+    asr_clean = BP.attack_success_rate(clean.predict(flat(triggered)), 0)
+    asr = BP.attack_success_rate(poisoned.predict(flat(triggered)), 0)
+    assert asr_clean < 0.2 and asr > 0.9
+    assert poisoned.score(flat(xt), yt.numpy()) > clean.score(flat(xt), yt.numpy()) - 0.05
+
+
+def test_the_trigger_backdoors_are_registered():
+    from poisonrepro import registry
+    for name in ATTACKS:
+        method = registry.get(name)
+        assert method.notebook == "11_abl" and method.taxonomy["violation"] == "integrity"
