@@ -102,6 +102,44 @@ def test_a_planted_badnets_backdoor_is_learned():
 
 def test_the_trigger_backdoors_are_registered():
     from poisonrepro import registry
-    for name in ATTACKS:
+    for name in (*ATTACKS, "trojan"):
         method = registry.get(name)
         assert method.notebook == "11_abl" and method.taxonomy["violation"] == "integrity"
+
+
+# --------------------------------------------------------------------------- Trojan
+def test_the_trojan_trigger_drives_the_selected_neurons_and_stays_in_its_mask():
+    from torch import nn
+
+    from poisonrepro.attacks import trojan
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    head = nn.Linear(8, 4)
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+    with torch.no_grad():
+        head.weight[:, 5] = 3.0                                        # unit 5: the strongest outgoing weights
+    neurons = trojan.select_neurons(head.weight, 1)
+    assert neurons.tolist() == [5]
+    hidden = trojan.layer_activations(model, model[3])                 # the pooled conv units
+    mask = trojan.mask_at((8, 8), 3, (5, 5))
+    trigger = trojan.generate_trigger(hidden, neurons, mask, steps=100)
+    assert (trigger[:, ~mask] == 0).all() and 0 <= trigger.min() and trigger.max() <= 1
+    images, labels = _images(50)
+    with torch.no_grad():
+        optimised = hidden(trojan.apply_trigger(images, trigger, mask).float() / 255)[:, 5].mean()
+        random = hidden(trojan.apply_trigger(images, torch.rand(3, 8, 8) * mask, mask).float() / 255)[:, 5].mean()
+    assert optimised > random                                           # the optimisation did its job
+    out = trojan.craft_poisons(images, labels, trigger, mask, rate=0.2, target_class=1, num_classes=4)
+    assert len(out.poisoned) == 10 and (out.labels[out.poisoned] == 1).all()
+    changed = (out.images != images).any(1)                            # [N, H, W]: pixels that differ
+    assert not changed[:, ~mask].any()
+
+
+def test_trojan_bad_input():
+    from poisonrepro.attacks import trojan
+    with pytest.raises(ValueError, match="does not fit"):
+        trojan.mask_at((8, 8), 3, (6, 6))
+    with pytest.raises(ValueError, match="does not fit"):
+        trojan.mask_at((2, 2), 3, (0, 0))
+    with pytest.raises(ValueError, match="count="):
+        trojan.select_neurons(torch.ones(4, 8), 9)

@@ -30,7 +30,7 @@ class Config(BaseConfig):
     budget: float = param(min=1e-4, below=1, stage=EVERY_STAGE)  # poisons / training images
     eps: float = param(min=1 / 255, max=1, epsilon=True, stage="craft")
     n_targets: int = param(min=1, max=1000, dry=1, stage=EVERY_STAGE)  # setups (target, adversarial class)
-    attacks: tuple[str, ...] = param(choices=ATTACKS, stage=())  # each attack's stage is keyed by its name
+    attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage=())  # each attack's stage is keyed by its name; a dry run: the first
     victims: tuple[str, ...] = param(choices=VICTIMS, loop=True, stage=())  # each victim trial names its architecture; a dry run: the first
     ensemble_standins: bool = param(stage="surrogates")  # the crafting networks: stand-ins (True) or real
     surrogate_epochs: float = param(min=0.01, max=1000, loop=True, stage="surrogates")
