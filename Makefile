@@ -43,9 +43,9 @@ unit: venv
 notebooks-test: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest --nbval-lax notebooks -q
 
-# one pytest worker per core (pytest-xdist), each on one thread, an idle worker stealing queued tests
+# one pytest worker per core (pytest-xdist), each on one thread; --dist loadfile keeps each file on one worker, which nbval needs: a notebook's cells share one kernel (worksteal once moved cells of 08 to a worker whose kernel had not run its imports)
 test: venv
-	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist worksteal
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadfile
 
 plan: venv
 	$(PY) -m poisonrepro.plan --profile $(PROFILE)
