@@ -16,6 +16,12 @@ from .backdoor_poisoning import check_images, poison_training_set
 ALPHA = 0.2
 
 
+def check_alpha(alpha: float) -> float:
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha={alpha!r}: the blend weight must lie in (0, 1]")
+    return alpha
+
+
 def noise_key(shape, seed: int = 0) -> torch.Tensor:
     """A uniform random uint8 key of ``shape`` ([C, H, W])."""
     return torch.randint(0, 256, tuple(shape), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
@@ -25,8 +31,7 @@ def apply_trigger(images: torch.Tensor, generator: torch.Generator | None = None
                   key: torch.Tensor | None = None, per_image: bool = False, key_seed: int = 0) -> torch.Tensor:
     """(1 - alpha) x + alpha k, rounded back to uint8."""
     images = check_images(images)
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha={alpha!r}: the blend weight must lie in (0, 1]")
+    check_alpha(alpha)
     if per_image:
         gen = generator if generator is not None else torch.Generator().manual_seed(key_seed)
         k = torch.randint(0, 256, tuple(images.shape), generator=gen, dtype=torch.uint8)
@@ -45,8 +50,7 @@ def apply_trigger(images: torch.Tensor, generator: torch.Generator | None = None
 def craft_poisons(images, labels, *, rate: float, target_class: int, alpha: float = ALPHA, per_image: bool = False,
                   num_classes: int = 10, seed: int = 0, key_seed: int = 0):
     """The blend-poisoned training set (``backdoor_poisoning.BackdoorSet``)."""
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha={alpha!r}: the blend weight must lie in (0, 1]")
+    check_alpha(alpha)
     return poison_training_set(images, labels, lambda x, g: apply_trigger(x, g, alpha=alpha, per_image=per_image,
                                                                           key_seed=key_seed),
                                rate=rate, target_class=target_class, num_classes=num_classes, seed=seed)

@@ -19,6 +19,12 @@ from .backdoor_poisoning import check_images, poison_training_set
 DELTA, FREQUENCY = 20.0, 6
 
 
+def check_delta(delta: float) -> float:
+    if not 0 < delta <= 255:
+        raise ValueError(f"delta={delta!r}: the signal's amplitude is on the 0-255 scale (ABL: 20)")
+    return delta
+
+
 def signal(height: int, width: int, delta: float = DELTA, frequency: int = FREQUENCY) -> torch.Tensor:
     """v(i, j) = delta sin(2 pi j f / m), on the 0-255 scale, [height, width]."""
     j = torch.arange(width, dtype=torch.float32)
@@ -28,8 +34,7 @@ def signal(height: int, width: int, delta: float = DELTA, frequency: int = FREQU
 def apply_trigger(images: torch.Tensor, generator: torch.Generator | None = None, *, delta: float = DELTA,
                   frequency: int = FREQUENCY) -> torch.Tensor:
     images = check_images(images)
-    if not 0 < delta <= 255:
-        raise ValueError(f"delta={delta!r}: the signal's amplitude is on the 0-255 scale (ABL: 20)")
+    check_delta(delta)
     out = images.float() + signal(*images.shape[-2:], delta, frequency)
     return out.round().clamp(0, 255).to(torch.uint8)
 
@@ -41,8 +46,7 @@ def apply_trigger(images: torch.Tensor, generator: torch.Generator | None = None
 def craft_poisons(images, labels, *, rate: float, target_class: int, delta: float = DELTA,
                   frequency: int = FREQUENCY, num_classes: int = 10, seed: int = 0):
     """The SIG-poisoned training set (``backdoor_poisoning.BackdoorSet``); clean label."""
-    if not 0 < delta <= 255:
-        raise ValueError(f"delta={delta!r}: the signal's amplitude is on the 0-255 scale (ABL: 20)")
+    check_delta(delta)
     return poison_training_set(images, labels, lambda x, g: apply_trigger(x, delta=delta, frequency=frequency),
                                rate=rate, target_class=target_class, num_classes=num_classes, clean_label=True,
                                seed=seed)

@@ -62,9 +62,11 @@ def partitions(images, labels, k: int) -> list[np.ndarray]:
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     ids = partition_ids(x, k)
-    flat = x.reshape(len(x), -1)
-    # lexicographic on the bytes (the last key of lexsort is the primary one), then the label
-    order = np.lexsort((y,) + tuple(flat[:, j] for j in range(flat.shape[1] - 1, -1, -1)))
+    # lexicographic on the bytes, then the label: each image as one opaque byte string ranked
+    # once (one sort, rather than lexsort's one pass per pixel)
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    _, rank = np.unique(flat.view(np.dtype((np.void, flat.shape[1]))).ravel(), return_inverse=True)
+    order = np.lexsort((y, rank.ravel()))
     return [order[ids[order] == i] for i in range(k)]
 
 

@@ -10,7 +10,7 @@ alternates its two minimisations:
         theta_t     = ModelUpdate(theta_{t-1}, S_t)          # e.g. a few epochs of SGD on S_t
         S_{t+1}     = the floor(alpha n) samples of lowest loss f(theta_t; s_i)
 
-and returns theta_{T-1}, fitted on S_{T-1}... the last refit on S_T is ``final_update``. The
+and, with ``final_update``, refits once more on S_T and returns that model. The
 ``update`` and ``losses`` callables are the caller's (a scikit-learn estimator in the tests, the
 fast victims in notebook 09), so the loop is written once. Which ModelUpdate the paper's deep
 experiments use (a warm start, as in Algorithm 1, or a re-initialisation per round), and its
