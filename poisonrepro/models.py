@@ -116,6 +116,37 @@ def resnet18_cifar(num_classes: int = 10) -> Classifier:
     return Classifier(net, 512, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
 
 
+class _WideBlock(nn.Module):
+    """Pre-activation basic block of a wide ResNet: BN-ReLU-conv3x3-BN-ReLU-conv3x3, a 1x1
+    convolution on the shortcut where the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        o = torch.relu(self.bn1(x))
+        y = self.conv2(torch.relu(self.bn2(self.conv1(o))))
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+def wide_resnet_cifar(num_classes: int = 10, depth: int = 16, widen: int = 1) -> Classifier:
+    """WRN-depth-widen (Zagoruyko and Komodakis 2016) for 32x32 inputs: a 3x3 stem of 16, three
+    groups of (depth - 4) / 6 blocks of 16, 32, 64 x ``widen`` channels (strides 1, 2, 2), BN-ReLU,
+    global average pooling. ABL's repository trains WRN-16-1; ITLM's paper a WRN-16."""
+    if (depth - 4) % 6:
+        raise ValueError(f"depth={depth}: a wide ResNet has depth 6n + 4")
+    n, widths = (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]
+    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False)]
+    for g in range(3):
+        layers += [_WideBlock(widths[g] if i == 0 else widths[g + 1], widths[g + 1], (1 if g == 0 else 2) if i == 0 else 1)
+                   for i in range(n)]
+    layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), widths[3], num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
+
+
 def mobilenet_v2_cifar(num_classes: int = 10) -> Classifier:
     """torchvision's MobileNet-V2 with a stride-1 stem for 32x32 inputs."""
     net = torchvision.models.mobilenet_v2(num_classes=num_classes)
@@ -263,6 +294,8 @@ MODELS = {
     "vgg11": vgg11_cifar,
     "efficientnet_b1": efficientnet_b1_cifar,
     "regnetx_1_6gf": regnetx_1_6gf_cifar,
+    "wrn16_1": lambda num_classes=10: wide_resnet_cifar(num_classes, 16, 1),
+    "wrn16_8": lambda num_classes=10: wide_resnet_cifar(num_classes, 16, 8),
     **{name: globals()[name] for name in STANDIN_OF},
     "inception_v3_imagenet": inception_v3_imagenet,
     "mlp": mlp,

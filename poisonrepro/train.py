@@ -358,9 +358,10 @@ def _victim_optimizer(model: nn.Module, recipe: VictimRecipe):
 
 
 def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recipe: VictimRecipe,
-                generator: torch.Generator) -> None:
+                generator: torch.Generator, loss_fn=None) -> None:
     """One SGD step of ``train_victim`` on a raw batch (augmented and converted here); the
-    bench times exactly this."""
+    bench times exactly this. ``loss_fn(logits, labels)`` replaces the label-smoothed cross-entropy
+    (Anti-Backdoor Learning's local gradient ascent, its unlearning's ascent)."""
     if recipe.crop_pad or recipe.flip:
         xb = crop_flip(xb, generator, recipe.crop_pad, recipe.flip)
     if recipe.adversarial_eps:
@@ -369,17 +370,18 @@ def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recip
         xb = untargeted_pgd(model, xb.cpu(), yb.cpu(), eps=recipe.adversarial_eps, steps=recipe.adversarial_steps,
                             step_size=recipe.adversarial_step_size, batch_size=len(yb), seed=seed,
                             desc="adversarial batch").to(yb.device)
-    loss = F.cross_entropy(model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale, yb,
-                           label_smoothing=recipe.label_smoothing)
+    logits = model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale
+    loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing) if loss_fn is None else loss_fn(logits, yb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
 def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = VictimRecipe(), *, seed: int = 0,
-                 desc: str = "victim", on_step=None) -> nn.Module:
+                 desc: str = "victim", on_step=None, loss_fn=None) -> nn.Module:
     """Train ``model`` from scratch on ``images`` (uint8 or [0, 1] float, NHWC or NCHW) with
-    ``recipe``. ``on_step(step, total_steps)`` is called after every step (timing, logging)."""
+    ``recipe``. ``on_step(step, total_steps)`` is called after every step (timing, logging);
+    ``loss_fn(logits, labels)``, if given, is the loss instead of the recipe's cross-entropy."""
     x, y = as_nchw(images), torch.as_tensor(labels).long()
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -406,7 +408,7 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
             if step == total:
                 break
             idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size].to(device)
-            victim_step(model, opt, x[idx], y[idx], recipe, gen)
+            victim_step(model, opt, x[idx], y[idx], recipe, gen, loss_fn)
             sched.step()
             step += 1
             bar.update(1)
@@ -415,6 +417,25 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
     bar.close()
     model.eval()
     return model
+
+
+@torch.no_grad()
+def per_sample_losses(model: nn.Module, images, labels, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of every sample at its given label, and whether the model predicts that
+    label, in eval mode without augmentation (what trimming and backdoor isolation rank); the
+    model's train/eval mode is restored."""
+    x, y = as_nchw(images), torch.as_tensor(labels).long()
+    was_training = model.training
+    model.eval()
+    weight = next(model.parameters())
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last)
+    losses, correct = [], []
+    for i in range(0, len(y), batch_size):
+        logits = model(to_unit(x[i:i + batch_size].to(weight.device), channels_last)).float().cpu()
+        losses.append(F.cross_entropy(logits, y[i:i + batch_size], reduction="none"))
+        correct.append(logits.argmax(1) == y[i:i + batch_size])
+    model.train(was_training)
+    return torch.cat(losses), torch.cat(correct)
 
 
 @torch.no_grad()

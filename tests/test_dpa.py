@@ -148,3 +148,86 @@ def test_dpa_is_registered_with_its_barreno_cells():
     from poisonrepro import registry
     method = registry.get("deep_partition_aggregation")
     assert method.notebook == "10_dpa" and ("causative", "integrity", "targeted") in method.defends
+
+
+# --------------------------------------------------------------------------- batched base classifiers
+def _tiny_images(n=240, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_a_base_classifier_trained_in_a_batch_equals_the_same_one_trained_alone():
+    """The certificate needs each f_i to depend on P_i alone: partitions of unequal size (so some sit
+    steps out), augmentation and a learning-rate milestone, and still the batch gives each network
+    what it gets alone."""
+    from poisonrepro import models as M
+    x, y = _tiny_images()
+    parts = dpa.partitions(x.numpy(), y.numpy(), 5)
+    assert len({len(p) for p in parts}) > 1
+    recipe = dpa.BaseRecipe(epochs=2, batch_size=16, crop_pad=2, flip=True, milestones=(0.5,))
+    make = lambda: M.convnet(10, width=4)  # noqa: E731
+    batch = dpa.train_base_classifiers(make, x, y, parts, recipe, seed=3)
+    for i in (0, 4):
+        alone = dpa.train_base_classifiers(make, x, y, parts, recipe, seed=3, ids=[i])
+        for name, p in batch.params.items():
+            torch.testing.assert_close(p[i], alone.params[name][0], rtol=1e-4, atol=1e-5)
+    # and it did train: the weights moved from their initialisation, differently per partition
+    fresh = dpa.train_base_classifiers(make, x, y, parts, dataclasses_replace(recipe, lr=1e-12), seed=3)
+    assert all((batch.params[n] - fresh.params[n]).abs().max() > 1e-3 for n in batch.params)
+    votes = dpa.predict_base_classifiers(batch, x[:7])
+    assert votes.shape == (5, 7) and votes.dtype == torch.int64
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+    return dataclasses.replace(obj, **kw)
+
+
+def test_another_partitions_data_never_changes_a_base_classifier():
+    from poisonrepro import models as M
+    x, y = _tiny_images()
+    parts = dpa.partitions(x.numpy(), y.numpy(), 4)
+    recipe = dpa.BaseRecipe(epochs=1, batch_size=16)
+    make = lambda: M.convnet(10, width=4)  # noqa: E731
+    before = dpa.train_base_classifiers(make, x, y, parts, recipe, seed=0)
+    y2 = y.clone()
+    y2[torch.as_tensor(parts[1])] = (y2[torch.as_tensor(parts[1])] + 1) % 10   # poison partition 1 only
+    after = dpa.train_base_classifiers(make, x, y2, parts, recipe, seed=0)
+    for name in before.params:
+        torch.testing.assert_close(before.params[name][[0, 2, 3]], after.params[name][[0, 2, 3]], rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(before.params[name][1], after.params[name][1])
+
+
+def test_batch_norm_and_bad_recipes_are_refused():
+    from poisonrepro import models as M
+    x, y = _tiny_images(40)
+    with pytest.raises(ValueError, match="batch norm"):
+        dpa.train_base_classifiers(lambda: M.convnet_bn(10), x, y, dpa.partitions(x.numpy(), y.numpy(), 2),
+                                   dpa.BaseRecipe(epochs=1))
+    with pytest.raises(ValueError, match="BaseRecipe"):
+        dpa.BaseRecipe(epochs=0)
+
+
+def test_hash_into_moves_an_image_into_the_asked_partition():
+    from poisonrepro.papers.dpa import experiments as E
+    img = np.zeros((1, 32, 32), np.uint8)
+    img[0, 0, 0] = 250
+    for j in (0, 3, 99, 1199):
+        out = E.hash_into(img, j, 1200)
+        assert int(out.astype(np.int64).sum()) % 1200 == j and out.max() <= 255
+        assert img[0, 0, 0] == 250 and img.sum() == 250   # the input is untouched
+
+
+def test_the_notebooks_planted_attack_never_turns_a_certified_prediction():
+    """The notebook's own attack on its own base classifiers (MNIST, tiny): rho copies of the test
+    image labelled as the runner-up, each hashed into a partition that votes for the prediction."""
+    import dataclasses
+    from poisonrepro.config import load_config
+    from poisonrepro.papers.dpa import experiments as E
+    cfg = dataclasses.replace(load_config("dpa", "smoke"), mnist_train=1000, mnist_ks=(5,), mnist_epochs=3, planted_k=5,
+                              planted_points=3, mnist_test=40)
+    results = {"mnist": {5: E.dpa_trial(**E._spec(cfg, "mnist", 5))}}
+    rows = E.planted_attack(cfg, results)
+    assert rows, "no certified test point to attack: the base classifiers learned nothing"
+    assert all(r["prediction_stands"] for r in rows), rows
+    assert all(r["inserted"] == r["rho"] >= 1 for r in rows)

@@ -18,15 +18,28 @@ following their code (alevine0/DPA: ``partition_data_norm_hash.py``, ``certify.p
   ``certify.py`` reports -1 for a misclassified test point, and certified accuracy at r is the
   share of test points with rho >= r.
 
-The base classifiers are the caller's (``train_partitions`` takes any ``fit(x, y) -> predict``);
-notebook 10 trains them in batched passes.
+The base classifiers are the caller's (``train_partitions`` takes any ``fit(x, y) -> predict``),
+or ``train_base_classifiers``: many partitions' networks in one batched pass (``torch.func.vmap``
+over stacked weights, which runs each convolution as one grouped convolution), each network still
+a function of its own partition alone, as the certificate requires: its initialisation, its
+per-partition input normalisation (the code's), its sample order and augmentation come from its
+own partition index and data, every network takes exactly its own number of steps (a network whose
+partition is used up sits the step out: no update, no weight decay, no momentum), and its SGD
+update is its own. A test checks that a network trained in a batch of partitions equals the same
+network trained alone.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from .. import train as T
+from ..models import Normalize
 
 from ..registry import register_defense
 
@@ -76,6 +89,124 @@ def train_partitions(images, labels, k: int, fit: Callable, parts: Sequence[np.n
     x, y = _uint8(images), np.asarray(labels)
     parts = partitions(x, y, k) if parts is None else parts
     return [fit(x[p], y[p]) for p in parts]
+
+
+# --------------------------------------------------------------------------- batched base classifiers
+@dataclass(frozen=True)
+class BaseRecipe:
+    """SGD for the base classifiers (the code: SGD 0.1, Nesterov momentum 0.9, weight decay 5e-4,
+    batch 128, x0.2 at 30/60/80% of the epochs; random crop and flip on CIFAR-10)."""
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: tuple = (0.3, 0.6, 0.8)
+    lr_decay: float = 0.2
+    crop_pad: int = 0
+    flip: bool = False
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"BaseRecipe: epochs and batch_size >= 1 and lr > 0 (got {self.epochs}, "
+                             f"{self.batch_size}, {self.lr})")
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * self.lr_decay ** sum(epoch >= round(m * self.epochs) for m in self.milestones)
+
+
+def _generator(seed: int, partition: int, epoch: int = -1) -> torch.Generator:
+    """A partition's own random stream (the code seeds each base classifier with its index)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + partition) * 100_003 + epoch + 1)
+
+
+def init_base_classifier(make_model: Callable, images: torch.Tensor, partition: int, seed: int = 0):
+    """Base classifier ``partition``: ``make_model()`` initialised from the partition's own seed,
+    its input normalisation set to the mean and standard deviation of its partition's images
+    (per channel, as the code's per-partition normalisation; an empty partition keeps the default)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_generator(seed, partition).initial_seed())
+        model = make_model()
+    norm = getattr(model, "normalize", None)
+    if isinstance(norm, Normalize) and len(images):
+        x = images.float() / 255
+        norm.mean.copy_(x.mean((0, 2, 3)).view_as(norm.mean))
+        norm.std.copy_(x.std((0, 2, 3)).nan_to_num(1.0).clamp(min=1e-3).view_as(norm.std))
+    return model
+
+
+def _epoch_batches(images, labels, parts, ids, epoch, recipe: BaseRecipe, seed: int):
+    """Every partition of ``ids`` in its own order and augmentation for ``epoch``, padded to the
+    longest: images [K, L, ...], labels [K, L], mask [K, L] (real samples), and the number of steps."""
+    longest = max(len(parts[i]) for i in ids)
+    steps = math.ceil(longest / recipe.batch_size)
+    # padded to the longest partition only (the last step's slice is shorter), not to whole batches
+    x = torch.zeros(len(ids), longest, *images.shape[1:], dtype=images.dtype)
+    y = torch.zeros(len(ids), longest, dtype=torch.long)
+    mask = torch.zeros(len(ids), longest, dtype=torch.bool)
+    for j, i in enumerate(ids):
+        n = len(parts[i])
+        if not n:
+            continue
+        g = _generator(seed, i, epoch)
+        idx = torch.as_tensor(parts[i])[torch.randperm(n, generator=g)]
+        xi = images[idx]
+        if recipe.crop_pad or recipe.flip:
+            xi = T.crop_flip(xi, g, pad=recipe.crop_pad, flip=recipe.flip)
+        x[j, :n], y[j, :n], mask[j, :n] = xi, labels[idx], True
+    return x, y, mask, steps
+
+
+def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence, recipe: BaseRecipe, *,
+                           seed: int = 0, ids: Sequence[int] | None = None, desc: str = "base classifiers"):
+    """The base classifiers of partitions ``ids`` (default: all), trained together in one batched
+    pass: a ``train.ModelStack``, model j trained on ``parts[ids[j]]`` exactly as it would be alone.
+    ``make_model()`` must build a network without batch norm (its statistics would mix the
+    partitions under ``vmap``)."""
+    images = torch.as_tensor(_uint8(images))
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    ids = list(range(len(parts))) if ids is None else list(ids)
+    models = [init_base_classifier(make_model, images[torch.as_tensor(parts[i], dtype=torch.long)], i, seed) for i in ids]
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+        raise ValueError("train_base_classifiers: the base network must not use batch norm")
+    stack = T.ModelStack(models)
+    params = list(stack.params.values())
+    momentum = [torch.zeros_like(p) for p in params]
+    bar = T.progress(total=recipe.epochs, desc=desc, leave=False)
+    for epoch in range(recipe.epochs):
+        x, y, mask, steps = _epoch_batches(images, labels, parts, ids, epoch, recipe, seed)
+        lr = recipe.lr_at(epoch)
+        b = recipe.batch_size
+        for s in range(steps):
+            xb, yb, mb = x[:, s * b:(s + 1) * b], y[:, s * b:(s + 1) * b], mask[:, s * b:(s + 1) * b]
+            active = mb.any(1)
+            if not active.any():
+                continue
+            logits = stack.forward(T.to_unit(xb.reshape(-1, *xb.shape[2:])).reshape(*xb.shape[:2], *xb.shape[2:]))
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none").view_as(mb)
+            # each network's mean over its own real samples; summed, so each gradient is its own
+            loss = ((ce * mb).sum(1) / mb.sum(1).clamp(min=1)).sum()
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g, buf in zip(params, grads, momentum):
+                    on = active.view(-1, *[1] * (p.dim() - 1))
+                    d = g + recipe.weight_decay * p
+                    new = recipe.momentum * buf + d
+                    step = d + recipe.momentum * new if recipe.nesterov else new
+                    buf.copy_(torch.where(on, new, buf))
+                    p.sub_(torch.where(on, lr * step, torch.zeros_like(step)))
+        bar.update(1)
+    bar.close()
+    return stack
+
+
+@torch.no_grad()
+def predict_base_classifiers(stack, images, batch_size: int = 250) -> torch.Tensor:
+    """Every base classifier's class for every image: [K, N] (int64)."""
+    x = torch.as_tensor(_uint8(images))
+    return torch.cat([stack.forward(T.to_unit(x[i:i + batch_size]), shared_input=True).argmax(-1)
+                      for i in range(0, len(x), batch_size)], dim=1)
 
 
 def vote_counts(predictions, num_classes: int) -> torch.Tensor:

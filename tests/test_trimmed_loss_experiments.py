@@ -1,0 +1,85 @@
+"""Notebook 09's experiments: its config refuses bad input before any compute, the bad sets spoil
+exactly what they say and never the clean arrays, and one ITLM trial on a tiny CIFAR-10 subset
+keeps the stated share and records what the report reads."""
+import numpy as np
+import pytest
+import torch
+
+from poisonrepro.config import ConfigError, load_config
+from poisonrepro.papers.trimmed_loss import experiments as E
+from poisonrepro.papers.trimmed_loss import report as R
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"alphas": (0.0, 0.6)}, r"alphas: 0.0 is outside \(0, 1\]"),
+    ({"alphas": (1.2,)}, r"alphas|max"),
+    ({"trigger_size": 33}, "does not fit a 32x32"),
+    ({"systematic_rate": 1.0}, "systematic_rate"),
+    ({"random_rate": -0.1}, "random_rate"),
+    ({"backdoor_rate": 0.0}, "backdoor_rate=0.0"),
+    ({"target_class": "unicorn"}, "target_class"),
+    ({"model": "resnet1000"}, "model"),
+])
+def test_bad_input_is_refused_by_the_config(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("trimmed_loss", "cpu", **override)
+
+
+def _toy(n=200):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10
+
+
+def test_systematic_noise_moves_exactly_the_share_to_the_next_class_and_leaves_the_input_clean():
+    x, y = _toy()
+    before = y.clone()
+    b = E.bad_set("systematic", 0.4, x, y, seed=3)
+    assert torch.equal(y, before)
+    assert int(b["bad"].sum()) == 80
+    assert torch.equal(b["y"][b["bad"]], (y[b["bad"]] + 1) % 10)
+    assert torch.equal(b["y"][~b["bad"]], y[~b["bad"]])
+
+
+def test_random_noise_counts_only_changed_labels_as_bad():
+    x, y = _toy()
+    b = E.bad_set("random", 0.4, x, y, seed=3)
+    assert torch.equal(b["bad"], b["y"] != y)
+    assert 50 <= int(b["bad"].sum()) <= 80   # a tenth of the 80 redrawn keep their class, on average
+
+
+def test_badnets_set_carries_the_trigger_and_the_target_label_and_copies_the_images():
+    x, y = _toy()
+    x0 = x.clone()
+    b = E.bad_set("badnets", 0.1, x, y, seed=3, target_class=0, trigger_size=3)
+    assert torch.equal(x, x0)
+    assert int(b["bad"].sum()) == 20 and (b["y"][b["bad"]] == 0).all() and (y[b["bad"]] != 0).all()
+    assert (b["x"][b["bad"]][..., -3:, -3:] != x[b["bad"]][..., -3:, -3:]).any()
+    assert torch.equal(b["x"][~b["bad"]], x[~b["bad"]])
+    with pytest.raises(ValueError, match="unknown bad-data kind"):
+        E.bad_set("label_smoothing", 0.1, x, y, seed=0)
+
+
+def test_an_itlm_trial_keeps_alpha_n_and_records_rounds_and_scores():
+    spec = dict(kind="badnets", rate=0.1, seed=1, data_seed=0, per_class=12, test_per_class=4, model="convnet_bn",
+                recipe="fast", epochs=1, rounds=2, round_epochs=1, alpha=0.9, target_class=0, trigger_size=3)
+    out = E.victim_trial(arm="itlm", **spec)
+    n = 120
+    assert out["round_loss"].shape == (2, n) and out["kept"].shape == (3, n)
+    assert out["kept"][0].all() and int(out["kept"][1].sum()) == int(out["kept"][2].sum()) == 108
+    # what was kept has the lowest loss of its round
+    loss, kept = out["round_loss"][0], out["kept"][1]
+    assert loss[kept].max() <= loss[~kept].min()
+    assert 0 <= float(out["attack_success_rate"]) <= 1 and int(out["bad"].sum()) == 12
+    precision, recall = R.trim_scores(out)
+    assert 0 <= precision <= 1 and 0 <= recall <= 1
+    plain = E.victim_trial(arm="plain", **{k: v for k, v in spec.items() if k not in ("rounds", "round_epochs", "alpha")})
+    assert plain["epoch_loss"].shape == (1, n) and plain["epoch_fitted"].dtype == torch.bool
+
+
+def test_early_auroc_reads_bad_samples_with_higher_loss_as_separated():
+    bad = torch.tensor([False] * 8 + [True] * 2)
+    result = {"bad": bad, "round_loss": torch.tensor([[0.1] * 8 + [3.0] * 2])}
+    assert R.early_auroc(result) == 1.0
+    result["round_loss"] = torch.tensor([[3.0] * 8 + [0.1] * 2])
+    assert R.early_auroc(result) == 0.0
+    assert np.isnan(R.early_auroc({"bad": torch.zeros(4, dtype=torch.bool), "round_loss": torch.ones(1, 4)}))
