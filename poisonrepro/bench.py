@@ -19,7 +19,9 @@ peak measured on the same machine at the same time:
 
 ``--quick`` shrinks everything to seconds (the tests run it); ``--no-accuracy`` skips 3.
 ``--many`` times instead ``train.train_many`` against a Python loop of ``train.train_classifier``
-on the same work (many linear heads on frozen features; a few small ConvNets).
+on the same work (many linear heads on frozen features; a few small ConvNets). ``--dpa`` times
+Deep Partition Aggregation's batched training of base classifiers against the same partitions
+trained one at a time, on notebook 10's ``cpu`` workload (one pass of partitions, one epoch).
 """
 from __future__ import annotations
 
@@ -386,12 +388,49 @@ def run_many(quick: bool = False) -> str:
     return "\n".join(lines)
 
 
+def dpa_case(dataset: str, k: int, epochs: int = 1, quick: bool = False) -> dict:
+    """One batched pass of notebook 10's ``cpu`` workload (its first ``images_per_pass`` worth of
+    partitions) against the same partitions trained alone in a loop: the same computation, each
+    base classifier a function of its own partition (``dpa.train_base_classifiers``). Timed with
+    ``torch.utils.benchmark`` (one run each: a run is seconds long)."""
+    from .config import load_config
+    from .defenses import dpa
+    from .papers.dpa import experiments as E
+    cfg = load_config("dpa", "smoke" if quick else "cpu")
+    spec = E._spec(cfg, dataset, k)
+    d = E.dataset(dataset, spec["n_train"], spec["n_test"])
+    parts = dpa.partitions(d["x"], d["y"], k)
+    r = E.recipe(epochs, spec["batch_size"], spec["lr"], dataset)
+    per_step = min(r.batch_size, max(len(p) for p in parts))
+    ids = list(range(min(k, max(1, spec["images_per_pass"] // per_step))))
+    make = lambda: E.base_network(d["x"].shape[1], spec["width"])  # noqa: E731
+    glob = {"dpa": dpa, "make": make, "x": d["x"], "y": d["y"], "parts": parts, "r": r, "ids": ids}
+    batched = benchmark.Timer("dpa.train_base_classifiers(make, x, y, parts, r, ids=ids)", globals=glob).timeit(1).median
+    loop = benchmark.Timer("[dpa.train_base_classifiers(make, x, y, parts, r, ids=[i]) for i in ids]",
+                           globals=glob).timeit(1).median
+    return {"case": f"{dataset} k={k}", "partitions": len(ids), "images": sum(len(parts[i]) for i in ids),
+            "epochs": epochs, "loop_s": loop, "batched_s": batched, "speed_up": loop / batched}
+
+
+def run_dpa(quick: bool = False) -> str:
+    os.environ["POISONREPRO_PROGRESS"] = "0"
+    cases = [("cifar", 2), ("mnist", 2)] if quick else [("cifar", 50), ("cifar", 1000), ("mnist", 100)]
+    rows = [dpa_case(d, k, quick=quick) for d, k in cases]
+    lines = [f"torch threads: {torch.get_num_threads()}",
+             "| workload | partitions in the pass | images | Python loop (s) | batched (s) | speed-up |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['case']}, {r['epochs']} epoch | {r['partitions']} | {r['images']:,} | {r['loop_s']:.2f} | "
+              f"{r['batched_s']:.2f} | {r['speed_up']:.2f}x |" for r in rows]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds; numbers mean nothing)")
     ap.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy runs")
     ap.add_argument("--victims", default=",".join(VICTIMS), help="comma-separated victim names")
     ap.add_argument("--many", action="store_true", help="train_many against a loop of train_classifier")
+    ap.add_argument("--dpa", action="store_true", help="DPA's batched base classifiers against a loop (notebook 10)")
     ap.add_argument("--plan-check", action="store_true",
                     help="the paper profiles' victims and crafting on --device against make plan's assumed rate")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="for --plan-check")
@@ -404,6 +443,9 @@ def main(argv=None):
         return result
     if args.many:
         print(run_many(args.quick))
+        return None
+    if args.dpa:
+        print(run_dpa(args.quick))
         return None
     victims = tuple(v for v in args.victims.split(",") if v)
     unknown = [v for v in victims if v not in models.MODELS]

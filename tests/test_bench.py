@@ -52,3 +52,11 @@ def test_plan_check_compares_measured_rates_with_the_plans_assumption():
     craft = result["crafting"]
     assert craft["ratio"] == pytest.approx(craft["poison_steps_per_s"] / craft["assumed_poison_steps_per_s"])
     assert "measured / assumed" in bench.plan_check_report(result)
+
+
+def test_dpa_bench_times_the_batched_pass_against_the_loop_on_the_same_partitions():
+    row = bench.dpa_case("mnist", 2, quick=True)
+    assert row["partitions"] == 2 and row["images"] == 400   # smoke: the first 400 digits, both partitions
+    assert row["loop_s"] > 0 and row["batched_s"] > 0
+    assert row["speed_up"] == pytest.approx(row["loop_s"] / row["batched_s"])
+    assert "| mnist k=2, 1 epoch | 2 | 400 |" in bench.run_dpa(quick=True)

@@ -11,8 +11,8 @@ every seed:
 - ``badnets``: a BadNets backdoor (``attacks.badnets``: a 3x3 grid in the corner, relabelled as the
   target class) on a share of the training set.
 
-For every kind and seed, three victims with the same seed and the same bad set: ``clean`` (the
-true labels, no trigger: what the bad data costs), ``plain`` (trained on the bad set, with the
+For every kind and seed, three victims with the same seed: ``clean`` (the true labels, no trigger:
+what the bad data costs; one per seed, shared by the kinds), and on the same bad set ``plain`` (trained on the bad set, with the
 training-set loss and accuracy of clean and bad samples after every epoch) and ``itlm``
 (``defenses.trimmed_loss``, Algorithm 1: ``rounds`` fits from scratch of ``round_epochs`` each,
 each followed by keeping the alpha fraction of lowest loss, then the final fit of ``epochs`` on the
@@ -154,17 +154,22 @@ def seeds(cfg) -> list[int]:
     return [cfg.seed + 100 + j for j in range(cfg.victim_seeds)]
 
 
+def _kind_spec(cfg, kind: str) -> dict:
+    spec = {**_common(cfg), "kind": kind, "rate": _rate(cfg, kind)}
+    if kind == "badnets":
+        spec.update(target_class=D.class_index(cfg.target_class), trigger_size=cfg.trigger_size)
+    return spec
+
+
 def victim_trials(cfg) -> list[Trial]:
-    """Every (kind, arm, seed): the clean and plain victims, and ITLM at alpha = 1 - rate."""
-    fn, trials = f"{__name__}:victim_trial", []
+    """The clean victims (one per seed: the same for every kind, trained as the backdoor's so that
+    they score the trigger too), then every (kind, seed) plainly and with ITLM at alpha = 1 - rate."""
+    fn = f"{__name__}:victim_trial"
+    trials = [Trial("victims", fn, {**_kind_spec(cfg, "badnets"), "arm": "clean", "seed": s}) for s in seeds(cfg)]
     for kind in KINDS:
-        spec = {**_common(cfg), "kind": kind, "rate": _rate(cfg, kind)}
-        if kind == "badnets":
-            spec.update(target_class=D.class_index(cfg.target_class), trigger_size=cfg.trigger_size)
-        for arm in ARMS:
-            extra = {"rounds": cfg.rounds, "round_epochs": cfg.round_epochs, "alpha": cfg.alpha_of(kind)} \
-                if arm == "itlm" else {}
-            trials += [Trial("victims", fn, {**spec, **extra, "arm": arm, "seed": s}) for s in seeds(cfg)]
+        itlm = {"rounds": cfg.rounds, "round_epochs": cfg.round_epochs, "alpha": cfg.alpha_of(kind)}
+        trials += [Trial("victims", fn, {**_kind_spec(cfg, kind), "arm": "plain", "seed": s}) for s in seeds(cfg)]
+        trials += [Trial("victims", fn, {**_kind_spec(cfg, kind), **itlm, "arm": "itlm", "seed": s}) for s in seeds(cfg)]
     return trials
 
 
@@ -177,9 +182,10 @@ def sweep_trials(cfg) -> list[Trial]:
 
 def victims(cfg, cache) -> dict:
     """{kind: {arm: [the result of each seed]}}, trained (or loaded from the cache)."""
-    trials = victim_trials(cfg)
-    results = iter(run_trials(trials, cache, desc="victims: clean, plain, ITLM"))
-    return {kind: {arm: [next(results) for _ in seeds(cfg)] for arm in ARMS} for kind in KINDS}
+    results = iter(run_trials(victim_trials(cfg), cache, desc="victims: clean, plain, ITLM"))
+    clean = [next(results) for _ in seeds(cfg)]
+    return {kind: {"clean": clean, **{arm: [next(results) for _ in seeds(cfg)] for arm in ("plain", "itlm")}}
+            for kind in KINDS}
 
 
 def alpha_sweep(cfg, cache) -> dict:
@@ -196,7 +202,7 @@ def plan(cfg) -> list[dict]:
     itlm = sum(one(n * cfg.round_epochs * (1 if r == 0 else cfg.alpha_of("systematic"))) for r in range(cfg.rounds)) \
         + one(n * cfg.alpha_of("systematic") * cfg.epochs)
     per_kind = len(seeds(cfg))
-    return [{"stage": "clean and plain victims", "trials": 2 * len(KINDS) * per_kind, "flops_per_trial": one(n * cfg.epochs),
+    return [{"stage": "clean and plain victims", "trials": (1 + len(KINDS)) * per_kind, "flops_per_trial": one(n * cfg.epochs),
              "basis": f"{n} images x {cfg.epochs} epochs"},
             {"stage": "ITLM victims", "trials": len(KINDS) * per_kind, "flops_per_trial": itlm,
              "basis": f"{cfg.rounds} rounds x {cfg.round_epochs} epochs + the final fit"},

@@ -57,7 +57,8 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
             row = {"bad data": LABEL[kind], "bad share": round(_rate(cfg, kind), 3), "arm": ARM_LABEL[arm], "seeds": len(rs),
                    "test_accuracy": acc.mean(), "min": acc.min(), "max": acc.max(),
                    "attack_success_rate": np.mean([float(r["attack_success_rate"]) for r in rs]) if kind == "badnets"
-                   else np.nan, "truly_bad": np.mean([float(r["bad"].float().mean()) for r in rs])}
+                   else np.nan,
+                   "truly_bad": np.mean([float(r["bad"].float().mean()) for r in vic[kind]["plain"]])}
             if arm == "itlm":
                 pr = np.array([trim_scores(r) for r in rs])
                 row.update(alpha=cfg.alpha_of(kind), early_auroc=np.mean([early_auroc(r) for r in rs]),
