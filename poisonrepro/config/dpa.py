@@ -20,13 +20,13 @@ class Config(BaseConfig):
     Network-in-Network (CIFAR-10) and its MNIST network."""
     UPSTREAM = {"planted": ("mnist",)}
 
-    cifar_ks: tuple[int, ...] = param(min=1, max=CIFAR_TRAIN, stage="cifar")
+    cifar_ks: tuple[int, ...] = param(min=1, max=CIFAR_TRAIN, loop=True, stage="cifar")  # a dry run: the first k only
     cifar_train: int = param(min=1, max=CIFAR_TRAIN, dry=400, stage="cifar")  # the first n training images
     cifar_test: int = param(min=1, max=10_000, dry=20, stage="cifar")
     cifar_epochs: int = param(min=1, loop=True, stage="cifar")
     cifar_width: int = param(min=2, max=256, dry=4, stage="cifar")
-    mnist_ks: tuple[int, ...] = param(min=1, max=60_000, stage="mnist")
-    mnist_train: int = param(min=0, max=60_000, dry=400, stage="mnist")  # the first n training digits (0: all there are)
+    mnist_ks: tuple[int, ...] = param(min=1, max=60_000, loop=True, stage="mnist")
+    mnist_train: int = param(min=0, max=60_000, stage="mnist")  # the first n training digits (0: all there are)
     mnist_test: int = param(min=1, max=10_000, dry=20, stage="mnist")
     mnist_epochs: int = param(min=1, loop=True, stage="mnist")
     mnist_width: int = param(min=2, max=256, dry=4, stage="mnist")

@@ -97,6 +97,7 @@ def fig_loss_histograms(cfg, vic: dict, res: Results):
             axes[i, t].set_title(f"{LABEL[kind]}\nafter round {t + 1} (AUROC {auroc:.2f})", fontsize=8)
             axes[i, t].set_xlabel("loss at the given label (log scale)", fontsize=8)
             axes[i, t].tick_params(labelsize=7)
+            axes[i, t].xaxis.set_minor_formatter(plt.NullFormatter())  # no crowded minor labels on short ranges
             if t:
                 axes[i, t].set_ylabel("")
             if (i, t) != (0, 0):
