@@ -146,14 +146,6 @@ def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, 
 #: Rows for the notebooks not built yet, from the settings in paper-notes.md (section named in
 #: each basis). ``partial``: the rows leave out a cost the notes do not quantify.
 PAPER_SETTINGS = {
-    "09_trimmed_loss": {"rows": [
-        _row("victims", None, basis=f"{NOTES}, ITLM: alpha, rounds and epochs UNCONFIRMED")]},
-    "10_dpa": {"rows": [
-        _row("base classifiers, CIFAR-10", 50 + 250 + 1000,
-             basis=f"{NOTES}, DPA: k = 50, 250, 1000 partitions, one NiN per partition, 200 epochs on 50,000/k "
-                   "images; NiN's FLOPs not counted (no NiN in poisonrepro.models)"),
-        _row("base classifiers, MNIST", 1200,
-             basis=f"{NOTES}, DPA: k = 1200 on MNIST, 200 epochs each; NiN not counted")]},
     "11_abl": {"rows": [
         _row("train with and without ABL", 10 * 2,
              basis=f"{NOTES}, ABL and seed-artifacts ABL-1 (10 backdoor attacks): WRN-16-1, isolation 10-20 epochs, "
