@@ -28,6 +28,15 @@ def amplified(delta: torch.Tensor) -> torch.Tensor:
     return 0.5 + 0.5 * delta / scale
 
 
+def tight(fig):
+    """``fig.tight_layout()`` without matplotlib's notice that the layout changed (it would land in
+    the notebook's outputs as a warning)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The figure layout has changed to tight")
+        fig.tight_layout()
+
+
 def standin_note(fig, text: str):
     """Every figure made with a stand-in says so on the figure itself."""
     fig.text(0.01, -0.02, text, fontsize=8, color="firebrick", ha="left", va="top")

@@ -32,7 +32,7 @@ class Config(BaseConfig):
     backdoor_rate: float = param(min=0, below=1, stage="victims")  # BadNets, a share of the training set
     target_class: str = param(choices=C, stage="victims")  # BadNets' target
     trigger_size: int = param(min=1, stage="victims")  # BadNets' grid, pixels per side
-    victim_seeds: int = param(min=2, max=100, dry=2, stage="victims")  # noise draws x trainings per arm
+    victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")  # noise draws x trainings per arm (a dry run: one)
     alphas: tuple[float, ...] = param(min=0, max=1, loop=True, stage=())  # the sensitivity sweep (systematic noise)
     recovery_margin: float = param(min=0, max=1, stage=())  # ITLM's claimed gain over plain training
 

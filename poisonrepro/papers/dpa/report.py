@@ -95,7 +95,7 @@ def fig_certified(cfg, results: dict, res: Results):
         ax.legend(fontsize=7)
     fig.suptitle("DPA-1: certified accuracy against the number of poisoned training samples, per number of "
                  "partitions k", fontsize=9)
-    fig.tight_layout()
+    P.tight(fig)
     P.standin_note(fig, standin_label(cfg))
     res.save_figure(fig, "DPA-1")
     return fig

@@ -73,7 +73,7 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
 def _finish(fig, cfg, res: Results, artifact: str, title: str):
     """Title, layout, the stand-in label, saved as ``artifact``."""
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    P.tight(fig)
     P.standin_note(fig, standin_label(cfg))
     res.save_figure(fig, artifact)
     return fig
