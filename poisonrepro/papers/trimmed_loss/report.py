@@ -134,7 +134,7 @@ def fig_accuracy(cfg, vic: dict, res: Results):
     frame = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [3, 1.2]})
     sns.barplot(frame, x="bad data", y="test accuracy", hue="arm", errorbar=None, alpha=0.6, ax=axes[0])
-    sns.stripplot(frame, x="bad data", y="test accuracy", hue="arm", dodge=True, color="k", size=4, legend=False,
+    sns.stripplot(frame, x="bad data", y="test accuracy", hue="arm", dodge=True, palette="dark:k", size=4, legend=False,
                   ax=axes[0])
     axes[0].legend(fontsize=8, loc="lower left")
     axes[0].set_ylim(0, 1)
