@@ -65,7 +65,10 @@ def summary_table(cfg, results: dict, res: Results) -> pd.DataFrame:
 def planted_table(cfg, rows: list[dict], res: Results) -> pd.DataFrame:
     """DPA-1a (saved): the planted attack, one row per certified test point attacked."""
     table = pd.DataFrame(rows, columns=["test_point", "rho", "inserted", "runner_up", "votes_flipped",
-                                        "prediction_stands"]).set_index("test_point")
+                                        "prediction_stands"])
+    # typed, so that an attack with no certified point to attack (a smoke run) still sums to 0
+    table = table.astype({"test_point": int, "rho": int, "inserted": int, "runner_up": int, "votes_flipped": int,
+                          "prediction_stands": bool}).set_index("test_point")
     res.save_table(table, "DPA-1a")
     return table
 
