@@ -2,6 +2,8 @@
 the certificate on hand-made vote tables, and a planted attack against the certificate: inserting
 or removing rho samples, aimed at the partitions that vote for the prediction, never changes a
 certified prediction, while rho + 1 insertions can (the certificate is tight for 1-NN bases)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -172,15 +174,10 @@ def test_a_base_classifier_trained_in_a_batch_equals_the_same_one_trained_alone(
         for name, p in batch.params.items():
             torch.testing.assert_close(p[i], alone.params[name][0], rtol=1e-4, atol=1e-5)
     # and it did train: the weights moved from their initialisation, differently per partition
-    fresh = dpa.train_base_classifiers(make, x, y, parts, dataclasses_replace(recipe, lr=1e-12), seed=3)
+    fresh = dpa.train_base_classifiers(make, x, y, parts, dataclasses.replace(recipe, lr=1e-12), seed=3)
     assert all((batch.params[n] - fresh.params[n]).abs().max() > 1e-3 for n in batch.params)
     votes = dpa.predict_base_classifiers(batch, x[:7])
     assert votes.shape == (5, 7) and votes.dtype == torch.int64
-
-
-def dataclasses_replace(obj, **kw):
-    import dataclasses
-    return dataclasses.replace(obj, **kw)
 
 
 def test_another_partitions_data_never_changes_a_base_classifier():
