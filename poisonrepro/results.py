@@ -113,9 +113,16 @@ class Results:
     def save_table(self, df: pd.DataFrame, artifact: str) -> Path:
         text = df.to_csv(index=True)
         path = atomic_write(self.out_dir / f"{artifact}.csv", lambda tmp: tmp.write_text(text))
-        # a sweep's rows (numbers) change with the profile: name its index instead
-        numeric = all(pd.api.types.is_numeric_dtype(df.index.get_level_values(i)) for i in range(df.index.nlevels))
-        rows = f"indexed by {list(df.index.names)}" if numeric else f"rows={[str(i) for i in df.index]}"
+        # a sweep's rows (numbers) change with the profile: name a numeric level instead of listing it
+        numeric = [pd.api.types.is_numeric_dtype(df.index.get_level_values(i)) for i in range(df.index.nlevels)]
+        if all(numeric):
+            rows = f"indexed by {list(df.index.names)}"
+        elif any(numeric):
+            named = {df.index.names[i]: list(dict.fromkeys(map(str, df.index.get_level_values(i))))
+                     for i in range(df.index.nlevels) if not numeric[i]}
+            rows = f"indexed by {list(df.index.names)} with {named}"
+        else:
+            rows = f"rows={[str(i) for i in df.index]}"
         self.artifacts.setdefault(artifact, {})["table"] = f"table {rows} columns={[str(c) for c in df.columns]}"
         return path
 

@@ -61,3 +61,10 @@ def test_claims_are_computed_and_written_with_the_contract_columns(isolated_arti
     res.save_figure(plt.figure(), "PF-F5")  # a figure and a table may share an id
     assert "PF-F5: figure; table rows=['r'] columns=['a']" in res.regenerated()
     assert "PF-F8: table indexed by ['beta'] columns=['a']" in res.regenerated()
+    # a sweep under named groups (DPA's k per dataset): the groups listed, the numbers only named,
+    # so that smoke (k = 2, 5) and cpu (k = 50, 250) print the same line
+    for ks in ((2, 5), (50, 250, 1000)):
+        idx = pd.MultiIndex.from_product([["CIFAR-10", "MNIST"], ks], names=["dataset", "k"])
+        res.save_table(pd.DataFrame({"a": range(len(idx))}, index=idx), "PF-F9")
+        assert "PF-F9: table indexed by ['dataset', 'k'] with {'dataset': ['CIFAR-10', 'MNIST']} columns=['a']" \
+            in res.regenerated()
