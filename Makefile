@@ -43,9 +43,11 @@ unit: venv
 notebooks-test: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 $(PY) -m pytest --nbval-lax notebooks -q
 
-# one pytest worker per core (pytest-xdist), each on one thread; --dist loadfile keeps each file on one worker, which nbval needs: a notebook's cells share one kernel (worksteal once moved cells of 08 to a worker whose kernel had not run its imports)
+# one pytest worker per core (pytest-xdist), each on one thread; --dist loadscope keeps each notebook (and each
+# test file, or class) on one worker, which nbval needs: a notebook's cells share one kernel (worksteal once moved
+# cells of 08 to a worker whose kernel had not run its imports); the paper dry runs are one class each, so they spread
 test: venv
-	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadfile
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadscope --durations=25
 
 plan: venv
 	$(PY) -m poisonrepro.plan --profile $(PROFILE)

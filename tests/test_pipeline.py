@@ -71,8 +71,7 @@ def test_a_killed_run_resumes_from_the_cache(mirror, tmp_path):
 PAPER_NOTEBOOKS = [p for p in catalog.PAPERS if p.name in known_papers() and catalog.status(p.notebook) == "done"]
 
 
-@pytest.mark.parametrize("paper", PAPER_NOTEBOOKS, ids=lambda p: p.notebook)
-def test_paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkeypatch):
+def _paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("POISONREPRO_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path / "figures"))
     stem = paper.notebook
@@ -87,6 +86,19 @@ def test_paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, mo
     if stem == "01_poison_frogs":
         assert "alexnet_cifar" in text and "inception_v3_imagenet" in text  # the published choices
         assert "STAND-IN" in text  # no ImageNet weights here: the fallback is labeled
+
+
+def _dry_run_case(paper):
+    class DryRun:
+        def test_paper_profile_dry_run_exercises_every_stage(self, mirror, tmp_path, monkeypatch):
+            _paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkeypatch)
+    return DryRun
+
+
+# one class per notebook: `make test` spreads the workers by class (--dist loadscope), so the dry
+# runs (up to 75 s each) share out over the workers instead of queueing on one
+for _paper in PAPER_NOTEBOOKS:
+    globals()[f"TestDryRun_{_paper.notebook}"] = _dry_run_case(_paper)
 
 
 def test_poisoned_data_never_lands_in_the_clean_cache(mirror, tmp_path, monkeypatch):
