@@ -28,6 +28,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -386,6 +387,19 @@ def stratified_subset(labels, per_class: int, seed: int, classes=None, exclude=N
             raise ValueError(f"class {c}: asked for {per_class} examples, only {len(pool)} available")
         picked.append(rng.choice(pool, size=per_class, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+@lru_cache(maxsize=2)
+def cifar10_split(per_class: int, test_per_class: int, seed: int) -> dict:
+    """Class-balanced CIFAR-10 training and test subsets drawn by ``seed``: ``x``, ``y``, ``test_x``,
+    ``test_y`` (uint8 NCHW images and long labels; once per process, so callers must copy before
+    changing them)."""
+    train, test = load_cifar10("train"), load_cifar10("test")
+    i = stratified_subset(train.y, per_class, seed)
+    j = stratified_subset(test.y, test_per_class, seed)
+    as_nchw = lambda a: torch.as_tensor(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731  (loaders give NHWC)
+    return {"x": as_nchw(train.x[i]), "y": torch.as_tensor(train.y[i]).long(),
+            "test_x": as_nchw(test.x[j]), "test_y": torch.as_tensor(test.y[j]).long()}
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

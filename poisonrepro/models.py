@@ -81,10 +81,17 @@ class ConvBlock(nn.Sequential):
                          nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
 
 
-def convnet_bn(num_classes: int = 10, widths: tuple = (16, 32, 64), stem: int = 16) -> Classifier:
+def convnet_bn(num_classes: int = 10, widths: tuple = (16, 32, 64), stem: int = 16, stem_kernel: int = 2,
+               stem_padding: int = 0) -> Classifier:
     """The ConvNet with batch norm: a 2x2 stem conv, three ``ConvBlock`` (each halves the
-    resolution), a global max-pool and a bias-free linear head (airbench's layout, narrowed)."""
-    layers = [nn.Conv2d(3, stem, 2, padding=0), nn.GELU()]
+    resolution), a global max-pool and a bias-free linear head (airbench's layout, narrowed).
+
+    The unpadded 2x2 stem leaves 31x31 maps, and each floor-rounded pool then drops the last row
+    and column (31 -> 15 -> 7 -> 3): the bottom and right border pixels reach the head only
+    through the convolutions' edges (a random network's bottom-right 3x3 corner has about a
+    fifth of the top-left's gradient), so a corner trigger is nearly invisible to it.
+    ``convnet_bn_padded`` (a 3x3 stem with padding 1: 32 -> 16 -> 8 -> 4) sees every pixel."""
+    layers = [nn.Conv2d(3, stem, stem_kernel, padding=stem_padding), nn.GELU()]
     cin = stem
     for w in widths:
         layers.append(ConvBlock(cin, w))
@@ -93,6 +100,12 @@ def convnet_bn(num_classes: int = 10, widths: tuple = (16, 32, 64), stem: int = 
     model = Classifier(body, cin, num_classes, Normalize(CIFAR_MEAN, CIFAR_STD))
     model.head = nn.Linear(cin, num_classes, bias=False)
     return model
+
+
+def convnet_bn_padded(num_classes: int = 10) -> Classifier:
+    """``convnet_bn`` with a 3x3 stem padded by 1, so that no border pixel is cut off by the
+    pooling: the victim of the backdoor notebook, whose triggers sit in the corner."""
+    return convnet_bn(num_classes, stem_kernel=3, stem_padding=1)
 
 
 def alexnet_cifar(num_classes: int = 10) -> Classifier:
@@ -288,6 +301,7 @@ def adaline(in_features: int) -> Classifier:
 MODELS = {
     "convnet": convnet,
     "convnet_bn": convnet_bn,
+    "convnet_bn_padded": convnet_bn_padded,
     "alexnet_cifar": alexnet_cifar,
     "resnet18": resnet18_cifar,
     "mobilenet_v2": mobilenet_v2_cifar,

@@ -146,10 +146,6 @@ def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, 
 #: Rows for the notebooks not built yet, from the settings in paper-notes.md (section named in
 #: each basis). ``partial``: the rows leave out a cost the notes do not quantify.
 PAPER_SETTINGS = {
-    "11_abl": {"rows": [
-        _row("train with and without ABL", 10 * 2,
-             basis=f"{NOTES}, ABL and seed-artifacts ABL-1 (10 backdoor attacks): WRN-16-1, isolation 10-20 epochs, "
-                   "fine-tune 60 epochs, 5 unlearning epochs; the baseline's epochs and WRN-16-1 not counted")]},
     "12_unlearnable_examples": {"partial": "crafting (rounds until train error < 0.01), RN-50, DN-121 and the other "
                                            "datasets of UE-3", "rows": [
         _row(f"victims {arch}, CIFAR-10", 3, model=arch, images=60 * 50_000,

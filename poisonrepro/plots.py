@@ -42,6 +42,16 @@ def standin_note(fig, text: str):
     fig.text(0.01, -0.02, text, fontsize=8, color="firebrick", ha="left", va="top")
 
 
+def finish(fig, res, artifact: str, title: str, standin: str):
+    """A notebook figure's last steps: its title, the layout, the stand-in label, saved by ``res``
+    (a ``results.Results``) as ``artifact``."""
+    fig.suptitle(title, fontsize=9)
+    tight(fig)
+    standin_note(fig, standin)
+    res.save_figure(fig, artifact)
+    return fig
+
+
 def projection_basis(class0: torch.Tensor, class1: torch.Tensor, direction: torch.Tensor | None = None):
     """An orthonormal pair (u, v) and origin: u joins the two class centroids; v is the part
     of ``direction`` (e.g. a head's weight difference) orthogonal to u, else the first

@@ -37,7 +37,7 @@ def test_each_paper_has_its_files_under_one_name(paper):
 def test_config_modules_are_found_by_name():
     modules = sorted(p.stem for p in (REPO / "poisonrepro" / "config").glob("[a-z]*.py"))
     assert known_papers() == modules
-    with pytest.raises(ConfigError, match="unknown paper 'frogs'; known papers: back_gradient"):
+    with pytest.raises(ConfigError, match="unknown paper 'frogs'; known papers: abl, back_gradient"):
         load_config("frogs", "smoke")
     with pytest.raises(ConfigError, match="unknown paper"):
         load_config("../config", "smoke")

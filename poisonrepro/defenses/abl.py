@@ -20,6 +20,14 @@ Backdoored samples are learned faster than clean ones (ABL-1). ABL trains in two
   which the repository runs as two phases: fine-tuning on the rest D_c (60 epochs), then gradient
   ascent on D_b alone (minimising -l; 5 epochs at lr 5e-4).
 
+Two places where this module follows the paper rather than the repository: ``backdoor_isolation.py``
+ranks the losses in *descending* order (``np.argsort(-losses)``) and isolates the first 1%, the
+highest-loss samples, where the paper (Sec. 3, "the lowest loss") isolates the lowest; and its
+unlearning script names the isolated file differently from the one the isolation script writes.
+The repository's first unlearning epoch only tests, so its 5 epochs at batch 64 on the 500
+isolated images are 4 x 8 = 32 ascent steps: ``unlearning_recipe`` fixes the step count, so that
+a smaller training set (fewer isolated images) keeps the paper's amount of ascent.
+
 Every phase is ``train.train_victim`` with its own loss (``loss_fn``), so the training loop is the
 project's one; the isolated subset is ``trimmed_loss.lowest_loss_subset`` at the isolation ratio.
 """
@@ -90,6 +98,7 @@ class ABLResult:
     isolated: np.ndarray                                 # indices of D_b
     isolation_losses: torch.Tensor                       # every sample's loss when it was isolated
     epoch_losses: list = field(default_factory=list)     # per isolation epoch: every sample's loss
+    ascent_steps: int = 0                                # isolation steps whose batch loss was below gamma
 
 
 @register_defense("anti_backdoor_learning", paper="Li et al. 2021", notebook="11_abl",
@@ -97,10 +106,12 @@ class ABLResult:
                           "unlearn the isolated samples by gradient ascent",
                   defends=[("causative", "integrity", "targeted"), ("causative", "integrity", "indiscriminate")])
 def anti_backdoor_learning(model: nn.Module, images, labels, schedule: ABLSchedule, *, seed: int = 0,
-                           track_losses: bool = False) -> ABLResult:
+                           track_losses: bool = False, on_phase=None) -> ABLResult:
     """ABL on the (possibly poisoned) training set: ``model`` trained from scratch with LGA for the
     isolation epochs, D_b isolated, then fine-tuned on the rest and unlearned on D_b. With
-    ``track_losses`` the loss of every sample after every isolation epoch is recorded."""
+    ``track_losses`` the loss of every sample after every isolation epoch is recorded;
+    ``on_phase(name, model)`` is called after each phase ("isolation", "finetune", "unlearning"),
+    e.g. to score the model there."""
     x, y = T.as_nchw(images), torch.as_tensor(labels).long()
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -110,18 +121,36 @@ def anti_backdoor_learning(model: nn.Module, images, labels, schedule: ABLSchedu
     def track(step, total):
         if track_losses and (step % per_epoch == 0 or step == total):
             epoch_losses.append(T.per_sample_losses(model, x, y)[0])
+    lga, ascents = lga_loss(schedule.gamma), []
+
+    def counted(logits, labels):  # LGA, counting the steps where it ascends
+        loss = lga(logits, labels)
+        ascents.append(bool(loss < 0))
+        return loss
     T.train_victim(model, x, y, schedule.isolation, seed=seed, desc="ABL isolation (LGA)", on_step=track,
-                   loss_fn=lga_loss(schedule.gamma))
+                   loss_fn=counted)
+    phase = on_phase if on_phase is not None else (lambda name, m: None)
+    phase("isolation", model)
     losses = T.per_sample_losses(model, x, y)[0]
     isolated = lowest_loss_subset(losses.numpy(), schedule.isolation_ratio)
     rest = np.setdiff1d(np.arange(len(y)), isolated)
     T.train_victim(model, x[rest], y[rest], schedule.finetune, seed=seed + 1, desc="ABL fine-tuning")
+    phase("finetune", model)
     T.train_victim(model, x[isolated], y[isolated], schedule.unlearning, seed=seed + 2, desc="ABL unlearning",
                    loss_fn=ascent_loss)
-    return ABLResult(model.eval(), isolated, losses, epoch_losses)
+    phase("unlearning", model)
+    return ABLResult(model.eval(), isolated, losses, epoch_losses, sum(ascents))
 
 
 def constant(recipe: T.VictimRecipe, **fields) -> T.VictimRecipe:
     """``recipe`` with a constant learning rate (no warm-up, no decay) and ``fields`` changed: the
     repository's unlearning phase."""
     return replace(recipe, schedule="steps", milestones=(), warmup=0.0, **fields)
+
+
+def unlearning_recipe(recipe: T.VictimRecipe, isolated: int, steps: int) -> T.VictimRecipe:
+    """``recipe`` (see ``constant``) run for exactly ``steps`` ascent steps on ``isolated`` samples:
+    ``train_victim`` takes full batches only, or the whole set when it is smaller than a batch."""
+    if isolated < 1 or steps < 1:
+        raise ValueError(f"isolated={isolated}, steps={steps}: need at least one isolated sample and one step")
+    return replace(recipe, epochs=steps / max(1, isolated // recipe.batch_size))

@@ -23,8 +23,6 @@ over-estimated), on the first seed.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
-
 import numpy as np
 import torch
 
@@ -47,15 +45,7 @@ RECIPES = {"fast": {},
 
 
 # --------------------------------------------------------------------------- data
-@lru_cache(maxsize=2)
-def split(per_class: int, test_per_class: int, seed: int) -> dict:
-    """The clean training and test subsets (uint8 NCHW), drawn by ``seed`` (once per process: the
-    trials only ever copy them)."""
-    train, test = D.load_cifar10("train"), D.load_cifar10("test")
-    i = D.stratified_subset(train.y, per_class, seed)
-    j = D.stratified_subset(test.y, test_per_class, seed)
-    return {"x": T.as_nchw(train.x[i]), "y": torch.as_tensor(train.y[i]).long(),
-            "test_x": T.as_nchw(test.x[j]), "test_y": torch.as_tensor(test.y[j]).long()}
+split = D.cifar10_split  # the clean training and test subsets (uint8 NCHW), drawn by ``seed``
 
 
 def bad_set(kind: str, rate: float, x: torch.Tensor, y: torch.Tensor, seed: int, *, target_class: int = 0,

@@ -71,12 +71,7 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- figures
 def _finish(fig, cfg, res: Results, artifact: str, title: str):
-    """Title, layout, the stand-in label, saved as ``artifact``."""
-    fig.suptitle(title, fontsize=9)
-    P.tight(fig)
-    P.standin_note(fig, standin_label(cfg))
-    res.save_figure(fig, artifact)
-    return fig
+    return P.finish(fig, res, artifact, title, standin_label(cfg))
 
 
 def fig_loss_histograms(cfg, vic: dict, res: Results):

@@ -1,0 +1,110 @@
+"""Config of notebook 11, Anti-Backdoor Learning (Li et al., NeurIPS 2021).
+
+``paper`` gives the published settings (sources in ``_sources``: the paper and its repository
+bboylyg/ABL, ``config.py``, ``backdoor_isolation.py``, ``backdoor_unlearning.py``); ``cpu`` the
+reduced-scale reproduction on 2 cores; ``smoke`` the plumbing check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import BaseConfig, ConfigError, param
+from ..data import CIFAR10_CLASSES
+
+C = CIFAR10_CLASSES
+#: the backdoor attacks of ABL-1 and ABL-2, each a module of ``poisonrepro.attacks``
+ATTACKS = ("badnets", "blend", "sig", "trojan", "clean_label")
+IMAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Config(BaseConfig):
+    """For every attack and seed, one poisoned training set and two victims on it: trained plainly
+    (the per-sample training loss of every poison and of ``tracked_clean`` clean samples after every
+    epoch: ABL-1) and with ABL (LGA isolation, fine-tuning on the rest, gradient-ascent unlearning
+    of the isolated samples: ABL-2). The attacker's networks (a standard one for the Trojan
+    trigger, an adversarially trained one for the clean-label backdoor's PGD) are trained on the
+    clean set first; the standard one is also the row "no attack" of ABL-2."""
+    UPSTREAM = {"victims": ("attacker",)}
+    EVERY = ("attacker", "victims")
+
+    model: str = param(choices=("convnet_bn_padded", "wrn16_1"), stage=EVERY)
+    recipe: str = param(choices=("fast", "abl"), stage=EVERY)  # plain training and fine-tuning: experiments.RECIPES
+    train_per_class: int = param(min=1, max=5000, dry=20, stage=EVERY)
+    test_per_class: int = param(min=1, max=1000, dry=5, stage=EVERY)
+    attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage="victims")  # a dry run: the first
+    poison_rate: float = param(min=0, below=1, stage="victims")  # a share of the whole training set
+    target_class: str = param(choices=C, stage="victims")
+    trigger_size: int = param(min=1, stage="victims")  # BadNets', Trojan's and the clean-label grid
+    epochs: float = param(min=0, loop=True, stage=("attacker", "victims"))  # plain training (and the attacker's net)
+    isolation: str = param(choices=("repository", "victim"), stage="victims")  # the LGA phase's recipe: experiments.ISOLATION
+    isolation_epochs: float = param(min=0, loop=True, stage="victims")  # T_te, under LGA
+    finetune_epochs: float = param(min=0, loop=True, stage="victims")  # on the 99% kept
+    unlearning_steps: int = param(min=1, loop=True, stage="victims")  # gradient ascent on the isolated 1%
+    unlearning_lr: float = param(min=0, max=1, stage="victims")
+    gamma: float = param(min=0, max=10, stage="victims")  # LGA's loss threshold
+    isolation_ratio: float = param(min=0, max=1, stage="victims")
+    isolation_batch: int = param(min=1, max=4096, stage="victims")  # the repository's isolation, and unlearning, batch
+    tracked_clean: int = param(min=0, max=50_000, dry=10, stage="victims")  # clean samples in ABL-1's curves
+    trojan_steps: int = param(min=1, loop=True, stage="victims")  # trigger generation (Adam steps)
+    cl_eps: float = param(min=0, max=1, epsilon=True, stage=("attacker", "victims"))  # Turner's L-inf budget
+    cl_steps: int = param(min=1, loop=True, stage="victims")
+    surrogate_epochs: float = param(min=0, loop=True, stage="attacker")  # the adversarially trained surrogate
+    victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")
+    asr_ceiling: float = param(min=0, max=1, stage=())  # the claim: ASR <= this with ABL
+    clean_margin: float = param(min=0, max=1, stage=())  # the claim: clean accuracy within this of no ABL
+
+    def check(self):
+        if self.trigger_size > IMAGE_SIZE:
+            raise ConfigError(f"trigger_size={self.trigger_size}: a {self.trigger_size}x{self.trigger_size} trigger "
+                              f"does not fit a {IMAGE_SIZE}x{IMAGE_SIZE} CIFAR-10 image")
+        if not self.attacks:
+            raise ConfigError(f"attacks: name at least one of {', '.join(ATTACKS)}")
+        if len(set(self.attacks)) != len(self.attacks):
+            raise ConfigError(f"attacks={self.attacks}: each attack once")
+        if not 0 < self.isolation_ratio < 1:
+            raise ConfigError(f"isolation_ratio={self.isolation_ratio}: the isolated share of the training set "
+                              "must lie in (0, 1) (the paper: 0.01)")
+        clean_label = [a for a in self.attacks if a in ("sig", "clean_label")]
+        if clean_label and self.poison_rate > 1 / len(C):
+            raise ConfigError(f"poison_rate={self.poison_rate}: the clean-label attacks ({', '.join(clean_label)}) "
+                              f"poison target-class images only, at most 1/{len(C)} of a class-balanced set")
+
+
+_COMMON = dict(seed=0, poison_rate=0.1, target_class="airplane", trigger_size=3, gamma=0.5, isolation_ratio=0.01,
+               unlearning_lr=5e-4, isolation_batch=64, cl_eps=16 / 255, asr_ceiling=0.10, clean_margin=0.05)
+
+PROFILES = {
+    "smoke": dict(_COMMON, model="convnet_bn_padded", recipe="fast", isolation="victim", attacks=ATTACKS, train_per_class=30, test_per_class=10,
+                  epochs=1, isolation_epochs=1, finetune_epochs=1, unlearning_steps=2, tracked_clean=20,
+                  trojan_steps=5, cl_steps=2, surrogate_epochs=0.5, victim_seeds=1),
+    # TODO(sizes): set after timing
+    "cpu": dict(_COMMON, model="convnet_bn_padded", recipe="fast", isolation="victim", attacks=ATTACKS, train_per_class=500, test_per_class=100,
+                epochs=12, isolation_epochs=5, finetune_epochs=10, unlearning_steps=32, tracked_clean=500,
+                trojan_steps=200, cl_steps=10, surrogate_epochs=2, victim_seeds=1),
+    "paper": dict(_COMMON, model="wrn16_1", recipe="abl", isolation="repository", attacks=ATTACKS, train_per_class=5000, test_per_class=1000,
+                  epochs=100, isolation_epochs=10, finetune_epochs=60, unlearning_steps=32, tracked_clean=5000,
+                  trojan_steps=1000, cl_steps=100, surrogate_epochs=40, victim_seeds=3,
+                  _sources={
+                      "model": "Sec. 4.1 and the repository's default (config.py): WRN-16-1",
+                      "train_per_class/test_per_class": "all of CIFAR-10",
+                      "attacks": "five of the paper's ten (Table 1): BadNets, Blend, SIG, Trojan, CL",
+                      "poison_rate/target_class/trigger_size": "config.py: inject_portion 0.1, target_label 0, "
+                                                               "trig_w = trig_h = 3",
+                      "recipe": "config.py: SGD lr 0.1, momentum 0.9 (Nesterov), weight decay 1e-4, batch 64; "
+                                "fine-tuning lr 0.1, x0.1 at epoch 40 (backdoor_unlearning.py), crop and flip",
+                      "epochs": "the backdoored baseline's training: 100 epochs (UNCONFIRMED: not in the repository)",
+                      "isolation_epochs": "config.py: tuning_epochs 10 (the paper's T_te = 20 in Sec. 4.1; "
+                                          "BackdoorBench: 20)",
+                      "finetune_epochs": "config.py: finetuning_epochs 60",
+                      "unlearning_steps/unlearning_lr": "config.py: unlearning_epochs 5 at 5e-4, batch 64; the first "
+                                                        "of the 5 epochs only tests (backdoor_unlearning.py), so 4 "
+                                                        "epochs of ceil(500 / 64) = 8 ascent steps: 32",
+                      "gamma/isolation_ratio": "config.py: gamma 0.5, isolation_ratio 0.01",
+                      "trojan_steps": "Liu et al. 2018 do not state the step count; 1000 Adam steps here",
+                      "cl_eps/cl_steps/surrogate_epochs": "Turner et al. 2019: L-inf 16/255 of their eps grid, PGD "
+                                                          "on an adversarially trained network (100 steps, 40 epochs "
+                                                          "UNCONFIRMED); ABL's repository adds no perturbation",
+                      "victim_seeds": "not stated; 3 per attack",
+                  }),
+}

@@ -1,0 +1,131 @@
+"""Notebook 11's experiments: its config refuses bad input before any compute, each attack's poisoned
+set poisons exactly the stated share of the stated classes and never the clean arrays, the Trojan
+trigger drives its neuron, the clean-label poisons keep their budget, ABL's phases have the stated
+recipes, and the victim sees the corner where the triggers sit."""
+import numpy as np
+import pytest
+import torch
+
+from poisonrepro import models as M
+from poisonrepro import train as T
+from poisonrepro.attacks import badnets, trojan
+from poisonrepro.config import ConfigError, load_config
+from poisonrepro.papers.abl import experiments as E
+from poisonrepro.papers.abl import report as R
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"poison_rate": 1.0}, "poison_rate"),
+    ({"poison_rate": -0.1}, "poison_rate"),
+    ({"poison_rate": 0.2}, "clean-label attacks"),
+    ({"trigger_size": 33}, "does not fit a 32x32"),
+    ({"attacks": ("badnets", "wanet")}, "attacks"),
+    ({"attacks": ("badnets", "badnets")}, "each attack once"),
+    ({"target_class": "unicorn"}, "target_class"),
+    ({"isolation_ratio": 0.0}, "isolation_ratio"),
+    ({"gamma": -1.0}, "gamma"),
+    ({"model": "resnet1000"}, "model"),
+    ({"cl_eps": 16.0}, "did you mean"),
+])
+def test_bad_input_is_refused_by_the_config(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("abl", "cpu", **override)
+
+
+def _toy(per_class=20):
+    g = torch.Generator().manual_seed(0)
+    n = 10 * per_class
+    return {"x": torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), "y": torch.arange(n) % 10}
+
+
+@pytest.mark.parametrize("attack", ["badnets", "blend", "sig"])
+def test_each_attack_poisons_the_stated_share_of_the_stated_classes_and_copies_the_images(attack):
+    d = _toy()
+    x0, y0 = d["x"].clone(), d["y"].clone()
+    s, apply = E.poisoned_set(attack, d, rate=0.1, target_class=0, trigger_size=3, seed=1)
+    assert torch.equal(d["x"], x0) and torch.equal(d["y"], y0)
+    assert len(s.poisoned) == 20
+    chosen = s.poisoned
+    if attack in E.DIRTY_LABEL:
+        assert (y0[chosen] != 0).all() and (s.labels[chosen] == 0).all()
+    else:  # clean label: target-class images, labels kept (here all 20 of them)
+        assert (y0[chosen] == 0).all() and torch.equal(s.labels, y0)
+    assert torch.equal(s.images[chosen], apply(x0[chosen], None))
+    rest = torch.ones(len(y0), dtype=torch.bool)
+    rest[chosen] = False
+    assert torch.equal(s.images[rest], x0[rest]) and torch.equal(s.labels[rest], y0[rest])
+
+
+def test_the_trojan_trigger_drives_its_neuron_and_stays_in_its_mask():
+    torch.manual_seed(0)
+    net = M.build_model("convnet_bn_padded").eval()
+    apply, trigger = E.trigger_of("trojan", trigger_size=3, seed=0, network=net, trojan_steps=60)
+    mask = trojan.mask_at((32, 32), 3, E.trojan_location(3))
+    assert E.trojan_location(3) == (25, 25)  # ABL: rows and columns 25-27
+    assert (trigger[:, ~mask] == 0).all()
+    neuron = trojan.select_neurons(net.head.weight, 1)
+    grey = torch.full((1, 3, 32, 32), 127, dtype=torch.uint8)
+    noise = torch.randint(0, 256, (3, 32, 32), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with torch.no_grad():
+        driven = net.features(T.to_unit(apply(grey, None)))[0, neuron]
+        other = net.features(T.to_unit(trojan.apply_trigger(grey, noise.float() / 255, mask)))[0, neuron]
+    assert float(driven) > float(other)
+
+
+def test_clean_label_poisons_keep_the_budget_outside_the_visible_trigger():
+    torch.manual_seed(0)
+    surrogate = M.build_model("convnet_bn_padded").eval()
+    d = _toy(4)
+    eps = 8 / 255
+    s, apply = E.poisoned_set("clean_label", d, rate=0.1, target_class=0, trigger_size=3, seed=0,
+                              surrogate=surrogate, cl_eps=eps, cl_steps=3)
+    base, poison = d["x"][s.poisoned].float(), s.images[s.poisoned].float()
+    assert (d["y"][s.poisoned] == 0).all() and torch.equal(s.labels, d["y"])
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[-3:, -3:] = False
+    assert (poison - base)[..., outside].abs().max() <= 8 + 0.5  # eps on 0-255, one rounding
+    assert (poison - base)[..., outside].abs().max() > 0          # PGD moved them
+    assert torch.equal(s.images[s.poisoned][..., -3:, -3:],
+                       badnets.checkerboard(3).expand(len(s.poisoned), 3, 3, 3))
+
+
+def test_abl_phases_have_the_stated_recipes():
+    common = dict(recipe_name="fast", isolation_epochs=5, finetune_epochs=10, unlearning_lr=5e-4, gamma=0.5,
+                  isolation_ratio=0.01, isolation_batch=64, isolated=50, unlearning_steps=32)
+    repo = E.schedule(isolation="repository", **common)
+    assert (repo.isolation.lr, repo.isolation.batch_size, repo.isolation.weight_decay) == (0.1, 64, 1e-4)
+    assert repo.isolation.lr_factor(0, 100) == repo.isolation.lr_factor(99, 100) == 1  # constant
+    victim = E.schedule(isolation="victim", **common)
+    assert victim.isolation.batch_size == T.VictimRecipe().batch_size
+    for s in (repo, victim):
+        assert (s.isolation.crop_pad, s.isolation.flip, s.isolation.label_smoothing) == (0, False, 0.0)
+        assert s.unlearning.lr == 5e-4 and s.unlearning.lr_factor(31, 32) == 1
+        assert round(s.unlearning.epochs * max(1, 50 // s.unlearning.batch_size)) == 32
+        assert s.finetune.crop_pad > 0 and s.finetune.epochs == 10
+    with pytest.raises(ValueError, match="unknown isolation recipe"):
+        E.schedule(isolation="flooding", **common)
+
+
+def test_the_victim_sees_the_corner_that_convnet_bn_cuts_off():
+    """The triggers sit in the bottom-right corner, which ConvNet-BN's unpadded stem and floor pooling
+    all but drop; the padded stem sees it as well as the top-left one."""
+    def corner_ratio(name):
+        torch.manual_seed(0)
+        m = M.build_model(name).eval()
+        x = torch.rand(8, 3, 32, 32, requires_grad=True)
+        m.body[:-2](m.normalize(x)).sum().backward()
+        g = x.grad.abs().mean((0, 1))
+        return float(g[-3:, -3:].mean() / g[:3, :3].mean())
+    assert corner_ratio("convnet_bn") < 0.3
+    assert corner_ratio("convnet_bn_padded") > 0.6
+
+
+def test_early_auroc_reads_lower_poison_losses_as_above_half():
+    r = {"tracked": torch.arange(6), "poisoned": torch.tensor([0, 1]),
+         "epoch_loss": torch.tensor([[0.1, 0.2, 2.0, 2.1, 1.9, 2.2]])}
+    assert R.early_auroc(r) == 1.0
+    r["epoch_loss"] = -r["epoch_loss"]
+    assert R.early_auroc(r) == 0.0
+    r["isolated"] = torch.tensor([0, 3])
+    assert R.isolation_counts([r, r]) == (2, 4)
+    assert np.isnan(R.early_auroc({**r, "poisoned": torch.tensor([], dtype=torch.long)}))
