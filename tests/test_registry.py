@@ -1,4 +1,5 @@
 """The method registry: every method module registers, with a complete taxonomy."""
+import ast
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,14 @@ SHARED_MODULES = {"attacks": {"crafting", "backdoor_poisoning"}, "defenses": set
 def test_every_method_module_is_imported_and_registers_a_method(folder):
     methods = registry.load_all().values()
     modules = {m.function.__module__ for m in methods}
+    # the package itself imports every method (another test importing a module first would hide a
+    # missing import: the overview's tables once lacked ABL for that reason)
+    init = ast.parse((PKG / folder / "__init__.py").read_text())
+    imported = {a.name for n in ast.walk(init) if isinstance(n, ast.ImportFrom) for a in n.names}
     for path in sorted((PKG / folder).glob("*.py")):
         if path.stem != "__init__" and path.stem not in SHARED_MODULES[folder]:
             assert f"poisonrepro.{folder}.{path.stem}" in modules, f"{folder}/{path.name} registers nothing"
+            assert path.stem in imported, f"{folder}/__init__.py does not import {path.stem}"
     for stem in SHARED_MODULES[folder]:
         assert f"poisonrepro.{folder}.{stem}" not in modules, f"{stem} is shared machinery, not a method"
 
@@ -37,3 +43,11 @@ def test_a_method_is_registered_on_its_own_function():
     # a helper once slipped between the decorator and targeted_pgd and was registered in its place
     registry.load_all()
     assert registry.get("pgd_evasion").function.__name__ == "targeted_pgd"
+
+
+def test_the_overview_lists_the_defences_of_notebooks_09_to_11_in_their_cells():
+    from poisonrepro import overview
+    table = overview.barreno_defense_table()
+    cell = table.loc[("causative", "targeted"), "integrity"]
+    for name in ("trimmed_loss", "deep_partition_aggregation", "anti_backdoor_learning"):
+        assert name in cell, (name, cell)

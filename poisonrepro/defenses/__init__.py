@@ -1,2 +1,2 @@
 """Defences, one module per method; importing this package registers them all."""
-from . import dpa, knn_sanitization, noisy_labels, outlier_detection, trimmed_loss  # noqa: F401
+from . import abl, dpa, knn_sanitization, noisy_labels, outlier_detection, trimmed_loss  # noqa: F401
