@@ -22,9 +22,21 @@ Victims trained from scratch (the deep-net papers) come in two sizes:
 """
 from __future__ import annotations
 
+import importlib
+
 import torch
 import torch.nn as nn
-import torchvision
+
+
+class _Lazy:
+    """``torchvision``, imported on first use: its model zoo costs about 2.5 s of import time in every
+    notebook kernel and test process, most of which never build a torchvision architecture."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("torchvision"), name)
+
+
+torchvision = _Lazy()
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
