@@ -13,13 +13,14 @@ ifneq ($(wildcard ../shared/data/cifar10-jpeg.tar.gz),)
 export POISONREPRO_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help venv reproduce test unit notebooks-test plan clean
+.PHONY: help venv reproduce test test-slow unit notebooks-test plan clean
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper] [NOTEBOOKS=\"01_poison_frogs ...\"]"
 	@echo "    run the notebooks with papermill into build/<PROFILE>/ and write"
 	@echo "    figures/<PROFILE>/{<notebook>/,summary.csv,REPORT.md} (default PROFILE: $(PROFILE))."
 	@echo "    At PROFILE=cpu the executed notebooks replace the committed ones."
-	@echo "make test        unit tests + every notebook under nbval at the smoke profile"
+	@echo "make test        unit tests + every notebook under nbval at the smoke profile (the CI's command)"
+	@echo "make test-slow   the heavy checks make test leaves out (three paper dry runs, dask, benches)"
 	@echo "make plan [PROFILE=paper]  trials and estimated GPU hours per notebook, totals for 1 and 64 GPUs"
 	@echo "make venv        create/update .venv (editable install of poisonrepro)"
 	@echo "make clean       remove build/ and data/derived/ (caches)"
@@ -47,7 +48,11 @@ notebooks-test: venv
 # test file, or class) on one worker, which nbval needs: a notebook's cells share one kernel (worksteal once moved
 # cells of 08 to a worker whose kernel had not run its imports); the paper dry runs are one class each, so they spread
 test: venv
-	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadscope --durations=25
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadscope --durations=25 -m "not slow"
+
+# what `make test` leaves out to fit the CI's 20 minutes (tests marked slow: three paper dry runs, the dask cluster, the benches)
+test-slow: venv
+	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -n auto --dist loadscope -m slow
 
 plan: venv
 	$(PY) -m poisonrepro.plan --profile $(PROFILE)

@@ -34,3 +34,8 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a heavy check left out of `make test` (the CI's 20 minutes) and run by "
+                                       "`make test-slow`: three paper dry runs, the dask cluster, the benches")

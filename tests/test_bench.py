@@ -21,6 +21,7 @@ def test_training_flops_count_forward_and_backward():
     assert 2.5 * c.get_total_flops() < per_image < 3.5 * c.get_total_flops()  # backward ~ 2x forward
 
 
+@pytest.mark.slow
 def test_quick_bench_reports_every_victim_and_percent_of_peak(capsys):
     result = bench.run(quick=True, accuracy=False, victims=("convnet_bn", "regnetx_1_6gf_standin"))
     rows = result["throughput"]
@@ -40,6 +41,7 @@ def test_bench_rejects_unknown_victims_before_measuring():
         bench.main(["--victims", "resnet1000"])
 
 
+@pytest.mark.slow
 def test_plan_check_compares_measured_rates_with_the_plans_assumption():
     from poisonrepro import plan
     result = bench.plan_check("cpu", victims=("convnet_bn",), quick=True)

@@ -175,6 +175,7 @@ def _run_05(tmp_path, name, **env):
     return (root / "figures" / "smoke" / "05_biggio_svm" / "claims.csv").read_bytes(), outputs, root
 
 
+@pytest.mark.slow
 def test_notebook_05_on_a_local_dask_cluster_writes_the_in_process_claims(mirror, tmp_path, monkeypatch):
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     in_process, out_local, _ = _run_05(tmp_path, "local", POISONREPRO_EXECUTOR="local")

@@ -88,11 +88,16 @@ def _paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkey
         assert "STAND-IN" in text  # no ImageNet weights here: the fallback is labeled
 
 
+# the three costliest dry runs (100-170 s each in the CI, the paper's full-size networks on a CPU) run
+# in `make test-slow`, so that `make test` fits the CI's 20 minutes; their smoke notebooks stay in it
+SLOW_DRY_RUNS = {"02_convex_polytope", "03_metapoison", "09_trimmed_loss"}
+
+
 def _dry_run_case(paper):
     class DryRun:
         def test_paper_profile_dry_run_exercises_every_stage(self, mirror, tmp_path, monkeypatch):
             _paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkeypatch)
-    return DryRun
+    return pytest.mark.slow(DryRun) if paper.notebook in SLOW_DRY_RUNS else DryRun
 
 
 # one class per notebook: `make test` spreads the workers by class (--dist loadscope), so the dry
