@@ -13,17 +13,22 @@ ifneq ($(wildcard ../shared/data/cifar10-jpeg.tar.gz),)
 export POISONREPRO_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help venv reproduce test test-slow unit notebooks-test plan clean
+.PHONY: help venv reproduce publish book test test-slow unit notebooks-test plan clean
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper] [NOTEBOOKS=\"01_poison_frogs ...\"]"
-	@echo "    run the notebooks with papermill into build/<PROFILE>/ and write"
-	@echo "    figures/<PROFILE>/{<notebook>/,summary.csv,REPORT.md} (default PROFILE: $(PROFILE))."
-	@echo "    At PROFILE=cpu the executed notebooks replace the committed ones."
+	@echo "    run the notebooks with papermill; everything goes to build/<PROFILE>/: the executed"
+	@echo "    notebooks, figures, tables, claims, summary.csv and a REPORT.md comparing the paper, the"
+	@echo "    committed cpu run and this run (default PROFILE: $(PROFILE)). Nothing committed changes."
+	@echo "make publish [NOTEBOOKS=...]  maintainers: copy a finished cpu run from build/cpu/ to notebooks/ and figures/cpu/"
+	@echo "make book        the compendium as a static site in build/book/html/ (open index.html; no execution)"
 	@echo "make test        unit tests + every notebook under nbval at the smoke profile (the CI's command)"
 	@echo "make test-slow   the heavy checks make test leaves out (three paper dry runs, dask, benches)"
+	@echo "make unit        the unit tests only (tests/), one process"
+	@echo "make notebooks-test  the notebooks only, under nbval at the smoke profile, one process"
 	@echo "make plan [PROFILE=paper]  trials and estimated GPU hours per notebook, totals for 1 and 64 GPUs"
 	@echo "make venv        create/update .venv (editable install of poisonrepro)"
 	@echo "make clean       remove build/ and data/derived/ (caches)"
+	@echo "make help        this list"
 	@echo "Data: POISONREPRO_DATA=$(POISONREPRO_DATA)"
 
 $(VENV)/.installed: pyproject.toml
@@ -35,8 +40,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 reproduce: venv
-	$(PY) -m poisonrepro.reproduce --profile $(PROFILE) --notebooks "$(NOTEBOOKS)" \
-		$(if $(filter cpu,$(PROFILE)),--update-notebooks,)
+	$(PY) -m poisonrepro.reproduce --profile $(PROFILE) --notebooks "$(NOTEBOOKS)"
+
+# maintainers: copy a finished cpu run from build/cpu/ to the committed notebooks/ and figures/cpu/
+publish: venv
+	$(PY) -m poisonrepro.reproduce --publish --profile cpu --notebooks "$(NOTEBOOKS)"
 
 unit: venv
 	POISONREPRO_PROGRESS=0 $(PY) -m pytest tests -q
@@ -53,6 +61,9 @@ test: venv
 # what `make test` leaves out to fit the CI's 20 minutes (tests marked slow: three paper dry runs, the dask cluster, the benches)
 test-slow: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -n auto --dist loadscope -m slow
+
+book: venv
+	$(PY) -m poisonrepro.book
 
 plan: venv
 	$(PY) -m poisonrepro.plan --profile $(PROFILE)

@@ -1,9 +1,10 @@
 """The fourteen papers of the compendium: their notebooks, titles, links and artifact ids.
 
-This list is the one source of each notebook's artifact ids (``shared/seed-artifacts.md``): the
-overview's index shows them, and the tests derive what a notebook must write from them (a
-notebook may add panels of an artifact, named by a lowercase letter after its id: ``BS-1a``).
-All fourteen are listed from the start, so adding a paper's notebook edits nothing here.
+This list, the artifact catalogue, is the one source of each notebook's artifact ids (the tables,
+figures and claims of the source documents named in the README): the overview's index shows them,
+and the tests derive what a notebook must write from them (a notebook may add panels of an
+artifact, named by a lowercase letter after its id: ``BS-1a``). All fourteen are listed from the
+start, so adding a paper's notebook edits nothing here.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class Paper(NamedTuple):
     notebook: str       # notebooks/<notebook>.ipynb, e.g. "01_poison_frogs"
     title: str
     link: str
-    artifacts: list     # the seed document's artifact ids
+    artifacts: list     # the source documents' artifact ids
 
     @property
     def name(self) -> str:

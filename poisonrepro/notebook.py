@@ -49,12 +49,27 @@ def setup(paper: str, profile: str | None = None, seed: int = 0, dry_run: bool =
     return cfg, ArtifactCache(), Results(catalog.entry(paper).notebook, cfg.profile, paper)
 
 
+def _on_255_scale(value):
+    """A pixel budget as the papers write it (``8/255``, not ``0.0313725``); anything else as it is."""
+    def one(v):
+        if isinstance(v, float) and 0 < v < 1 and abs(v * 510 - round(v * 510)) < 1e-6:
+            k = round(v * 255, 1)
+            return f"{k:g}/255"
+        return v
+    if isinstance(value, tuple):
+        shown = tuple(one(v) for v in value)
+        return "(" + ", ".join(map(str, shown)) + ")" if shown != value else value
+    return one(value)
+
+
 def config_frame(cfg):
-    """The config as the one-column table the setup cell shows."""
+    """The config as the one-column table the setup cell shows; pixel budgets (fields named
+    ``*eps*`` that are multiples of 0.5/255) as ``k/255``."""
     import pandas as pd
 
     from .config import as_dict
-    return pd.Series(as_dict(cfg), name=f"{cfg.profile} profile").astype(str).to_frame()
+    values = {k: (_on_255_scale(v) if "eps" in k else v) for k, v in as_dict(cfg).items()}
+    return pd.Series(values, name=f"{cfg.profile} profile").astype(str).to_frame()
 
 
 def _inline_png() -> None:

@@ -12,6 +12,19 @@ def paper_index() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("notebook")
 
 
+def paper_index_markdown():
+    """The index as a Markdown table, shown in full (no truncated titles or artifact lists): each
+    notebook links to its page (``NN_x.ipynb``: the notebook in Jupyter, its page in the book),
+    each title to the paper."""
+    from IPython.display import Markdown
+    lines = ["| notebook | paper | artifacts | status |", "|---|---|---|---|"]
+    for stem, title, link, ids in catalog.PAPERS:
+        name = f"[{stem}]({stem}.ipynb)" if catalog.status(stem) == "done" else stem
+        paper = f"[{title}]({link})" if link else title
+        lines.append(f"| {name} | {paper} | {', '.join(ids)} | {catalog.status(stem)} |")
+    return Markdown("\n".join(lines))
+
+
 def attack_taxonomy() -> pd.DataFrame:
     """L-TAX: every registered method with the taxonomy it declares."""
     methods = registry.load_all()

@@ -33,5 +33,24 @@ def artifact_dir() -> Path:
 
 
 def figures_dir(profile: str, notebook: str | None = None) -> Path:
-    base = Path(os.environ.get("POISONREPRO_FIGURES", REPO_ROOT / "figures")) / profile
+    """Where a run writes a notebook's figures, tables and claims: ``build/<profile>/<notebook>/``
+    (git-ignored, beside the executed notebooks), or below ``POISONREPRO_FIGURES``. A run never
+    writes the committed ``figures/cpu/``: ``make publish`` copies a ``cpu`` run there."""
+    base = Path(os.environ.get("POISONREPRO_FIGURES", REPO_ROOT / "build")) / profile
+    return base / notebook if notebook else base
+
+
+def build_dir(profile: str) -> Path:
+    """``build/<profile>/``: a ``make reproduce`` run's executed notebooks (and, by default, its
+    figures, tables, claims, ``summary.csv`` and ``REPORT.md``)."""
+    return REPO_ROOT / "build" / profile
+
+
+#: the maintainers' published ``cpu`` run: committed notebooks' figures, tables, claims and report
+PUBLISHED_PROFILE = "cpu"
+
+
+def published_dir(notebook: str | None = None) -> Path:
+    """``figures/cpu/``: the committed ``cpu`` run (``make publish`` writes it, nothing else)."""
+    base = REPO_ROOT / "figures" / PUBLISHED_PROFILE
     return base / notebook if notebook else base

@@ -5,10 +5,10 @@ GPU hours come from FLOPs and one stated throughput:
 - **FLOPs per trial.** A notebook that is built says what it runs: its experiments module's
   ``plan(cfg)`` returns one row per stage, ``{"stage", "trials", "flops_per_trial", "basis"}``.
   For a notebook not built yet, ``PAPER_SETTINGS`` below derives the rows from the paper's
-  settings as ``shared/paper-notes.md`` gives them (each row cites its section): the
+  settings as the paper and its official code give them (each row cites its table or repository): the
   architecture's FLOPs per image, counted here with ``torch.utils.flop_counter.FlopCounterMode``
   on the project's model (``poisonrepro.models``) at 32x32, times 3 for a forward and backward
-  pass, times the images each trial processes. Where the notes give no setting, the row says
+  pass, times the images each trial processes. Where neither gives a setting, the row says
   ``unknown``; a notebook whose rows leave out a known cost shows its hours as a lower bound
   (``>=``).
 - **Throughput of one modern GPU.** airbench94 (K. Jordan, "94% on CIFAR-10 in 3.29 Seconds on
@@ -133,9 +133,6 @@ def gpu_throughput() -> Throughput:
 
 
 # --------------------------------------------------------------------------- papers not built yet
-NOTES = "paper-notes.md"
-
-
 def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, flops=None):
     """A row of a paper's reported settings: ``trials`` trials, each processing ``images``
     images with ``model`` (``passes`` x its forward FLOPs per image); hours unknown without a model."""
@@ -143,21 +140,24 @@ def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, 
             "flops_per_trial": flops}
 
 
-#: Rows for the notebooks not built yet, from the settings in paper-notes.md (section named in
-#: each basis). ``partial``: the rows leave out a cost the notes do not quantify.
+#: Rows for the notebooks not built yet, from the settings that each paper and its official code state (table
+#: or repository named in each basis). ``partial``: the rows leave out a cost that neither quantifies.
 PAPER_SETTINGS = {
     "12_unlearnable_examples": {"partial": "crafting (rounds until train error < 0.01), RN-50, DN-121 and the other "
                                            "datasets of UE-3", "rows": [
         _row(f"victims {arch}, CIFAR-10", 3, model=arch, images=60 * 50_000,
-             basis=f"{NOTES}, UE: Table 1, {arch} on clean, sample-wise and class-wise CIFAR-10, 60 epochs")
+             basis=f"Huang et al. 2021 (UE), Table 1: {arch} on clean, sample-wise and class-wise CIFAR-10; "
+                   "60 epochs (HanxunH/Unlearnable-Examples)")
         for arch in ("resnet18", "vgg11")]},
     "13_unlearnable_clusters": {"rows": [
-        _row("victims", None, basis=f"{NOTES}, UC: ResNet-18 90 epochs, but the datasets' sizes and the tables' "
-                                    "settings are UNCONFIRMED")]},
+        _row("victims", None, basis="Zhang et al. 2023 (UC) and its authors' code: ResNet-18 90 epochs, but the "
+                                    "datasets' sizes and the tables' settings are UNCONFIRMED")]},
     "14_tue": {"rows": [
         _row("evaluations", 3 * 2 * 5,
-             basis=f"{NOTES}, TUE and seed-artifacts TUE-TT: SimCLR/MoCo/SimSiam x supervised/unsupervised x 5 "
-                   "protections; the evaluation epochs of the SSL methods are not in the notes")]},
+             basis="Ren et al. 2023 (TUE), and the training-wise transferability table of the lecture deck 'Data "
+                   "Poisoning: Attacks and Defenses' (X. Ma; artifact TUE-TT): SimCLR/MoCo/SimSiam x "
+                   "supervised/unsupervised x 5 protections; the evaluation epochs of the SSL methods are not "
+                   "confirmed from the paper or its code")]},
 }
 
 

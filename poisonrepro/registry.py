@@ -2,7 +2,8 @@
 
 Two taxonomies are declared per method, both generated into the overview notebook (L-TAX):
 
-- the lecture's attack taxonomy (seed 002, "A Recap of the Attack Taxonomy"):
+- the attack taxonomy of the lecture deck "Data Poisoning: Attacks and Defenses" (Xingjun Ma, Fudan
+  University; slide "A Recap of the Attack Taxonomy"):
   ``timing`` (poisoning | evasion), ``goal`` (targeted | untargeted),
   ``knowledge`` (white-box | gray-box | black-box), ``universality`` (individual | universal);
 - Barreno et al. 2006 ("Can machine learning be secure?"): ``influence``

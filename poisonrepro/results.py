@@ -1,6 +1,7 @@
 """The results contract of a notebook run.
 
-A run writes ``figures/<profile>/<notebook>/``:
+A run writes ``build/<profile>/<notebook>/`` (``paths.figures_dir``; ``make publish`` copies a
+``cpu`` run to the committed ``figures/cpu/``):
 
 - ``<artifact-id>.png`` for each figure and ``<artifact-id>.csv`` for each table;
 - ``claims.csv`` with the columns ``CLAIM_COLUMNS``: ``paper`` from the reference data and its
@@ -10,8 +11,8 @@ A run writes ``figures/<profile>/<notebook>/``:
   inconclusive; ``poisonrepro.stats``), computed from the per-trial data, never set by hand.
   ``n_needed`` says, for an inconclusive claim, how many trials would decide it.
 
-``write_summary`` gathers every notebook's claims into ``figures/<profile>/summary.csv`` and a
-readable ``REPORT.md``.
+``write_summary`` gathers every notebook's claims into ``summary.csv`` and a readable ``REPORT.md``
+beside them, optionally compared with the committed ``cpu`` run.
 """
 from __future__ import annotations
 
@@ -195,11 +196,31 @@ def tally(verdicts) -> str:
     return f"{h} of {len(v)} claims hold, {f} fail, {i} inconclusive (not reproduced: {f + i})"
 
 
-def write_summary(profile: str, notebooks: list[str] | None = None) -> tuple[Path, Path]:
-    """``summary.csv`` and ``REPORT.md`` for a profile from every notebook's ``claims.csv``."""
-    root = paths.figures_dir(profile)
+#: the columns that name a claim: a run's claim is compared with the committed run's by these and
+#: by its place among claims of the same name (the setting is left out: it names the profile's
+#: stand-ins and sizes, e.g. "ConvNet-8" at smoke and "ConvNet-32" at cpu)
+CLAIM_KEY = ["notebook", "artifact", "claim", "metric"]
+
+
+_REPORT_INTRO = [
+    "Measured values come from the notebook runs; paper values from `poisonrepro/reference/`",
+    "(the citation in `source`). Each claim is decided by the stated test on the per-trial data",
+    "(`poisonrepro/stats.py`): **holds** when the one-sided 95% bound on the claim's side clears",
+    "the threshold in `check`, **fails** when the other bound falls short of it, **inconclusive**",
+    "otherwise (too little data to tell at 95%; counted as not reproduced). `p` is the one-sided",
+    "p-value of the claim's null (for trends and correlations: of no trend at all; the bound then",
+    "decides against the minimum effect, and a claim holds only if both agree); `trials to decide`",
+    "estimates how many trials would decide an inconclusive claim if the observed effect and",
+    "spread held."]
+
+_VERDICT_MD = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*"}
+
+
+def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every notebook's ``claims.csv`` below ``root`` as one frame (a ``notebook`` column first),
+    and the notebooks left out because their claims follow an older results contract."""
     frames, stale = [], []
-    for claims in sorted(root.glob("*/claims.csv")):
+    for claims in sorted(Path(root).glob("*/claims.csv")):
         if notebooks and claims.parent.name not in notebooks:
             continue
         df = pd.read_csv(claims, keep_default_na=True)
@@ -209,33 +230,82 @@ def write_summary(profile: str, notebooks: list[str] | None = None) -> tuple[Pat
         df.insert(0, "notebook", claims.parent.name)
         frames.append(df)
     summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["notebook"] + CLAIM_COLUMNS)
+    return summary, stale
+
+
+def compare_with(summary: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the committed run's measured value and verdict of the same claim (matched
+    on ``CLAIM_KEY`` and the claim's place among those of the same key; empty where the committed
+    run has no such claim) and ``changed``: True where the verdicts differ or the committed run
+    lacks the claim."""
+    def keyed(df):
+        k = df[CLAIM_KEY].fillna("").astype(str)
+        k["occurrence"] = k.groupby(CLAIM_KEY).cumcount()
+        return k
+    theirs = keyed(committed).assign(committed_measured=committed.measured.values,
+                                     committed_verdict=committed.verdict.values)
+    out = keyed(summary).merge(theirs, on=CLAIM_KEY + ["occurrence"], how="left")
+    result = summary.copy()
+    result["committed_measured"] = out.committed_measured.values
+    result["committed_verdict"] = out.committed_verdict.values
+    result["changed"] = out.committed_verdict.fillna("").values != summary.verdict.values
+    return result
+
+
+def _report_table(part: pd.DataFrame, compared: bool) -> list[str]:
+    if not compared:
+        lines = ["| artifact | claim | setting | metric | paper | source | measured | n | 95% bounds | check "
+                 "| test | p | verdict | trials to decide |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r, src in zip(readable(part).itertuples(index=False), part.source.fillna("")):
+            lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {src} | "
+                         f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | "
+                         f"{_VERDICT_MD[r.verdict]} | {r._12} |")
+        return lines
+    lines = ["| artifact | claim | setting | metric | paper | committed `cpu` run | this run | n | 95% bounds "
+             "| check | test | p | verdict | same as committed? |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r, (_, c) in zip(readable(part).itertuples(index=False), part.iterrows()):
+        committed = ("not in the committed run" if pd.isna(c.committed_verdict)
+                     else f"{fmt(c.committed_measured)} ({c.committed_verdict})")
+        same = "**verdict differs**" if c.changed else "yes"
+        lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {committed} | "
+                     f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | "
+                     f"{_VERDICT_MD[r.verdict]} | {same} |")
+    return lines
+
+
+def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Path | None = None,
+                  committed: Path | None = None) -> tuple[Path, Path]:
+    """``summary.csv`` and ``REPORT.md`` in ``root`` (default ``paths.figures_dir(profile)``) from
+    every notebook's ``claims.csv`` there.
+
+    ``committed``: the ``summary.csv`` of the committed ``cpu`` run. The report then puts the
+    paper, the committed run and this run side by side and flags each claim whose verdict
+    differs from the committed run's (a reviewer's run compares itself)."""
+    root = Path(root) if root is not None else paths.figures_dir(profile)
+    summary, stale = gather_claims(root, notebooks)
     summary_path = atomic_write(root / "summary.csv",
                                 lambda tmp: tmp.write_text(summary.to_csv(index=False, float_format="%.6g")))
-    lines = [f"# poisonrepro report: profile `{profile}`", "",
-             "Measured values come from the notebook runs; paper values from `poisonrepro/reference/`",
-             "(the citation in `source`). Each claim is decided by the stated test on the per-trial data",
-             "(`poisonrepro/stats.py`): **holds** when the one-sided 95% bound on the claim's side clears",
-             "the threshold in `check`, **fails** when the other bound falls short of it, **inconclusive**",
-             "otherwise (too little data to tell at 95%; counted as not reproduced). `p` is the one-sided",
-             "p-value of the claim's null (for trends and correlations: of no trend at all; the bound then",
-             "decides against the minimum effect, and a claim holds only if both agree); `trials to decide`",
-             "estimates how many trials would decide an inconclusive claim if the observed effect and",
-             "spread held.", "",
+    compared = committed is not None and Path(committed).is_file()
+    if compared:
+        summary = compare_with(summary, pd.read_csv(committed, keep_default_na=True))
+    lines = [f"# poisonrepro report: profile `{profile}`", "", *_REPORT_INTRO, "",
              f"Overall: {tally(summary.verdict)}.", ""]
+    if compared:
+        changed = summary[summary.changed]
+        lines += [f"Compared with the committed `cpu` run (`figures/cpu/summary.csv`): {len(changed)} of "
+                  f"{len(summary)} claims have another verdict"
+                  + (" (a `smoke` run's numbers mean nothing: expect many)." if profile == "smoke" else ".")]
+        lines += [f"- {r.notebook} {r.artifact}, {r.metric}: committed "
+                  f"{r.committed_verdict if isinstance(r.committed_verdict, str) else 'none'}, this run {r.verdict}"
+                  for r in changed.itertuples()]
+        lines.append("")
     if stale:
         lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
                   f"them): {', '.join(stale)}.", ""]
     for nb, part in summary.groupby("notebook", sort=True):
-        lines += [f"## {nb}: {tally(part.verdict)}", "",
-                  "| artifact | claim | setting | metric | paper | source | measured | n | 95% bounds | check "
-                  "| test | p | verdict | trials to decide |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r, src in zip(readable(part).itertuples(index=False), part.source.fillna("")):
-            verdict = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*"}[r.verdict]
-            lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {src} | "
-                         f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | {verdict} | "
-                         f"{r._12} |")
-        lines.append("")
+        lines += [f"## {nb}: {tally(part.verdict)}", "", *_report_table(part, compared), ""]
     report = "\n".join(lines)
     report_path = atomic_write(root / "REPORT.md", lambda tmp: tmp.write_text(report))
     return summary_path, report_path

@@ -56,7 +56,7 @@ def test_the_plan_lists_every_notebook_with_its_basis():
     assert [line.split("`")[1] for line in table] == [p.notebook for p in catalog.PAPERS]
     biggio = next(line for line in table if "05_biggio_svm" in line)
     assert "| 92 |" in biggio and "plan(cfg)" in biggio  # 2 toy + 3 pairs x 2 kernels x 10 splits + 3 x 10
-    assert "paper-notes.md, UE" in text and "arXiv:2404.00498" in text  # a notebook not built yet: the notes
+    assert "Huang et al. 2021 (UE), Table 1" in text and "arXiv:2404.00498" in text  # not built yet: the paper
     witches = next(line for line in table if "04_witches_brew" in line)
     assert "plan(cfg)" in witches  # built: its own stages
     assert "Total on 1 GPU:" in text and "On 64 GPUs:" in text and "longest chain" in text

@@ -1,7 +1,8 @@
 """Evasion by projected gradient descent (Madry et al., ICLR 2018, Eq. 2).
 
-Targeted, run towards a chosen class: the test-time attack that the Poison Frogs blog (seed 001,
-"Evasion attacks") contrasts with poisoning, used for its plane -> "frog" illustration (PF-F1).
+Targeted, run towards a chosen class: the test-time attack that the Poison Frogs blog post ("Clean-Label
+Poison Attacks on Neural Nets", Shafahi et al.; section "Evasion attacks") contrasts with poisoning, used
+for its plane -> "frog" illustration (PF-F1).
 
     x_{k+1} = Proj_{||x - x_0||_inf <= eps, x in [0,1]} ( x_k - alpha * sign(grad_x CE(f(x_k), y_target)) )
 

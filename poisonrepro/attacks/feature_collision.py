@@ -13,7 +13,8 @@ the dimensions of the feature and input spaces, beta = beta0 * 2048^2 / dim_b^2 
 Eq. 2), and its end-to-end experiment (Sec. 4.2) gives a raw beta = 0.1 for the fixed-size
 32x32 CIFAR images. The step size is halved, and the step thrown away, whenever the objective
 rises above the mean of its last 40 values, and crafting stops early once the relative change
-of the objective falls below 1e-10 (both from the authors' released code; paper-notes.md).
+of the objective falls below 1e-10 (both from the authors' released code,
+ashafahi/inceptionv3-transferLearn-poison).
 
 Pixel scale. The paper's beta, and the authors' code, work on pixels in [0, 255]; this
 project's images are in [0, 1]. The feature term does not depend on the pixel scale (the

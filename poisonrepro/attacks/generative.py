@@ -1,6 +1,7 @@
 """Autoencoder-based generative poisoning: C. Yang, Q. Wu, H. Li, Y. Chen, "Generative Poisoning
 Attack Method Against Neural Networks" (2017, arXiv:1703.01340), the three panels the lecture
-deck shows (seed 002, "Autoencoder-based Generative Attack"):
+deck "Data Poisoning: Attacks and Defenses" (Xingjun Ma, Fudan University) shows (slide
+"Autoencoder-based Generative Attack"):
 
 (a) the *direct gradient* method started from real data: each poison's pixels follow the
     gradient of the attacker's objective (the victim's validation loss after training on the

@@ -2,16 +2,18 @@
 
 - Random label flipping (RLF) and informed label flipping (ILF), the label-flipping baselines of
   Munoz-Gonzalez et al. (AISec 2017) and Paudice et al., "Label Sanitization against Label
-  Flipping Poisoning Attacks" (2018, arXiv:1803.00992), as the lecture (seed 003, "But Label
+  Flipping Poisoning Attacks" (2018, arXiv:1803.00992), as the lecture deck "Adversarial Machine
+  Learning" (Luis Munoz-Gonzalez, Imperial College London, 20 December 2018; slide "But Label
   Flipping Attacks are Difficult to Detect") compares them with the optimal attack. Here both
   *insert* copies of points the attacker holds (its validation data) with the other binary
   label, so that every attack spends the same budget: RLF picks the points at random; ILF picks
   them greedily, each time the candidate whose flipped copy raises the validation loss of the
   retrained learner most (every candidate retrained at once with ``torch.func.vmap``).
-- The three label-poisoning variants of the lecture deck (seed 002, "Label Poisoning"): random
-  labels (labels redrawn uniformly from all classes), label flipping (each poisoned label moved
-  to another class, here the next one, y -> y + 1 mod K) and partial label flipping (only the
-  points of one source class moved to one target class).
+- The three label-poisoning variants of the lecture deck "Data Poisoning: Attacks and Defenses"
+  (Xingjun Ma, Fudan University; slide "Label Poisoning"): random labels (labels redrawn uniformly
+  from all classes), label flipping (each poisoned label moved to another class, here the next one,
+  y -> y + 1 mod K) and partial label flipping (only the points of one source class moved to one
+  target class).
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def informed_label_flips(learner: Learner, X_tr, y_tr, X_cand, y_cand, count: in
     return X_cand[chosen].numpy(), y_flip[chosen].numpy()
 
 
-@register_attack("label_noise_variants", paper="lecture seed 002 (Label Poisoning)", notebook="06_back_gradient",
+@register_attack("label_noise_variants", notebook="06_back_gradient",
+                 paper="X. Ma, lecture deck 'Data Poisoning: Attacks and Defenses' (Label Poisoning)",
                  summary="random labels, label flipping and partial label flipping of a fraction of the labels",
                  goal="untargeted", **dict(_LABEL_ONLY, knowledge="black-box"))
 def poison_labels(y, fraction: float, variant: str, n_classes: int, rng: np.random.Generator, *, source: int = 0,

@@ -1,6 +1,6 @@
 """pGAN: L. Munoz-Gonzalez, B. Pfitzner, M. Russo, J. Carnerero-Cano, E. C. Lupu, "Poisoning
 Attacks with Generative Adversarial Nets" (2019, arXiv:1906.07773), the three-player game of
-the lecture deck (seed 002, "pGAN"):
+the lecture deck "Data Poisoning: Attacks and Defenses" (Xingjun Ma, Fudan University; slide "pGAN"):
 
     min_G max_{D, C}  alpha V(D, G) + (1 - alpha) W(C, G)
     V(D, G) = E_z[log(1 - D(G(z | Y_p)))] + E_{x ~ p(x | Y_p)}[log D(x | Y_p)]
@@ -13,7 +13,7 @@ alpha V + (1 - alpha) W, so it trades realism (alpha -> 1: a plain GAN of class 
 raising C's loss on the poisons (alpha -> 0). G is one network for the single class Y_p (the
 conditioning of the equations is fixed). Deviation: G's adversarial term uses the usual
 non-saturating form, -log D(G(z)), instead of log(1 - D(G(z))), and D uses dropout. The paper's architectures and
-schedules are not in paper-notes.md (marked unconfirmed): small MLPs and Adam here, ours.
+schedules are unconfirmed (the paper has no public code): small MLPs and Adam here, ours.
 """
 from __future__ import annotations
 

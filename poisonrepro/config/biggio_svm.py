@@ -1,9 +1,9 @@
 """Config of notebook 05, poisoning attacks against SVMs (Biggio, Nelson, Laskov, ICML 2012).
 
 The paper's MNIST protocol (100 training and 500 validation digits per pair, the test set for
-reporting, linear kernel, C = 1) is taken from paper-notes.md, where it is marked
-UNCONFIRMED: it is used as a setting, never as a paper value. The 2-D example (Fig. 1: two
-Gaussians, linear and RBF kernels with gamma 0.5, C = 1) is from the same notes.
+reporting, linear kernel, C = 1) is attributed to the paper (Sec. 5.2) but UNCONFIRMED, not
+checked against its text: it is used as a setting, never as a paper value. The 2-D example
+(Fig. 1: two Gaussians, linear and RBF kernels with gamma 0.5, C = 1) is the paper's Fig. 1.
 """
 from __future__ import annotations
 
@@ -59,10 +59,12 @@ PROFILES = {
                   n_test=2000, splits=10, step=0.5, max_iter=500, attack_fractions=(0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2),
                   multi_kernel="linear", multi_splits=10, multi_max_iter=200, toy_per_class=25, toy_grid=60,
                   _sources={
-                      "pairs": "Sec. 5.2: digit pairs 7 vs 1, 9 vs 8, 4 vs 0 (paper-notes.md)",
-                      "n_train/n_val": "100 training, 500 validation digits (paper-notes.md, UNCONFIRMED)",
-                      "C": "C = 1 (Fig. 1; paper-notes.md)",
-                      "multi_kernel": "the multi-point experiment on the linear kernel (paper-notes.md)",
+                      "pairs": "Sec. 5.2: digit pairs 7 vs 1, 9 vs 8, 4 vs 0 (not checked against the paper's text)",
+                      "n_train/n_val": "100 training, 500 validation digits (Sec. 5.2, UNCONFIRMED: not checked "
+                                       "against the paper's text)",
+                      "C": "C = 1 (Fig. 1)",
+                      "multi_kernel": "the multi-point experiment on the linear kernel (the paper; not checked against "
+                                      "its text)",
                       "toy_gamma": "Fig. 1: RBF gamma 0.5 on 2-D Gaussians",
                   }),
 }

@@ -64,8 +64,8 @@ PROFILES = {
                   cifar_width=64, mnist_ks=(1200, 3000), mnist_train=0, mnist_test=10_000, mnist_epochs=200, mnist_width=32,
                   images_per_pass=16384, loop_partitions=4, planted_k=1200, planted_points=100,
                   _sources={
-                      "cifar_ks": "the code's partition files for k = 50, 250, 1000 (paper-notes.md)",
-                      "mnist_ks": "the code's default k = 1200, and 3000 (paper-notes.md)",
+                      "cifar_ks": "the code's partition files for k = 50, 250, 1000 (alevine0/DPA)",
+                      "mnist_ks": "the code's default k = 1200, and 3000 (alevine0/DPA)",
                       "cifar_epochs/mnist_epochs/batch_size/lr": "the code: SGD 0.1, Nesterov 0.9, wd 5e-4, batch 128, "
                                                                 "200 epochs, x0.2 at 60/120/160 (dpa.BaseRecipe)",
                       "cifar_width/mnist_width": "the code trains Network-in-Network (CIFAR-10); here the project's "

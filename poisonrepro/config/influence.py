@@ -1,9 +1,9 @@
 """Config of notebook 08, influence functions and the training-set attack (Koh and Liang, ICML 2017).
 
-The paper's setting (paper-notes.md): Inception-v3 features of dog vs fish, 900 training and
-300 test images per class, logistic regression with L2 0.001, signed steps on the training
-pixels (0.02 on the [-1, 1] scale) inside an L-inf box of 0.5 pixel levels (0-255 scale), 100
-iterations, 1, 2, 3, 5 or 10 perturbed training images.
+The paper's setting (the paper and its code, kohpangwei/influence-release): Inception-v3 features
+of dog vs fish, 900 training and 300 test images per class, logistic regression with L2 0.001,
+signed steps on the training pixels (0.02 on the [-1, 1] scale) inside an L-inf box of 0.5 pixel
+levels (0-255 scale), 100 iterations, 1, 2, 3, 5 or 10 perturbed training images.
 """
 from __future__ import annotations
 
@@ -56,10 +56,13 @@ PROFILES = {
                   test_per_class=300, loo_points=100, n_targets=600, eps=(0.5 / 255, 2 / 255, 16 / 255),
                   step_fraction=5.1, attack_iters=100,
                   _sources={
-                      "train_per_class/test_per_class": "dog vs fish, 900/300 per class (paper-notes.md)",
-                      "weight_decay": "L2 0.001 (paper-notes.md)",
+                      "train_per_class/test_per_class": "dog vs fish, 900/300 per class (the paper; "
+                                                        "kohpangwei/influence-release)",
+                      "weight_decay": "L2 0.001 (kohpangwei/influence-release)",
                       "eps/step_fraction/attack_iters": "0.5 pixel levels box, step 0.02 on [-1, 1] (= 5.1 boxes), "
-                                                        "100 iterations (paper-notes.md); larger boxes added as a sweep",
-                      "perturb_counts": "1, 2, 3, 5, 10 perturbed training images (paper-notes.md)",
+                                                        "100 iterations (the paper; kohpangwei/influence-release); "
+                                                        "larger boxes added as a sweep",
+                      "perturb_counts": "1, 2, 3, 5, 10 perturbed training images (the paper; "
+                                        "kohpangwei/influence-release)",
                   }),
 }

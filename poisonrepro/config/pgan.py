@@ -1,10 +1,11 @@
 """Config of notebook 07, generative poisoning: the autoencoder-based attack of Yang et al. (2017;
 GEN-1) and pGAN (Munoz-Gonzalez et al. 2019; PGAN-1).
 
-paper-notes.md has no settings for either paper beyond the game itself ("3-player GAN, alpha
-trade-off detectability vs effectiveness; details UNCONFIRMED"): every size, architecture and
-schedule here is ours, and the `paper` profile only scales them up. The digits follow the
-lecture deck (seed 002): GEN-1 starts from MNIST "5"s.
+No setting of either paper is confirmed beyond pGAN's game itself (a 3-player GAN whose alpha
+trades detectability against effectiveness; pGAN has no public code and its details are
+UNCONFIRMED): every size, architecture and schedule here is ours, and the `paper` profile only
+scales them up. The digits follow the lecture deck "Data Poisoning: Attacks and Defenses"
+(Xingjun Ma, Fudan University): GEN-1 starts from MNIST "5"s.
 """
 from __future__ import annotations
 
@@ -93,9 +94,10 @@ PROFILES = {
                   pgan_steps=5000, pgan_batch=128, pgan_hidden=512, pgan_z_dim=64, pgan_seeds=10,
                   trusted_per_class=200,
                   _sources={
-                      "gen_source": "GEN-1 panels start from MNIST '5' (seed 002)",
-                      "pgan_alphas": "alpha in [0, 1] trades detectability against effectiveness (seed 002); "
-                                     "sizes and schedules are ours (paper-notes.md: details UNCONFIRMED)",
+                      "gen_source": "GEN-1 panels start from MNIST '5' (lecture deck 'Data Poisoning: Attacks and "
+                                    "Defenses', X. Ma, Fudan University)",
+                      "pgan_alphas": "alpha in [0, 1] trades detectability against effectiveness (the same deck); "
+                                     "sizes and schedules are ours (pGAN has no code; details UNCONFIRMED)",
                       "gen_trials": "ours: repeats that the claims' statistical tests need (issue 7)",
                       "pgan_seeds": "ours: generator seeds that the trend tests need (issue 7)",
                   }),

@@ -1,7 +1,7 @@
 """Config of notebook 09, iterative trimmed loss minimisation (Shen and Sanghavi, ICML 2019).
 
 ``paper`` gives the published settings where the paper states them (sources in ``_sources``;
-the paper has no code, and its rounds, epochs and alpha are UNCONFIRMED in paper-notes.md);
+the paper has no code, and its rounds, epochs and alpha are UNCONFIRMED, not confirmed from the paper);
 ``cpu`` the reduced-scale reproduction on 2 cores; ``smoke`` the plumbing check.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ PROFILES = {
                       "train_per_class/test_per_class": "all of CIFAR-10",
                       "systematic_rate": "Sec. 1: 30% automobile -> airplane; here 40%, a permutation of all classes "
                                          "(the issue's 30-40%)",
-                      "rounds/round_epochs/epochs": "UNCONFIRMED (paper-notes: no code); early-stopped rounds "
+                      "rounds/round_epochs/epochs": "UNCONFIRMED (the paper has no code); early-stopped rounds "
                                                     "re-initialised, the final fit at the full schedule",
                       "backdoor_rate/trigger_size/target_class": "BadNets as ABL's repository: 10%, 3x3 grid, "
                                                                  "target 0 (airplane)",

@@ -115,6 +115,7 @@ PROFILES = {
                                        "the clean-accuracy bound (8, as WB's victim retrainings per poison key)",
                       "test_images": "CIFAR-10's 10,000 test images for clean accuracy",
                       "imagenet_budget/imagenet_eps": "WB Sec. 5 (WB-A): ImageNet, ResNet-18, budget 0.05%, eps 8/255 "
-                                                      "(paper-notes: 'up to 80% at 0.05%', UNCONFIRMED)",
+                                                      "('up to 80% at 0.05%', UNCONFIRMED: not checked against the "
+                                                      "paper's text)",
                   }),
 }

@@ -1,5 +1,6 @@
 """k-NN label sanitisation: A. Paudice, L. Munoz-Gonzalez, E. C. Lupu, "Label Sanitization
-against Label Flipping Poisoning Attacks" (2018, arXiv:1803.00992), as in the lecture (seed 003,
+against Label Flipping Poisoning Attacks" (2018, arXiv:1803.00992), as in the lecture deck
+"Adversarial Machine Learning" (Luis Munoz-Gonzalez, Imperial College London, 20 December 2018; slide
 "Label Sanitization to Mitigate Label Flipping Attacks").
 
 Every training point is relabeled with the most common label among its k nearest neighbours

@@ -4,7 +4,8 @@ estimators (their Lemma 1) with symmetric noise rate rho:
 
     l~(t, y) = ((1 - rho) l(t, y) - rho l(t, -y)) / (1 - 2 rho),
 
-which the lecture (seed 003) lists as the "RLS" baseline against label flipping. The loss
+which the lecture deck "Adversarial Machine Learning" (Luis Munoz-Gonzalez, Imperial College London,
+20 December 2018) lists as the "RLS" baseline against label flipping. The loss
 itself lives in ``attacks.back_gradient.Learner`` (``noise_rate``); the defender sets rho to the
 fraction of poisoned labels it assumes.
 """

@@ -1,6 +1,7 @@
 """Outlier-detection pre-filtering: A. Paudice, L. Munoz-Gonzalez, A. Gyorgy, E. C. Lupu,
 "Detection of Adversarial Training Examples in Poisoning Attacks through Anomaly Detection"
-(2018, arXiv:1802.03041), as the lecture presents it (seed 003): a detector built from a
+(2018, arXiv:1802.03041), as the lecture deck "Adversarial Machine Learning" (Luis Munoz-Gonzalez,
+Imperial College London, 20 December 2018) presents it: a detector built from a
 small curated (trusted) set of genuine points removes training points far from the genuine
 distribution of their label.
 

@@ -14,7 +14,7 @@ and, with ``final_update``, refits once more on S_T and returns that model. The
 ``update`` and ``losses`` callables are the caller's (a scikit-learn estimator in the tests, the
 fast victims in notebook 09), so the loop is written once. Which ModelUpdate the paper's deep
 experiments use (a warm start, as in Algorithm 1, or a re-initialisation per round), and its
-rounds and epochs, are UNCONFIRMED (paper-notes: no code); here ``update`` receives the previous
+rounds and epochs, are UNCONFIRMED (the paper has no code); here ``update`` receives the previous
 state and decides.
 """
 from __future__ import annotations

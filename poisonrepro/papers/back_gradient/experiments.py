@@ -1,6 +1,6 @@
 """Notebook 06, back-gradient poisoning (Munoz-Gonzalez et al., AISec 2017), label flipping and
-its defences, as the lecture deck (seed 003) presents them: the experiments (figures, tables and
-claims are in ``report``).
+its defences, as the lecture deck "Adversarial Machine Learning" (Luis Munoz-Gonzalez, Imperial College
+London, 20 December 2018) presents them: the experiments (figures, tables and claims are in ``report``).
 
 - MG-1, MG-2: 2-D illustrations (types of poisoning; the trajectory of one poison);
 - MG-3: indiscriminate attacks on ADALINE, logistic regression and a small MLP over Spambase,
@@ -12,7 +12,8 @@ claims are in ``report``).
   region (fitted on the attacker's validation data, not the defender's trusted set);
 - MG-7, MG-8: optimal, informed and random label flipping on Spambase with outlier detection,
   the noise-robust loss and k-NN label sanitisation (sensitivity to k);
-- LF-1: random labels, label flipping, partial label flipping (lecture seed 002).
+- LF-1: random labels, label flipping, partial label flipping (the lecture deck "Data Poisoning: Attacks
+  and Defenses", Xingjun Ma, Fudan University).
 """
 from __future__ import annotations
 

@@ -276,8 +276,9 @@ def fig_label_noise(cfg, ln, res: Results):
     axes[0].set_ylabel("test accuracy")
     axes[0].set_title("all ten classes", fontsize=10)
     axes[1].set_title(f"test digits {cfg.lf_source}", fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("poisoned labels (% of the training set; partial: of the source class)")
+    # one x label shared by both panels (two per-axes labels overlapped), at the axes labels' size
+    fig.supxlabel("poisoned labels (% of the training set; partial: of the source class)",
+                  fontsize=axes[0].xaxis.label.get_size())
     axes[0].legend(fontsize=8)
     fig.suptitle(f"LF-1 label poisoning, MNIST logistic regression (scikit-learn), {cfg.lf_n_train} digits",
                  fontsize=10)

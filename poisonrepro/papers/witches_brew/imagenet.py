@@ -16,7 +16,7 @@ at ImageNet scale, streamed from disk instead of held in memory:
   when it classifies the target's fixed view as the adversarial class.
 
 The numbers of setups, steps and epochs below are forest's defaults where the paper gives none
-(``SOURCES``); paper-notes.md marks WB-A's figures UNCONFIRMED. None of this runs without
+(``SOURCES``); WB-A's figures are UNCONFIRMED (not checked against the paper's text). None of this runs without
 ImageNet, and it never feeds the claims that ``cpu`` checks. Nothing here is cached in a stage
 key of ``experiments`` (a separate module), so the ``cpu`` profile's stages do not depend on it.
 """
@@ -40,12 +40,13 @@ SETTINGS = dict(n_targets=10, victims_per_setup=2, steps=250, restarts=8, tau=0.
                 victim_epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, milestones=(14 / 40, 25 / 40, 35 / 40),
                 surrogate_epochs=40, workers=8)
 SOURCES = {
-    "n_targets/victims_per_setup": "UNCONFIRMED: not in paper-notes.md; forest evaluates 10 poison keys x 8 victim "
-                                   "retrainings on CIFAR-10 (paper-notes), here 10 setups x 2 victims",
+    "n_targets/victims_per_setup": "UNCONFIRMED: not confirmed from the paper or its code for ImageNet; forest "
+                                   "(JonasGeiping/poisoning-gradient-matching) evaluates 10 poison keys x 8 victim "
+                                   "retrainings on CIFAR-10, here 10 setups x 2 victims",
     "steps/restarts/tau/pbatch": "WB Sec. 4 and forest's defaults: 250 signed-Adam steps, 8 restarts, tau 0.1, pbatch 512",
-    "victim_epochs/batch_size/lr/weight_decay/milestones": "forest's 'conservative' defaults (paper-notes: SGD "
-                                                         "nesterov 0.9, lr 0.1, batch 128, wd 5e-4, 40 epochs, x0.1 at "
-                                                         "14/25/35); for ImageNet UNCONFIRMED",
+    "victim_epochs/batch_size/lr/weight_decay/milestones": "forest's 'conservative' defaults (SGD nesterov 0.9, "
+                                                         "lr 0.1, batch 128, wd 5e-4, 40 epochs, x0.1 at 14/25/35); "
+                                                         "for ImageNet UNCONFIRMED",
     "surrogate": "forest --pretrained: torchvision's ImageNet ResNet-18 weights; offline, one trained here",
     "augmentation": "forest's RandomTransform shifts by up to 1/8 of the image (4 of 32 px); 28 of 224 here",
 }
