@@ -207,6 +207,9 @@ def book_notebook(stem: str, summary: pd.DataFrame, freshness, wall: str) -> tup
     tables = sorted(p.stem for p in saved_dir.glob("*.csv") if p.stem != "claims") if saved_dir.is_dir() else []
     cells = []
     for cell in nb.cells:
+        for out in cell.get("outputs", []):  # Markdown outputs' links to a notebook: to its page
+            if "text/markdown" in out.get("data", {}):
+                out.data["text/markdown"] = re.sub(r"\]\((\d\d_\w+)\.ipynb\)", r"](\1.html)", out.data["text/markdown"])
         if cell.cell_type != "code":
             cells.append(cell)
         elif CHECK_MARK in cell.source:
