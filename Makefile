@@ -22,7 +22,7 @@ help:
 	@echo "make publish [NOTEBOOKS=...]  maintainers: copy a finished cpu run from build/cpu/ to notebooks/ and figures/cpu/"
 	@echo "make book        the compendium as a static site in build/book/html/ (open index.html; no execution)"
 	@echo "make test        unit tests + every notebook under nbval at the smoke profile (the CI's command)"
-	@echo "make test-slow   the heavy checks make test leaves out (three paper dry runs, dask, benches)"
+	@echo "make test-slow   the heavy checks make test leaves out (five paper dry runs, dask, benches)"
 	@echo "make unit        the unit tests only (tests/), one process"
 	@echo "make notebooks-test  the notebooks only, under nbval at the smoke profile, one process"
 	@echo "make plan [PROFILE=paper]  trials and estimated GPU hours per notebook, totals for 1 and 64 GPUs"
@@ -58,7 +58,7 @@ notebooks-test: venv
 test: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q -n auto --dist loadscope --durations=25 -m "not slow"
 
-# what `make test` leaves out to fit the CI's 20 minutes (tests marked slow: three paper dry runs, the dask cluster, the benches)
+# what `make test` leaves out to fit the CI's 20 minutes (tests marked slow: five paper dry runs, the dask cluster, the benches)
 test-slow: venv
 	POISONREPRO_PROFILE=smoke POISONREPRO_PROGRESS=0 OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -n auto --dist loadscope -m slow
 

@@ -38,4 +38,4 @@ def one_thread():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a heavy check left out of `make test` (the CI's 20 minutes) and run by "
-                                       "`make test-slow`: three paper dry runs, the dask cluster, the benches")
+                                       "`make test-slow`: five paper dry runs, the dask cluster, the benches")

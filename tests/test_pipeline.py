@@ -88,9 +88,9 @@ def _paper_profile_dry_run_exercises_every_stage(paper, mirror, tmp_path, monkey
         assert "STAND-IN" in text  # no ImageNet weights here: the fallback is labeled
 
 
-# the three costliest dry runs (100-170 s each in the CI, the paper's full-size networks on a CPU) run
+# the five costliest dry runs (85-170 s each in the CI, the paper's full-size networks on a CPU) run
 # in `make test-slow`, so that `make test` fits the CI's 20 minutes; their smoke notebooks stay in it
-SLOW_DRY_RUNS = {"02_convex_polytope", "03_metapoison", "09_trimmed_loss"}
+SLOW_DRY_RUNS = {"02_convex_polytope", "03_metapoison", "09_trimmed_loss", "10_dpa", "11_abl"}
 
 
 def _dry_run_case(paper):

@@ -170,3 +170,13 @@ def test_outputs_are_current_until_a_commit_changes_the_code_they_import(tmp_pat
     _git(repo, "commit", "-qam", "the paper's reference data")
     fresh = provenance.freshness("10_dpa", executed)
     assert not fresh.current and fresh.stale_since == changed and fresh.label == f"stale since {changed}"
+
+
+def test_make_help_lists_every_target():
+    makefile = (REPO / "Makefile").read_text()
+    phony = next(line for line in makefile.splitlines() if line.startswith(".PHONY:")).split(":", 1)[1].split()
+    rules = {m for m in __import__("re").findall(r"(?m)^([a-z][\w-]*):", makefile)}
+    assert set(phony) == rules, "every rule is .PHONY and listed here"
+    out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    missing = [t for t in phony if f"make {t}" not in out]
+    assert not missing, missing
