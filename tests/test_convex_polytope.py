@@ -91,6 +91,22 @@ def test_crafting_lowers_the_polytope_loss_in_an_ensemble_with_dropout_and_keeps
     assert float(poisons.min()) >= 0 and float(poisons.max()) <= 1
 
 
+def test_crafting_with_dropout_depends_on_its_seed_not_on_the_global_rng():
+    # the poisons are a function of the inputs and the seed: what ran before in the process (which
+    # stages the cache returned) must not change them
+    from poisonrepro import models as M
+    torch.manual_seed(0)
+    nets = [M.with_dropout(M.convnet_bn(10, widths=(8, 8, 8), stem=8), 0.3).eval()]
+    gen = torch.Generator().manual_seed(0)
+    bases, targets = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(1, 3, 16, 16, generator=gen)
+    crafted = []
+    for global_seed, seed in ((1, 0), (2, 0), (1, 1)):
+        torch.manual_seed(global_seed)
+        crafted.append(CP.craft_poisons(nets, bases, targets, eps=8 / 255, steps=5, lr=0.004, seed=seed)[0])
+    assert torch.equal(crafted[0], crafted[1])
+    assert not torch.equal(crafted[0], crafted[2])  # the seed does draw the masks
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(eps=25.5), "did you mean 25.5/255"),
     (dict(models=[]), "ensemble of size 0"),

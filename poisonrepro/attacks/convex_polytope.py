@@ -122,8 +122,15 @@ class _TargetObjective:
         # dropout on the penultimate features only (models.with_dropout), at the network's own rate
         p = getattr(model, "dropout", self.dropout)
         layers = self.layers(model)
-        return [F.dropout(f, p, training=True) if name == "penultimate" and p > 0 else f
+        return [self._dropout(f, p) if name == "penultimate" and p > 0 else f
                 for f, name in zip(layer_outputs(model, x, layers), layers)]
+
+    def _dropout(self, f: torch.Tensor, p: float) -> torch.Tensor:
+        """Inverted dropout (as ``F.dropout`` in training mode) with masks drawn from the objective's
+        own seeded generator: ``F.dropout`` draws from the global RNG, whose state depends on what
+        ran before in the process (which stages came from the cache), so the poisons did too."""
+        keep = torch.rand(f.shape, generator=self.generator) >= p
+        return f * keep.to(f.device) / (1 - p)
 
     def target_features(self, model) -> list[torch.Tensor]:
         if id(model) not in self._target_feats:
