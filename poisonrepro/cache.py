@@ -9,7 +9,10 @@ module (figures, tables, claims) changes none.
 
 Every write is atomic (a temporary file in the same folder, then ``os.replace``), so a run
 killed at any moment leaves either the finished artifact or nothing, and the next run
-resumes from what is finished. Tensors are saved as plain ``dict[str, Tensor]`` and read
+resumes from what is finished. A stage is computed with the global random generators seeded
+from its key and given back as they were after (``rng.seeded``): its result depends on its key
+alone, not on which stages ran before it in the process, so a run that resumes from the cache
+gives the numbers of a cold run, and the stages after it draw as they would have. Tensors are saved as plain ``dict[str, Tensor]`` and read
 back with ``torch.load(..., weights_only=True)``: nothing is ever unpickled.
 
 The cache lives in ``data/derived/artifacts/``, apart from ``data/derived/clean/`` where
@@ -31,6 +34,7 @@ import torch
 
 from . import paths
 from .config import config_hash, stage_values
+from .rng import seed_from, seeded
 
 #: (kind, key, "hit" | "miss") for every lookup in this process; the tests read it.
 EVENTS: list[tuple[str, str, str]] = []
@@ -192,7 +196,9 @@ class ArtifactCache:
             EVENTS.append((kind, key, "hit"))
             return load(path)
         EVENTS.append((kind, key, "miss"))
-        value = compute()
+        # seeded from the key, and leaking nothing: cold, warm, or in another order, the same draws
+        with seeded(seed_from(kind, key)):
+            value = compute()
         if self.enabled:
             save(path, value)
         return value

@@ -26,7 +26,7 @@ Why results do not depend on the order or the worker:
 
 - each trial rebuilds everything it needs from its spec (data, splits, random generators);
   the executor seeds Python's, NumPy's and torch's global generators from the spec's
-  ``seed`` (``train.seed_everything``; a seed derived from the spec where it has none)
+  ``seed`` (``rng.seed_everything``; a seed derived from the spec where it has none)
   before calling it, and in-process it restores the caller's generators afterwards, as a
   remote worker leaves them untouched;
 - the spec reaches ``fn`` through a JSON round trip (tuples become lists) on every executor,
@@ -50,7 +50,6 @@ import importlib
 import importlib.util
 import json
 import os
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,8 @@ import numpy as np
 import torch
 
 from .cache import ArtifactCache, code_hash
-from .train import progress, seed_everything
+from .rng import preserved, seed_everything
+from .train import progress
 
 EXECUTORS = ("local", "dask")
 DEFAULT_WORKERS = 2
@@ -216,13 +216,8 @@ def execute_trial(fn: str, spec_json: str, threads: int, code: str | None = None
 
 def _execute_in_process(fn: str, spec_json: str, threads: int) -> dict:
     """As on a worker: the caller's global random generators are left as they were."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with preserved():
         return execute_trial(fn, spec_json, threads)
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 # --------------------------------------------------------------------------- executors

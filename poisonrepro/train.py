@@ -20,20 +20,13 @@ import copy
 from dataclasses import dataclass
 import math
 import os
-import random
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
-
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+from .rng import seed_everything  # defined once, in rng; T.seed_everything as before
 
 
 def default_device() -> torch.device:

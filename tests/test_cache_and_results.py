@@ -1,6 +1,8 @@
 import math
+import random
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -32,6 +34,46 @@ def test_cache_computes_once_and_reloads_tensors_only(tmp_path):
     assert len(calls) == 1 and torch.equal(a["w"], b["w"])
     # files hold plain tensors: loadable with weights_only=True
     assert torch.equal(torch.load(cache.path("model", "k1", ".pt"), weights_only=True)["w"], a["w"])
+
+
+def _draws() -> dict:
+    """Draws from each global generator, as a stage that builds a network before seeding does."""
+    return {"torch": torch.rand(4), "numpy": torch.as_tensor(np.random.rand(4)),
+            "python": torch.tensor([random.random()])}
+
+
+def _seed_globals(seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def test_a_stage_draws_from_its_key_not_from_the_callers_generators():
+    cache = C.ArtifactCache(enabled=False)  # computes every time
+    _seed_globals(1)
+    a = cache.tensors("stage", "k1", _draws)
+    _seed_globals(2)
+    before = _draws()
+    _seed_globals(2)
+    b = cache.tensors("stage", "k1", _draws)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(before[k], v) for k, v in _draws().items())  # and it leaks no state
+    other = cache.tensors("stage", "k2", _draws)
+    assert not any(torch.equal(a[k], other[k]) for k in a)
+
+
+def test_a_run_resumed_from_the_cache_draws_as_a_cold_run(tmp_path):
+    def run():
+        cache = C.ArtifactCache(tmp_path)
+        _seed_globals(0)
+        first = cache.tensors("first", "k1", _draws)
+        second = cache.tensors("second", "k2", _draws)
+        return first, second, _draws()  # the last: uncached code after the stages
+    cold = run()
+    C.ArtifactCache(tmp_path).path("second", "k2", ".pt").unlink()  # interrupted after the first stage
+    resumed = run()
+    for a, b in zip(cold, resumed):
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_artifact_cache_may_not_live_in_the_clean_data_cache():

@@ -2,6 +2,9 @@
 follow the code's protocol (the first dog images poisoned, bird targets), the victims train with
 the code's recipe, and the plan counts every victim."""
 import pytest
+import torch
+
+from poisonrepro.cache import ArtifactCache
 
 from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.metapoison import experiments as E
@@ -71,3 +74,16 @@ def test_a_victim_without_its_poisons_in_the_cache_says_so(mirror, isolated_arti
     with pytest.raises(FileNotFoundError, match="craft stage"):
         E.victim_trial(seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg), test_images=10,
                        targets=[0], craft_key="0" * 16, setup=0, positions=[0])
+
+
+def test_the_pretrained_network_does_not_depend_on_what_ran_before_it(mirror):
+    """The network is built (randomly initialised) before the trainer seeds: its stage must not
+    take its initial weights from whatever the kernel drew before (a resumed run did differ)."""
+    cfg = load_config("metapoison", "smoke")
+    data = E.prepare_data(cfg)
+    cache = ArtifactCache(enabled=False)
+    torch.manual_seed(1)
+    a = E.pretrained(cfg, data, cache).state_dict()
+    torch.manual_seed(2)
+    b = E.pretrained(cfg, data, cache).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
