@@ -12,8 +12,9 @@ killed at any moment leaves either the finished artifact or nothing, and the nex
 resumes from what is finished. A stage is computed with the global random generators seeded
 from its key and given back as they were after (``rng.seeded``): its result depends on its key
 alone, not on which stages ran before it in the process, so a run that resumes from the cache
-gives the numbers of a cold run, and the stages after it draw as they would have. Tensors are saved as plain ``dict[str, Tensor]`` and read
-back with ``torch.load(..., weights_only=True)``: nothing is ever unpickled.
+gives the numbers of a cold run, and the stages after it draw as they would have. Tensors are
+saved as plain ``dict[str, Tensor]`` and read back with ``torch.load(..., weights_only=True)``:
+nothing is ever unpickled.
 
 The cache lives in ``data/derived/artifacts/``, apart from ``data/derived/clean/`` where
 the decoded clean datasets are kept: poisoned data never lands in the clean-data cache.

@@ -10,6 +10,7 @@ import torch
 from poisonrepro import cache as C
 from poisonrepro import paths
 from poisonrepro import stats as S
+from poisonrepro.rng import seed_everything
 from poisonrepro.results import CLAIM_COLUMNS, Results, wilson
 
 
@@ -42,19 +43,13 @@ def _draws() -> dict:
             "python": torch.tensor([random.random()])}
 
 
-def _seed_globals(seed):
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 def test_a_stage_draws_from_its_key_not_from_the_callers_generators():
     cache = C.ArtifactCache(enabled=False)  # computes every time
-    _seed_globals(1)
+    seed_everything(1)
     a = cache.tensors("stage", "k1", _draws)
-    _seed_globals(2)
+    seed_everything(2)
     before = _draws()
-    _seed_globals(2)
+    seed_everything(2)
     b = cache.tensors("stage", "k1", _draws)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(before[k], v) for k, v in _draws().items())  # and it leaks no state
@@ -65,7 +60,7 @@ def test_a_stage_draws_from_its_key_not_from_the_callers_generators():
 def test_a_run_resumed_from_the_cache_draws_as_a_cold_run(tmp_path):
     def run():
         cache = C.ArtifactCache(tmp_path)
-        _seed_globals(0)
+        seed_everything(0)
         first = cache.tensors("first", "k1", _draws)
         second = cache.tensors("second", "k2", _draws)
         return first, second, _draws()  # the last: uncached code after the stages

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from poisonrepro.cache import ArtifactCache
-
 from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.metapoison import experiments as E
 
