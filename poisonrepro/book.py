@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 
 from . import catalog, paths
-from .results import fmt, fmt_p, readable, tally
+from .results import _upgrade_summary, fmt, fmt_p, readable, tally_by_role
+from .stats import VERDICTS
 
 DOCS = paths.repo_root() / "docs"
 BOOK = paths.repo_root() / "build" / "book"
 NOTEBOOK_DIR = paths.repo_root() / "notebooks"
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
-VERDICTS = ("holds", "fails", "inconclusive")
 CONTINUED = "# the outputs of the cell above, continued"
 
 
@@ -99,7 +99,7 @@ def match_figures(images: list[bytes], saved: dict[str, bytes]) -> list[str | No
 
 
 # ---------------------------------------------------------------- claims, readable
-_VERDICT_CLASS = {"holds": "verdict-holds", "fails": "verdict-fails", "inconclusive": "verdict-inconclusive"}
+_VERDICT_CLASS = {v: f"verdict-{v}" for v in VERDICTS}
 
 
 def claims_html(part: pd.DataFrame) -> str:
@@ -107,8 +107,8 @@ def claims_html(part: pd.DataFrame) -> str:
     digits (never ``9.934e-10``; p below 0.001 as ``<0.001``), empty where the paper gives no
     value, the verdict highlighted, the test and the source shown."""
     r = readable(part)
-    cols = ["artifact", "claim", "setting", "metric", "paper", "source", "measured", "n", "95% bounds",
-            "check", "test", "p", "verdict"]
+    cols = ["claim", "role", "verdict", "why", "measured", "paper", "check", "95% bounds", "n", "p", "p (Holm)",
+            "test", "setting", "source", "id"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = []
     for (_, row), src in zip(r.iterrows(), part.source.fillna("")):
@@ -246,7 +246,7 @@ def book_notebook(stem: str, summary: pd.DataFrame, freshness, wall: str) -> tup
              "**Implemented in:** " + ", ".join(f"[`{m}`](source/{_module_page_name(m)}.md)" for m in modules) + "."
              if modules else ""]
     if len(part):
-        intro += [f"**Claims:** {tally(part.verdict)}; the table is at the [end of this page](#{claims_anchor})."]
+        intro += [f"**Claims:** {tally_by_role(part)}; the table is at the [end of this page](#{claims_anchor})."]
     cells.insert(1, nbformat.v4.new_markdown_cell("\n\n".join(x for x in intro if x)))
     if len(part):
         cells.append(nbformat.v4.new_markdown_cell(
@@ -262,9 +262,9 @@ def dashboard(summary: pd.DataFrame, rows: list[dict]) -> str:
              "paper, each claim decided by a stated statistical test, the paper's number beside the measured one.",
              "This page is generated from the committed `cpu` run (`figures/cpu/summary.csv`); every number here",
              "comes from a notebook run on a 2-core CPU at reduced scale (the `cpu` profile).", "",
-             f"**Overall:** {tally(summary.verdict)}. See the [paper vs measured report](report.md) and the",
+             f"**Overall:** {tally_by_role(summary)}. See the [paper vs measured report](report.md) and the",
              "[artifact catalogue](artifacts.md).", ""]
-    head = ("<th>notebook</th><th>paper</th><th>artifacts</th><th>holds</th><th>fails</th><th>inconclusive</th>"
+    head = ("<th>notebook</th><th>paper</th><th>artifacts</th><th>holds</th><th>fails</th><th>inconclusive</th><th>untested</th>"
             "<th><code>cpu</code> wall time</th><th>committed outputs</th>")
     body = []
     for r in rows:
@@ -295,9 +295,9 @@ def report_page(summary: pd.DataFrame) -> str:
              "one-sided 95% bounds and the check it must pass, the test that decides it and the verdict",
              "(**holds** when the bound on the claim's side clears the threshold, **fails** when the other bound",
              "falls short of it, **inconclusive** otherwise). Empty paper cells: the paper gives no number.", "",
-             f"**Overall:** {tally(summary.verdict)}.", ""]
+             f"**Overall:** {tally_by_role(summary)}.", ""]
     for stem, part in summary.groupby("notebook", sort=True):
-        lines += [f"## {stem}: {tally(part.verdict)}", "", _raw(claims_html(part)), ""]
+        lines += [f"## {stem}: {tally_by_role(part)}", "", _raw(claims_html(part)), ""]
     return "\n".join(lines)
 
 
@@ -321,7 +321,7 @@ def write_sources(src: Path) -> dict:
     if src.exists():
         shutil.rmtree(src)
     (src / "source").mkdir(parents=True)
-    summary = pd.read_csv(paths.published_dir() / "summary.csv", keep_default_na=True)
+    summary = _upgrade_summary(pd.read_csv(paths.published_dir() / "summary.csv", keep_default_na=True))
     measured = measured_seconds("cpu")
     rows, modules = [], set()
     with tempfile.TemporaryDirectory() as workdir:

@@ -4,12 +4,31 @@ A run writes ``build/<profile>/<notebook>/`` (``paths.figures_dir``; ``make publ
 ``cpu`` run to the committed ``figures/cpu/``):
 
 - ``<artifact-id>.png`` for each figure and ``<artifact-id>.csv`` for each table;
-- ``claims.csv`` with the columns ``CLAIM_COLUMNS``: ``paper`` from the reference data and its
-  citation in ``source``; ``measured`` from the run with the one-sided 95% bounds of the test
-  that decides the claim (``ci_low``, ``ci_high``), the claim's threshold (``expectation``,
-  e.g. ``> 0.8``), the test's name and p-value, and the ``verdict`` (holds, fails or
-  inconclusive; ``poisonrepro.stats``), computed from the per-trial data, never set by hand.
-  ``n_needed`` says, for an inconclusive claim, how many trials would decide it.
+- ``claims.csv`` with the columns ``CLAIM_COLUMNS``: each claim's stable ``id`` (its artifact,
+  metric and key: the same at every profile, so two runs' claims are matched on it) and its
+  ``role``: **headline** (a main result of the paper, as the seed artifacts state it) or
+  **supporting** (a control, a sanity check, a diagnostic, a precondition); ``paper`` from the
+  reference data and its citation in ``source``; ``measured`` from the run with the one-sided
+  95% bounds of the test that decides the claim (``ci_low``, ``ci_high``), the claim's threshold
+  (``expectation``, e.g. ``> 0.8``), the test's name and p-value, the Holm-adjusted p over the
+  notebook's headline family (``p_holm``), and the ``verdict`` (``poisonrepro.stats``), computed
+  from the per-trial data, never set by hand. ``n_needed`` says, for an inconclusive claim, how
+  many trials would decide it.
+
+  Three rules turn a test's verdict into the claim's (``Results.claims_frame``):
+
+  - **preconditions**: a claim names the claims (``requires``) that make it a test, e.g. "the
+    victims reach 80% clean accuracy" or "without the defence the backdoor is learned". Where one
+    of them does not hold, the claim is **untested**, with the reason; its numbers are shown but
+    decide nothing, and it counts as not reproduced;
+  - **joint claims** ("the backdoor is removed *and* clean accuracy is kept", ``Results.joint``)
+    hold only where every part holds (an intersection-union test: its p is the largest of the
+    parts'); they fail where a part fails;
+  - **multiplicity**: a headline claim holds only where its Holm-adjusted p over the notebook's
+    tested headline claims is below 0.05 (else it is inconclusive, and ``reason`` says so).
+
+  Preconditions and parts of joint claims are supporting claims, so that the headline family's
+  adjustment cannot change what they decide.
 
 ``write_summary`` gathers every notebook's claims into ``summary.csv`` and a readable ``REPORT.md``
 beside them, optionally compared with the committed ``cpu`` run.
@@ -18,6 +37,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +47,22 @@ from scipy.stats import spearmanr
 
 from . import paths, reference
 from .cache import atomic_write
-from .stats import Decision, wilson  # noqa: F401  (wilson: the intervals of the tables and figures)
+from .stats import ALPHA, Decision, holm, wilson  # noqa: F401  (wilson: the intervals of the tables and figures)
 
-CLAIM_COLUMNS = ["artifact", "claim", "setting", "metric", "paper", "source", "measured", "n",
-                 "ci_low", "ci_high", "expectation", "test", "p", "verdict", "n_needed"]
+CLAIM_COLUMNS = ["id", "role", "artifact", "claim", "setting", "metric", "paper", "source", "measured", "n",
+                 "ci_low", "ci_high", "expectation", "test", "p", "p_holm", "verdict", "reason", "requires",
+                 "n_needed"]
+#: the columns of the results contract before claim ids, roles and preconditions (read, upgraded)
+CLAIM_COLUMNS_V1 = ["artifact", "claim", "setting", "metric", "paper", "source", "measured", "n",
+                    "ci_low", "ci_high", "expectation", "test", "p", "verdict", "n_needed"]
+ROLES = ("headline", "supporting")
+#: the role of a claim recorded under the contract before roles existed
+UNMARKED = "unmarked"
+
+
+def slug(text: str) -> str:
+    """A claim id's part: lower case, words joined by hyphens (``"ASR with ABL" -> "asr-with-abl"``)."""
+    return re.sub(r"[^a-z0-9.+]+", "-", str(text).lower()).strip("-")
 
 
 def rank_correlation(x, y) -> float:
@@ -128,27 +160,97 @@ class Results:
         return path
 
     # ---- claims
-    def claim(self, artifact: str, claim: str, metric: str, decision: Decision, *,
-              setting: str = "", paper_key: str | None = None) -> dict:
+    def claim(self, artifact: str, claim: str, metric: str, decision: Decision, *, role: str,
+              setting: str = "", paper_key: str | None = None, key: str = "", requires=()) -> dict:
         """Record one claim, decided by ``decision`` (a test of ``poisonrepro.stats`` run on
-        this run's per-trial data). ``paper_key`` looks the paper's number up in the
-        reference data; its citation goes into ``source``."""
+        this run's per-trial data).
+
+        ``role``: ``"headline"`` or ``"supporting"``. ``paper_key`` looks the paper's number up in
+        the reference data; its citation goes into ``source``. ``key`` tells apart claims of one
+        artifact and metric (an attack, a k); the claim's id is ``<artifact>:<metric>[:<key>]``,
+        unique in the run. ``requires``: the claims (rows returned by ``claim``) whose holding
+        makes this one a test; where one does not hold, this claim is ``untested``."""
         if not isinstance(decision, Decision):
             raise TypeError(f"{artifact} {claim!r}: pass a poisonrepro.stats Decision, not {type(decision).__name__}")
         paper_value, source = math.nan, ""
         if paper_key is not None:
             ref = reference.get(self.paper, paper_key)
             paper_value, source = ref.value, ref.citation
-        d = decision
-        row = {"artifact": artifact, "claim": claim, "setting": setting, "metric": metric,
+        d, requires = decision, list(requires)
+        row = {"id": self._new_id(artifact, metric, key), "role": self._role(role, artifact, claim),
+               "artifact": artifact, "claim": claim, "setting": setting, "metric": metric,
                "paper": paper_value, "source": source, "measured": d.measured, "n": d.n,
                "ci_low": d.ci_low, "ci_high": d.ci_high, "expectation": d.expectation, "test": d.test,
-               "p": d.p, "verdict": d.verdict, "n_needed": d.n_needed}
+               "p": d.p, "p_holm": math.nan, "verdict": d.verdict, "reason": "",
+               "requires": " ".join(self._dependencies(requires, "requires")), "n_needed": d.n_needed}
+        blocked = self._blocking(requires)
+        if blocked:
+            row.update(verdict="untested", n_needed=math.nan, reason="precondition not met: " + "; ".join(blocked))
         self.claims.append(row)
         return row
 
+    def joint(self, artifact: str, claim: str, parts, *, role: str, setting: str = "", key: str = "",
+              metric: str = "joint", paper_key: str | None = None) -> dict:
+        """Record a joint claim ("the backdoor is removed and clean accuracy is kept"): it holds
+        only where every part (rows returned by ``claim``, supporting) holds, fails where one
+        fails, and is untested where one is; else inconclusive. Its p is the largest of the
+        parts' (the intersection-union test, valid at the parts' level)."""
+        parts = list(parts)
+        if len(parts) < 2:
+            raise ValueError(f"{artifact} {claim!r}: a joint claim needs at least two parts (got {len(parts)})")
+        ids = self._dependencies(parts, "parts")
+        verdicts = [p["verdict"] for p in parts]
+        verdict = ("untested" if "untested" in verdicts else "fails" if "fails" in verdicts
+                   else "holds" if all(v == "holds" for v in verdicts) else "inconclusive")
+        ps = [p["p"] for p in parts]
+        paper_value, source = math.nan, ""
+        if paper_key is not None:
+            ref = reference.get(self.paper, paper_key)
+            paper_value, source = ref.value, ref.citation
+        row = {"id": self._new_id(artifact, metric, key), "role": self._role(role, artifact, claim),
+               "artifact": artifact, "claim": claim, "setting": setting, "metric": metric,
+               "paper": paper_value, "source": source, "measured": math.nan, "n": min(p["n"] for p in parts),
+               "ci_low": math.nan, "ci_high": math.nan, "expectation": "all parts hold",
+               "test": "joint: every part must hold (intersection-union; p = the largest part's p)",
+               "p": math.nan if any(pd.isna(x) for x in ps) else max(ps), "p_holm": math.nan,
+               "verdict": verdict, "reason": "parts: " + "; ".join(f"{i} {v}" for i, v in zip(ids, verdicts)),
+               "requires": " ".join(ids), "n_needed": math.nan}
+        self.claims.append(row)
+        return row
+
+    def _role(self, role: str, artifact: str, claim: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"{artifact} {claim!r}: role={role!r}; must be one of {ROLES}")
+        return role
+
+    def _new_id(self, artifact: str, metric: str, key: str) -> str:
+        cid = ":".join(part for part in (artifact, slug(metric), slug(key)) if part)
+        if any(c["id"] == cid for c in self.claims):
+            raise ValueError(f"claim id {cid!r} is already taken in this run: give the claim a key= that tells it "
+                             "apart (an attack, a k, an architecture)")
+        return cid
+
+    def _dependencies(self, rows, what: str) -> list[str]:
+        """The ids of ``rows``: claims of this run, supporting (a headline claim's verdict can still
+        change with the family's Holm adjustment, so nothing may depend on it)."""
+        ids = []
+        for r in rows:
+            if not isinstance(r, dict) or not any(c is r for c in self.claims):
+                raise ValueError(f"{what}: pass rows returned by this run's claim() (got {r!r:.80})")
+            if r["role"] != "supporting":
+                raise ValueError(f"{what}: {r['id']} is a {r['role']} claim; preconditions and parts of joint "
+                                 "claims must be supporting claims")
+            ids.append(r["id"])
+        return ids
+
+    @staticmethod
+    def _blocking(requires) -> list[str]:
+        return [f"{r['id']} {r['verdict']} ({r['metric']} {fmt(r['measured'])}, needs {r['expectation']})"
+                for r in requires if r["verdict"] != "holds"]
+
     def claims_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.claims, columns=CLAIM_COLUMNS)
+        """The claims with the headline family's Holm adjustment applied (``adjust_headline``)."""
+        return adjust_headline(pd.DataFrame(self.claims, columns=CLAIM_COLUMNS))
 
     def write_claims(self) -> Path:
         text = self.claims_frame().to_csv(index=False, float_format="%.6g")
@@ -170,6 +272,41 @@ class Results:
         return "\n".join(lines)
 
 
+def adjust_headline(df: pd.DataFrame) -> pd.DataFrame:
+    """``p_holm``: Holm's adjustment of the p-values of the tested headline claims (those not
+    ``untested``, with a p); a headline claim that holds on its own but whose adjusted p is not
+    below 0.05 becomes inconclusive, and ``reason`` says so."""
+    df = df.copy()
+    family = (df.role == "headline") & (df.verdict != "untested") & df.p.notna()
+    if not family.any():
+        return df
+    df["p_holm"] = df["p_holm"].astype(float)
+    df.loc[family, "p_holm"] = holm(df.loc[family, "p"].to_numpy(float))
+    demoted = family & (df.verdict == "holds") & (df.p_holm >= ALPHA)
+    m = int(family.sum())
+    for i in df.index[demoted]:
+        df.at[i, "verdict"] = "inconclusive"
+        df.at[i, "reason"] = (f"holds alone (p {fmt_p(df.at[i, 'p'])}), but not after Holm's adjustment over the "
+                              f"{m} tested headline claims (adjusted p {fmt_p(df.at[i, 'p_holm'])})")
+    return df
+
+
+def upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """A ``claims.csv`` written under the contract before ids and roles (``CLAIM_COLUMNS_V1``) in
+    today's columns: ids from the artifact and metric (with the occurrence where repeated), role
+    ``unmarked``, no preconditions. Today's contract passes unchanged; any other raises."""
+    if set(df.columns) == set(CLAIM_COLUMNS):
+        return df[CLAIM_COLUMNS]
+    if set(df.columns) != set(CLAIM_COLUMNS_V1):
+        raise ValueError(f"claims with columns {list(df.columns)} follow no known results contract")
+    df = df.copy()
+    base = df.artifact.astype(str) + ":" + df.metric.map(slug)
+    nth = base.groupby(base).cumcount()
+    df["id"] = [b if k == 0 else f"{b}:{k + 1}" for b, k in zip(base, nth)]
+    df["role"], df["p_holm"], df["reason"], df["requires"] = UNMARKED, math.nan, "", ""
+    return df[CLAIM_COLUMNS]
+
+
 def _bounds(lo, hi) -> str:
     return "" if pd.isna(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
 
@@ -181,25 +318,37 @@ def _needed(row) -> str:
 
 
 def readable(df: pd.DataFrame) -> pd.DataFrame:
-    """Claims as a reader sees them: numbers at sensible precision, no NaN."""
+    """Claims as a reader sees them, the claim and its verdict first: numbers at sensible
+    precision, no NaN."""
+    df = upgrade(df.drop(columns=[c for c in ("notebook",) if c in df.columns]))
     return pd.DataFrame({
-        "artifact": df.artifact, "claim": df.claim, "setting": df.setting.fillna(""), "metric": df.metric,
-        "paper": df.paper.map(fmt), "measured": df.measured.map(fmt), "n": df.n,
-        "95% bounds": [_bounds(lo, hi) for lo, hi in zip(df.ci_low, df.ci_high)],
-        "check": df.expectation, "test": df.test, "p": df.p.map(fmt_p), "verdict": df.verdict,
-        "trials to decide": [_needed(r) for r in df.itertuples()]}).reset_index(drop=True)
+        "role": df.role, "claim": df.claim, "verdict": df.verdict, "why": df.reason.fillna(""),
+        "measured": df.measured.map(fmt), "paper": df.paper.map(fmt), "check": df.expectation,
+        "95% bounds": [_bounds(lo, hi) for lo, hi in zip(df.ci_low, df.ci_high)], "n": df.n,
+        "p": df.p.map(fmt_p), "p (Holm)": df.p_holm.map(fmt_p), "test": df.test,
+        "trials to decide": [_needed(r) for r in df.itertuples()], "metric": df.metric,
+        "setting": df.setting.fillna(""), "artifact": df.artifact, "id": df.id}).reset_index(drop=True)
 
 
 def tally(verdicts) -> str:
     v = list(verdicts)
-    h, f, i = (sum(x == k for x in v) for k in ("holds", "fails", "inconclusive"))
-    return f"{h} of {len(v)} claims hold, {f} fail, {i} inconclusive (not reproduced: {f + i})"
+    h, f, i, u = (sum(x == k for x in v) for k in ("holds", "fails", "inconclusive", "untested"))
+    return (f"{h} of {len(v)} claims hold, {f} fail, {i} inconclusive, {u} untested "
+            f"(not reproduced: {f + i + u})")
 
 
-#: the columns that name a claim: a run's claim is compared with the committed run's by these and
-#: by its place among claims of the same name (the setting is left out: it names the profile's
-#: stand-ins and sizes, e.g. "ConvNet-8" at smoke and "ConvNet-32" at cpu)
-CLAIM_KEY = ["notebook", "artifact", "claim", "metric"]
+def tally_by_role(df: pd.DataFrame) -> str:
+    """Headline claims counted first, then supporting ones (and claims of runs made before roles)."""
+    df = upgrade(df.drop(columns=[c for c in ("notebook",) if c in df.columns]))
+    parts = [f"{role}: {tally(df.verdict[df.role == role])}" for role in (*ROLES, UNMARKED)
+             if (df.role == role).any()]
+    return "; ".join(parts) if parts else tally([])
+
+
+#: the columns that name a claim: a run's claim is matched with the committed run's on its notebook
+#: and its id (artifact, metric and key, never the setting: that names the profile's stand-ins and
+#: sizes, e.g. "ConvNet-8" at smoke and "ConvNet-32" at cpu)
+CLAIM_KEY = ["notebook", "id"]
 
 
 _REPORT_INTRO = [
@@ -211,9 +360,13 @@ _REPORT_INTRO = [
     "p-value of the claim's null (for trends and correlations: of no trend at all; the bound then",
     "decides against the minimum effect, and a claim holds only if both agree); `trials to decide`",
     "estimates how many trials would decide an inconclusive claim if the observed effect and",
-    "spread held."]
+    "spread held. **untested**: a precondition that makes the claim a test did not hold (`why` names",
+    "it); the numbers decide nothing. A **joint** claim holds only where every part holds. A",
+    "**headline** claim (a main result of the paper) holds only where its p, Holm-adjusted over the",
+    "notebook's tested headline claims (`p (Holm)`), is below 0.05; **supporting** claims are",
+    "controls, sanity checks and preconditions. Headline claims are counted first."]
 
-_VERDICT_MD = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*"}
+_VERDICT_MD = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*", "untested": "*untested*"}
 
 
 def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -223,8 +376,9 @@ def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.Da
     for claims in sorted(Path(root).glob("*/claims.csv")):
         if notebooks and claims.parent.name not in notebooks:
             continue
-        df = pd.read_csv(claims, keep_default_na=True)
-        if list(df.columns) != CLAIM_COLUMNS:  # an older results contract: left out, and said so
+        try:
+            df = upgrade(pd.read_csv(claims, keep_default_na=True))
+        except ValueError:  # an unknown results contract: left out, and said so
             stale.append(claims.parent.name)
             continue
         df.insert(0, "notebook", claims.parent.name)
@@ -235,16 +389,13 @@ def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.Da
 
 def compare_with(summary: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
     """``summary`` with the committed run's measured value and verdict of the same claim (matched
-    on ``CLAIM_KEY`` and the claim's place among those of the same key; empty where the committed
-    run has no such claim) and ``changed``: True where the verdicts differ or the committed run
-    lacks the claim."""
-    def keyed(df):
-        k = df[CLAIM_KEY].fillna("").astype(str)
-        k["occurrence"] = k.groupby(CLAIM_KEY).cumcount()
-        return k
-    theirs = keyed(committed).assign(committed_measured=committed.measured.values,
-                                     committed_verdict=committed.verdict.values)
-    out = keyed(summary).merge(theirs, on=CLAIM_KEY + ["occurrence"], how="left")
+    on ``CLAIM_KEY``: the notebook and the claim's id; empty where the committed run has no such
+    claim) and ``changed``: True where the verdicts differ or the committed run lacks the claim."""
+    committed = _upgrade_summary(committed)
+    theirs = committed[CLAIM_KEY].astype(str).assign(committed_measured=committed.measured.values,
+                                                     committed_verdict=committed.verdict.values)
+    theirs = theirs.drop_duplicates(CLAIM_KEY)
+    out = summary[CLAIM_KEY].astype(str).merge(theirs, on=CLAIM_KEY, how="left")
     result = summary.copy()
     result["committed_measured"] = out.committed_measured.values
     result["committed_verdict"] = out.committed_verdict.values
@@ -252,26 +403,36 @@ def compare_with(summary: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame
     return result
 
 
+def _upgrade_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """A ``summary.csv`` (a ``notebook`` column, then claims) of any known contract in today's columns."""
+    parts = [upgrade(part.drop(columns="notebook")).assign(notebook=nb)
+             for nb, part in summary.groupby("notebook", sort=False)]
+    if not parts:
+        return pd.DataFrame(columns=["notebook"] + CLAIM_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[["notebook"] + CLAIM_COLUMNS]
+
+
 def _report_table(part: pd.DataFrame, compared: bool) -> list[str]:
+    r = readable(part)
     if not compared:
-        lines = ["| artifact | claim | setting | metric | paper | source | measured | n | 95% bounds | check "
-                 "| test | p | verdict | trials to decide |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r, src in zip(readable(part).itertuples(index=False), part.source.fillna("")):
-            lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {src} | "
-                         f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | "
-                         f"{_VERDICT_MD[r.verdict]} | {r._12} |")
+        lines = ["| claim | role | verdict | why | measured | paper | check | 95% bounds | n | p | p (Holm) | test "
+                 "| trials to decide | setting | source | id |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for x, src in zip(r.itertuples(index=False), part.source.fillna("")):
+            lines.append(f"| {x.claim} | {x.role} | {_VERDICT_MD[x.verdict]} | {x.why} | {x.measured} | {x.paper} | "
+                         f"`{x.check}` | {x._7} | {x.n} | {x.p} | {x._10} | {x.test} | {x._12} | {x.setting} | "
+                         f"{src} | `{x.id}` |")
         return lines
-    lines = ["| artifact | claim | setting | metric | paper | committed `cpu` run | this run | n | 95% bounds "
-             "| check | test | p | verdict | same as committed? |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r, (_, c) in zip(readable(part).itertuples(index=False), part.iterrows()):
+    lines = ["| claim | role | verdict | why | this run | committed `cpu` run | same as committed? | paper | check "
+             "| 95% bounds | n | p (Holm) | test | setting | id |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x, (_, c) in zip(r.itertuples(index=False), part.iterrows()):
         committed = ("not in the committed run" if pd.isna(c.committed_verdict)
                      else f"{fmt(c.committed_measured)} ({c.committed_verdict})")
         same = "**verdict differs**" if c.changed else "yes"
-        lines.append(f"| {r.artifact} | {r.claim} | {r.setting} | {r.metric} | {r.paper} | {committed} | "
-                     f"{r.measured} | {r.n} | {r._7} | `{r.check}` | {r.test} | {r.p} | "
-                     f"{_VERDICT_MD[r.verdict]} | {same} |")
+        lines.append(f"| {x.claim} | {x.role} | {_VERDICT_MD[x.verdict]} | {x.why} | {x.measured} | {committed} | "
+                     f"{same} | {x.paper} | `{x.check}` | {x._7} | {x.n} | {x._10} | {x.test} | {x.setting} | "
+                     f"`{x.id}` |")
     return lines
 
 
@@ -291,13 +452,13 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
     if compared:
         summary = compare_with(summary, pd.read_csv(committed, keep_default_na=True))
     lines = [f"# poisonrepro report: profile `{profile}`", "", *_REPORT_INTRO, "",
-             f"Overall: {tally(summary.verdict)}.", ""]
+             f"Overall: {tally_by_role(summary)}.", ""]
     if compared:
         changed = summary[summary.changed]
         lines += [f"Compared with the committed `cpu` run (`figures/cpu/summary.csv`): {len(changed)} of "
                   f"{len(summary)} claims have another verdict"
                   + (" (a `smoke` run's numbers mean nothing: expect many)." if profile == "smoke" else ".")]
-        lines += [f"- {r.notebook} {r.artifact}, {r.metric}: committed "
+        lines += [f"- {r.notebook} `{r.id}`: committed "
                   f"{r.committed_verdict if isinstance(r.committed_verdict, str) else 'none'}, this run {r.verdict}"
                   for r in changed.itertuples()]
         lines.append("")
@@ -305,7 +466,7 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
         lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
                   f"them): {', '.join(stale)}.", ""]
     for nb, part in summary.groupby("notebook", sort=True):
-        lines += [f"## {nb}: {tally(part.verdict)}", "", *_report_table(part, compared), ""]
+        lines += [f"## {nb}: {tally_by_role(part)}", "", *_report_table(part, compared), ""]
     report = "\n".join(lines)
     report_path = atomic_write(root / "REPORT.md", lambda tmp: tmp.write_text(report))
     return summary_path, report_path

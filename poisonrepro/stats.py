@@ -12,7 +12,11 @@ per-trial data, and returns a :class:`Decision`:
   effect is on the wrong side, or smaller than the claim's minimum effect, at the 5% level);
 - ``inconclusive``: the interval straddles the threshold: too little data to tell. It counts
   as *not reproduced* in every summary, and ``n_needed`` estimates how many trials would
-  decide it if the observed effect and spread held.
+  decide it if the observed effect and spread held;
+- ``untested``: a precondition that makes the claim a test did not hold (the victims did not
+  reach their accuracy floor, the backdoor was not learned without the defence): the numbers
+  are shown, but they decide nothing. Set by ``poisonrepro.results``, never by a test here; it
+  counts as not reproduced.
 
 ``ci_low`` and ``ci_high`` are the two one-sided 95% bounds (together a two-sided 90%
 interval), so the verdict can be read off the interval and the threshold alone. ``p`` is the
@@ -33,7 +37,11 @@ Tests, by kind of claim (scipy and statsmodels do the arithmetic):
   over the sweep;
 - a rank correlation: Spearman's rho, permutation p, Fisher-z bound (Bonett-Wright SE);
 - a mean or a paired difference over splits or seeds: one-sample t on the (paired) values;
-- a share, the ratio of two per-split means: Fieller's bound from the paired t.
+- a share, the ratio of two per-split means: Fieller's bound from the paired t;
+- paired binary outcomes (the same target attacked two ways, or attacked and clean): the
+  exact McNemar (sign) test on the discordant pairs, and the Newcombe bound of the paired
+  difference of rates (Newcombe 1998, method 10);
+- a family of headline claims: Holm's step-down adjustment of their p-values (``holm``).
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ from scipy import stats as st
 ALPHA = 0.05            # one-sided level of every verdict
 LEVEL = 1 - 2 * ALPHA   # the two-sided level of the interval (its bounds are one-sided 95%)
 SIDES = (">", "<")
-VERDICTS = ("holds", "fails", "inconclusive")
+VERDICTS = ("holds", "fails", "inconclusive", "untested")
 
 
 @dataclass(frozen=True)
@@ -295,3 +303,60 @@ def ratio_test(part, whole, threshold: float, side: str = ">") -> Decision:
         root = np.sqrt(max(qb * qb - qa * qc, 0.0))
         lo, hi = min((qb - root) / qa, ratio), max((qb + root) / qa, ratio)
     return decide(ratio, lo, hi, threshold, side, test=test, n=n, p=p)
+
+
+def paired_rate_difference_test(a, b, margin: float = 0.0, side: str = ">") -> Decision:
+    """rate(a) - rate(b) over paired binary outcomes (``a[i]`` and ``b[i]`` come from the same
+    unit: one target with its own victim seed, attacked two ways): the exact McNemar p (a sign
+    test on the discordant pairs; at a non-zero margin the score test is left out) and the
+    one-sided 95% bounds of the paired difference from Newcombe's method 10 (Wilson intervals of
+    the marginal rates combined with their phi correlation). Against a non-zero margin the bound
+    alone decides."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired outcomes need two 1-d arrays of one length (got {a.shape} and {b.shape})")
+    n = len(a)
+    if n == 0:
+        return decide(math.nan, math.nan, math.nan, margin, side, test="paired Newcombe bound (no pairs)", n=0)
+    b10, b01 = int(np.sum(a & ~b)), int(np.sum(~a & b))   # discordant pairs
+    diff = (b10 - b01) / n
+    lo, hi = _newcombe_paired(a, b, LEVEL)
+    lo, hi = min(lo, diff), max(hi, diff)
+    if margin == 0:
+        discordant = b10 + b01
+        p = 1.0 if discordant == 0 else st.binomtest(
+            b10, discordant, 0.5, alternative="greater" if side == ">" else "less").pvalue
+        ptest = "exact McNemar p"
+    else:  # no exact test against a non-zero margin: the bound alone decides
+        p, ptest = math.nan, "no p at a non-zero margin"
+    return decide(diff, lo, hi, margin, side, test=f"paired Newcombe bound; {ptest}", n=n, p=float(p))
+
+
+def _newcombe_paired(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float]:
+    """Newcombe's (1998) method 10 interval of the difference of paired proportions."""
+    n = len(a)
+    k1, k2 = int(a.sum()), int(b.sum())
+    l1, u1 = wilson(k1, n, level)
+    l2, u2 = wilson(k2, n, level)
+    p1, p2 = k1 / n, k2 / n
+    n11, n10, n01, n00 = (int(np.sum(a & b)), int(np.sum(a & ~b)), int(np.sum(~a & b)), int(np.sum(~a & ~b)))
+    denom = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = 0.0 if denom == 0 else (n11 * n00 - n10 * n01) / math.sqrt(denom)
+    if denom != 0 and n11 * n00 - n10 * n01 > 0:  # Newcombe's continuity correction of phi
+        phi = max(n11 * n00 - n10 * n01 - n / 2, 0) / math.sqrt(denom)
+    d = p1 - p2
+    lo = d - math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    hi = d + math.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0.0))
+    return float(lo), float(hi)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family's one-sided p-values (statsmodels); NaN stays NaN
+    and is left out of the family."""
+    from statsmodels.stats.multitest import multipletests
+    p = np.asarray(p_values, float)
+    out = np.full_like(p, np.nan)
+    finite = ~np.isnan(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], alpha=ALPHA, method="holm")[1]
+    return out

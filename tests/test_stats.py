@@ -130,20 +130,20 @@ def test_error_bars_never_negative_at_the_edges():
 def test_claims_and_report_at_the_edges(isolated_artifacts):
     res = Results("01_poison_frogs", "smoke", "poison_frogs")
     rows = [res.claim("PF-F5", "zero of n", "success_rate", S.rate_test(0, 30, 0.8),
-                      paper_key="transfer_success_rate"),
-            res.claim("PF-F5", "n of n", "success_rate", S.rate_test(30, 30, 0.8)),
-            res.claim("PF-F5", "no trials", "success_rate", S.rate_test(0, 0, 0.8))]
+                      paper_key="transfer_success_rate", role="supporting"),
+            res.claim("PF-F5", "n of n", "success_rate", S.rate_test(30, 30, 0.8), role="supporting", key="all"),
+            res.claim("PF-F5", "no trials", "success_rate", S.rate_test(0, 0, 0.8), role="supporting", key="none")]
     assert [r["verdict"] for r in rows] == ["fails", "holds", "inconclusive"]
     assert rows[0]["source"].startswith("Shafahi") and rows[0]["setting"] == ""
     with pytest.raises(TypeError, match="Decision"):
-        res.claim("PF-F5", "a bare number", "success_rate", 0.9)
+        res.claim("PF-F5", "a bare number", "success_rate", 0.9, role="supporting")
     res.write_claims()
     shown = res.paper_vs_measured()
     assert "nan" not in shown.to_string().lower()
     _, report = write_summary("smoke", ["01_poison_frogs"])
     text = report.read_text()
-    assert "1 of 3 claims hold, 1 fail, 1 inconclusive (not reproduced: 2)" in text
-    table = text[text.index("| artifact"):]
+    assert "supporting: 1 of 3 claims hold, 1 fail, 1 inconclusive, 0 untested (not reproduced: 2)" in text
+    table = text[text.index("| claim"):]
     assert "nan" not in table.lower() and not any(c.isdigit() and "e-" in c for c in table.split("|"))
 
 
