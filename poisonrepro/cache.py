@@ -35,6 +35,7 @@ import torch
 
 from . import paths
 from .config import config_hash, stage_values
+from .precision import in_force
 from .rng import seed_from, seeded
 
 #: (kind, key, "hit" | "miss") for every lookup in this process; the tests read it.
@@ -189,7 +190,10 @@ class ArtifactCache:
         self.enabled = enabled
 
     def path(self, kind: str, key: str, suffix: str) -> Path:
-        return self.root / kind / f"{key}{suffix}"
+        """Where an artifact lives; one computed under bf16 autocast (``precision.in_force``) is
+        kept apart from the fp32 one of the same key, since trained networks differ between them."""
+        tag = "" if in_force() == "fp32" else f"-{in_force()}"
+        return self.root / kind / f"{key}{tag}{suffix}"
 
     def _lookup(self, kind, key, suffix, compute, save, load):
         path = self.path(kind, key, suffix)

@@ -92,6 +92,29 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The processor (``/proc/cpuinfo``'s model name, family and model, and whether it has AMX and
+    AVX512-BF16; ``platform.processor()`` elsewhere) and torch's CPU capability (the widest vector
+    ISA its kernels use): trained networks differ between them."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor is enough
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info:
+        flags = set(info.get("flags", "").split())
+        has = lambda flag: "yes" if flag in flags else "no"  # noqa: E731
+        name += (f" (family {info['cpu family']}, model {info.get('model', '?')}; AMX {has('amx_bf16')}, "
+                 f"AVX512-BF16 {has('avx512_bf16')})")
+    return f"{name}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
 def device_name() -> str:
     if torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(0)})"
@@ -117,7 +140,10 @@ def _cache_summary() -> str:
 
 def colophon(profile: str) -> str:
     import numpy, sklearn, pandas  # noqa: E401
+    from .precision import describe
     lines = [f"git commit:  {git_commit()}", f"profile:     {profile}", f"device:      {device_name()}",
+             f"processor:   {cpu_model()}",
+             f"arithmetic:  {describe('cuda' if os.environ.get('POISONREPRO_DEVICE', 'cpu').startswith('cuda') else 'cpu')}",
              f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
              f"scikit-learn {sklearn.__version__}, pandas {pandas.__version__}",
              f"wall time:   {time.time() - _START:.0f} s ({_cache_summary()})",

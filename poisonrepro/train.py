@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
+from . import precision as P
 from .rng import seed_everything  # defined once, in rng; T.seed_everything as before
 
 
@@ -351,10 +352,12 @@ def _victim_optimizer(model: nn.Module, recipe: VictimRecipe):
 
 
 def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recipe: VictimRecipe,
-                generator: torch.Generator, loss_fn=None) -> None:
+                generator: torch.Generator, loss_fn=None, precision: str | None = None) -> None:
     """One SGD step of ``train_victim`` on a raw batch (augmented and converted here); the
     bench times exactly this. ``loss_fn(logits, labels)`` replaces the label-smoothed cross-entropy
-    (Anti-Backdoor Learning's local gradient ascent, its unlearning's ascent)."""
+    (Anti-Backdoor Learning's local gradient ascent, its unlearning's ascent). ``precision``:
+    ``fp32`` or ``bf16`` (autocast of the forward pass); default the one in force
+    (``poisonrepro.precision``)."""
     if recipe.crop_pad or recipe.flip:
         xb = crop_flip(xb, generator, recipe.crop_pad, recipe.flip)
     if recipe.adversarial_eps:
@@ -363,7 +366,8 @@ def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recip
         xb = untargeted_pgd(model, xb.cpu(), yb.cpu(), eps=recipe.adversarial_eps, steps=recipe.adversarial_steps,
                             step_size=recipe.adversarial_step_size, batch_size=len(yb), seed=seed,
                             desc="adversarial batch").to(yb.device)
-    logits = model(to_unit(xb, recipe.channels_last)) * recipe.logit_scale
+    with P.autocast(yb.device, precision):
+        logits = model(to_unit(xb, recipe.channels_last)).float() * recipe.logit_scale
     loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing) if loss_fn is None else loss_fn(logits, yb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -371,10 +375,11 @@ def victim_step(model: nn.Module, opt, xb: torch.Tensor, yb: torch.Tensor, recip
 
 
 def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = VictimRecipe(), *, seed: int = 0,
-                 desc: str = "victim", on_step=None, loss_fn=None) -> nn.Module:
+                 desc: str = "victim", on_step=None, loss_fn=None, precision: str | None = None) -> nn.Module:
     """Train ``model`` from scratch on ``images`` (uint8 or [0, 1] float, NHWC or NCHW) with
     ``recipe``. ``on_step(step, total_steps)`` is called after every step (timing, logging);
-    ``loss_fn(logits, labels)``, if given, is the loss instead of the recipe's cross-entropy."""
+    ``loss_fn(logits, labels)``, if given, is the loss instead of the recipe's cross-entropy;
+    ``precision`` (``fp32`` | ``bf16``) overrides the one in force (``poisonrepro.precision``)."""
     x, y = as_nchw(images), torch.as_tensor(labels).long()
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -401,7 +406,7 @@ def train_victim(model: nn.Module, images, labels, recipe: VictimRecipe = Victim
             if step == total:
                 break
             idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size].to(device)
-            victim_step(model, opt, x[idx], y[idx], recipe, gen, loss_fn)
+            victim_step(model, opt, x[idx], y[idx], recipe, gen, loss_fn, precision)
             sched.step()
             step += 1
             bar.update(1)

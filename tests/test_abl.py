@@ -58,6 +58,8 @@ def test_abl_removes_a_planted_backdoor(mirror):
     after = {}
     out = abl.anti_backdoor_learning(M.build_model("convnet_bn_padded"), s.images, s.labels, sched, seed=0,
                                      on_phase=lambda name, m: after.__setitem__(name, asr(m)))
+    # the lowest losses, as the repository ranks them (ascending: backdoor_isolation.py, compute_loss_value)
+    assert sorted(out.isolated.tolist()) == sorted(out.isolation_losses.argsort(stable=True)[:15].tolist())
     precision = torch.isin(torch.as_tensor(out.isolated), s.poisoned).float().mean().item()
     assert len(out.isolated) == 15 and precision >= 0.8, precision
     assert after["finetune"] > 0.5, "no backdoor before the unlearning: nothing for it to remove"

@@ -25,15 +25,31 @@ def test_training_flops_count_forward_and_backward():
 def test_quick_bench_reports_every_victim_and_percent_of_peak(capsys):
     result = bench.run(quick=True, accuracy=False, victims=("convnet_bn", "regnetx_1_6gf_standin"))
     rows = result["throughput"]
-    assert [r["victim"] for r in rows] == ["convnet_bn", models.display_name("regnetx_1_6gf_standin")]
-    for r in rows:
+    precisions = bench.precisions()
+    assert [(r["victim"], r["precision"]) for r in rows] == [
+        (v, p) for v in ("convnet_bn", models.display_name("regnetx_1_6gf_standin")) for p in precisions]
+    for r in rows:  # each against the peak of its own precision
         assert r["images_per_s"] > 0
-        assert r["pct_of_peak"] == pytest.approx(100 * r["images_per_s"] * r["gflop_per_image"] / result["peak"]["gflops"])
+        peak = result["peaks"][r["precision"]]["gflops"]
+        assert r["pct_of_peak"] == pytest.approx(100 * r["images_per_s"] * r["gflop_per_image"] / peak)
     assert [c["objective"].split(" (")[0].split(",")[0] for c in result["crafting"]] == [
         "gradient matching", "convex polytope", "clean-label backdoor", "hidden-trigger backdoor", "MetaPoison"]
     assert all(c["poison_steps_per_s"] > 0 for c in result["crafting"])
     text = bench.report(result)
-    assert "STAND-IN" in text and "% of peak" in text and "poison-steps/s" in text
+    assert "STAND-IN" in text and "% of that precision's peak" in text and "poison-steps/s" in text
+    assert "torch CPU capability" in text and "training precision in force" in text
+    # every victim's share of the peak is checked against the goal, met or missed
+    assert sum(line.startswith("- ") and "of the" in line and "peak" in line for line in text.splitlines()) == len(rows)
+
+
+def test_goals_are_met_or_missed_by_a_stated_margin():
+    result = {"peak": {"gflops": 431.0 / 2}, "throughput": [],  # half the reference peak: twice the seconds
+              "accuracy": [{"victim": "v", "epochs": 4, "precision": "bf16", "seconds": 50.0, "test_accuracy": 0.81},
+                           {"victim": "v", "epochs": 10, "precision": "bf16", "seconds": 300.0, "test_accuracy": 0.84}]}
+    lines = bench.goal_checks(result)
+    assert "x2.00" in lines[0]
+    assert lines[1].startswith("- >= 80% in <= 60 s: met") and "-10 s against the goal" in lines[1]
+    assert lines[2].startswith("- >= 85% in <= 240 s: missed (no budget reached it; the best: 84.0%")
 
 
 def test_bench_rejects_unknown_victims_before_measuring():

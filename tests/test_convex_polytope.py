@@ -119,3 +119,56 @@ def test_bad_input_is_refused_before_any_compute(kwargs, match):
     models = args.pop("models")
     with pytest.raises(ValueError, match=match):
         CP.craft_poisons(models, torch.rand(2, 2, 1, 1), torch.rand(1, 2, 1, 1), **args)
+
+
+def test_project_floored_simplex_matches_the_constrained_minimiser():
+    gen = torch.Generator().manual_seed(2)
+    floor = 0.05
+    for _ in range(20):
+        v = torch.randn(1, 4, generator=gen, dtype=torch.float64) * 2
+        p = CP.project_floored_simplex(v, floor)[0].numpy()
+        ref = minimize(lambda c: ((c - v[0].numpy()) ** 2).sum(), np.full(4, 0.25), method="SLSQP",
+                       bounds=[(floor, 1)] * 4, constraints=[{"type": "eq", "fun": lambda c: c.sum() - 1}],
+                       options={"ftol": 1e-14}).x
+        assert p.min() >= floor - 1e-12 and abs(p.sum() - 1) < 1e-12
+        np.testing.assert_allclose(p, ref, atol=1e-6)
+    assert torch.equal(CP.project_floored_simplex(v, 0.0), CP.project_simplex(v))
+    with pytest.raises(ValueError, match="floor"):
+        CP.project_floored_simplex(v, 0.25)  # 4 x 0.25 = 1 leaves nothing to choose
+
+
+def test_every_poison_moves_in_notebook_04s_setting():
+    """Notebook 04 crafts on one network without dropout (10 poisons at cpu, eps 8/255, the default
+    step, uint8 images): on the old code (no coefficient floor) the poisons whose simplex
+    coefficient was 0 at every step got no gradient and stayed at their bases (04's median L-inf was
+    0). Every poison must move by at least one pixel level, so that it survives 04's rounding to
+    uint8."""
+    from poisonrepro import models as M
+    torch.manual_seed(0)
+    net = M.convnet_bn(10, widths=(8, 8, 8), stem=8).eval()
+    gen = torch.Generator().manual_seed(0)
+    bases = (torch.rand(10, 3, 16, 16, generator=gen) * 255).round().to(torch.uint8)
+    target = (torch.rand(1, 3, 16, 16, generator=gen) * 255).round().to(torch.uint8)
+    poisons, _, obj = CP.craft_poisons([net], bases, target, eps=8 / 255, steps=20, seed=0,
+                                       base_labels=torch.full((10,), 3), target_labels=torch.tensor([5]))
+    pixels = (poisons[0] * 255).round()  # as 04 stores them
+    moved = (pixels - bases.float()).flatten(1).abs().amax(1)
+    assert (moved >= 1).all(), moved
+    assert float(next(iter(obj.coefficients.values())).min()) >= CP.COEFFICIENT_FLOOR / 10 - 1e-9
+
+
+def test_poisons_off_the_nearest_face_move_only_with_the_coefficient_floor():
+    # 2-D features (the points themselves): the target lies left of ten bases; the simplex least
+    # squares puts all weight on the bases of the polytope's left face, so the others get no
+    # gradient without a floor (the authors' algorithm), and move towards the target with one
+    t = torch.tensor([0.5, 0.5])
+    ys = torch.linspace(0.3, 0.7, 5)
+    bases = torch.cat([torch.stack([torch.full((5,), 0.7), ys], 1), torch.stack([torch.full((5,), 0.9), ys], 1)])
+    kwargs = dict(eps=0.05, steps=30, lr=0.005)
+    stuck, _, _ = CP.craft_poisons(Points(), bases[:, :, None, None], t[None, :, None, None],
+                                   coefficient_floor=0.0, **kwargs)
+    moved, _, _ = CP.craft_poisons(Points(), bases[:, :, None, None], t[None, :, None, None], **kwargs)
+    far = bases[:, 0] > 0.8
+    assert torch.equal(stuck[0, far, :, 0, 0], bases[far])
+    assert ((moved[0, :, :, 0, 0] - bases).abs().amax(1) > 0.01).all()
+    assert float((moved[0, :, :, 0, 0] - bases).abs().max()) <= 0.05 + 1e-6

@@ -1,7 +1,9 @@
 """Deep Partition Aggregation (``defenses.dpa``): the hash partition, the vote with its tie rule,
 the certificate on hand-made vote tables, and a planted attack against the certificate: inserting
 or removing rho samples, aimed at the partitions that vote for the prediction, never changes a
-certified prediction, while rho + 1 insertions can (the certificate is tight for 1-NN bases)."""
+certified prediction, while rho + 1 insertions can (the certificate is tight for 1-NN bases). The
+batched trainer gives each base classifier the same weights, to the bit, whichever partitions are
+trained beside it (Theorem 1 needs f_i to depend on P_i alone)."""
 import dataclasses
 
 import numpy as np
@@ -193,6 +195,92 @@ def test_another_partitions_data_never_changes_a_base_classifier():
     for name in before.params:
         torch.testing.assert_close(before.params[name][[0, 2, 3]], after.params[name][[0, 2, 3]], rtol=1e-4, atol=1e-5)
         assert not torch.allclose(before.params[name][1], after.params[name][1])
+
+
+def test_a_partitions_step_width_is_its_own_and_passes_have_one_shape_per_width():
+    assert [dpa.step_width(n, 128) for n in (0, 1, 16, 17, 33, 64, 65, 127, 128, 400)] == \
+        [16, 16, 16, 32, 64, 64, 128, 128, 128, 128]
+    assert dpa.step_width(5, 8) == 8   # never wider than a batch
+    parts = [np.arange(n) for n in (40, 10, 7, 30, 12, 50, 3)]
+    passes = dpa.plan_passes(parts, range(7), batch_size=64, images_per_pass=128)
+    # width 64 (40, 50) in passes of 128 // 64 = 2; width 16 (10, 7, 12, 3) in min(128 // 16, k = 7);
+    # width 32 (30) in 4; the last pass of each width filled up with placeholders
+    assert passes == [[0, 5], [1, 2, 4, 6, None, None, None], [3, None, None, None]]
+    for chunk in passes:
+        widths = {dpa.step_width(len(parts[i]), 64) for i in chunk if i is not None}
+        assert len(widths) == 1 and len(chunk) == min(128 // widths.pop(), 7)
+    assert sorted(i for c in passes for i in c if i is not None) == list(range(7))
+
+
+def _pass_spy(monkeypatch):
+    """Records every pass ``train_base_classifiers`` trains: (its ids, its ModelStack)."""
+    trained, real = [], dpa.train_base_classifiers
+
+    def spy(*args, ids=None, **kwargs):
+        stack = real(*args, ids=ids, **kwargs)
+        trained.append((list(ids), stack))
+        return stack
+    monkeypatch.setattr(dpa, "train_base_classifiers", spy)
+    return trained
+
+
+def test_a_partitions_weights_do_not_depend_on_the_partitions_trained_beside_it(monkeypatch):
+    """Theorem 1 needs each base classifier to be a function of its partition (and seed) alone.
+    The notebook's trainer trains partition 2 once among all nine and once beside partition 7
+    only (as when an attack retrains the few partitions it touched): other companions, another
+    place in the pass, and the weights must be equal to the bit. (Before the fix the pass held
+    as many networks as there were partitions to train, and a grouped convolution rounds
+    differently for 2 groups than for 4: 1.5e-8 apart after one epoch.)"""
+    from poisonrepro import models as M
+    from poisonrepro.papers.dpa import experiments as E
+    x, y = _tiny_images(360)
+    parts = dpa.partitions(x.numpy(), y.numpy(), 9)
+    recipe = dpa.BaseRecipe(epochs=1, batch_size=16, crop_pad=2, flip=True)
+    make = lambda: M.convnet(10, width=8)  # noqa: E731
+    trained = _pass_spy(monkeypatch)
+    every = E.train_and_vote(x.numpy(), y.numpy(), parts, x[:5].numpy(), make, recipe, images_per_pass=64, seed=3)
+    few = E.train_and_vote(x.numpy(), y.numpy(), parts, x[:5].numpy(), make, recipe, images_per_pass=64, seed=3, ids=[7, 2])
+    assert torch.equal(few, every[[7, 2]])
+    for i in (2, 7):
+        (ids_a, a), (ids_b, b) = [(ids, st) for ids, st in trained if i in ids]
+        assert ids_a != ids_b and ids_a.index(i) != ids_b.index(i)   # other companions, another place
+        for name in a.params:
+            assert torch.equal(a.params[name][ids_a.index(i)], b.params[name][ids_b.index(i)]), (i, name)
+
+
+def test_placeholders_and_places_in_a_pass_change_nothing():
+    """Passes of one shape, a partition at different places among different companions and idle
+    placeholders: the same weights to the bit; a placeholder's network never moves."""
+    from poisonrepro import models as M
+    x, y = _tiny_images(300)
+    parts = dpa.partitions(x.numpy(), y.numpy(), 6)
+    recipe = dpa.BaseRecipe(epochs=1, batch_size=16, crop_pad=2, flip=True)
+    make = lambda: M.convnet(10, width=8)  # noqa: E731
+    a = dpa.train_base_classifiers(make, x, y, parts, recipe, seed=1, ids=[0, 5, 2, 1])
+    b = dpa.train_base_classifiers(make, x, y, parts, recipe, seed=1, ids=[None, 3, 0, 2])
+    for name in a.params:
+        assert torch.equal(a.params[name][0], b.params[name][2])
+        assert torch.equal(a.params[name][2], b.params[name][3])
+    idle = dpa.init_base_classifier(make, x[:0], 0, seed=1)
+    for name, p in idle.named_parameters():
+        assert torch.equal(b.params[name][0], p)
+    with pytest.raises(ValueError, match="placeholders"):
+        dpa.train_base_classifiers(make, x, y, parts, recipe, ids=[None, None])
+
+
+def test_a_partition_is_padded_to_whole_steps_of_its_own_width():
+    x, y = _tiny_images(300)
+    parts = dpa.partitions(x.numpy(), y.numpy(), 6)
+    small = int(np.argmin([len(p) for p in parts]))
+    big = int(np.argmax([len(p) for p in parts]))
+    recipe = dpa.BaseRecipe(epochs=1, batch_size=16)
+    alone = dpa._epoch_batches(x, y, parts, [small], 0, recipe, seed=0)
+    beside = dpa._epoch_batches(x, y, parts, [big, small], 0, recipe, seed=0)
+    assert alone[3] == beside[3] == 16   # the step width: the batch size, whoever is beside it
+    n = alone[0].shape[1]
+    assert n % 16 == 0 and n - 16 < len(parts[small]) <= n
+    for a, b in zip(alone[:3], beside[:3]):
+        assert torch.equal(a[0], b[1, :n]) and not b[1, n:].any()
 
 
 def test_batch_norm_and_bad_recipes_are_refused():

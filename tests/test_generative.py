@@ -189,3 +189,32 @@ def test_generative_accuracy_claims_are_paired_by_trial(tmp_path, monkeypatch):
     claims = [c for c in _verdicts(cfg, one_run, _sweep(cfg, lambda a: 0, lambda a: 0), tmp_path,
                                    monkeypatch) if c["metric"].startswith("accuracy with starting points")]
     assert all(c["verdict"] == "inconclusive" for c in claims)  # one run cannot decide it
+
+
+def test_headline_claims_are_the_two_joint_claims_with_stable_ids(tmp_path, monkeypatch):
+    # GEN-1: effective generative poisons, far faster (both parts must hold); PGAN-1: the trade-off over alpha
+    ids = {}
+    for profile in ("smoke", "cpu", "paper"):
+        cfg = load_config("pgan", profile)
+        claims = _verdicts(cfg, _FLAT_GEN, _sweep(cfg, lambda a: 0.0, lambda a: 0.0), tmp_path, monkeypatch)
+        ids[profile] = [(c["id"], c["role"]) for c in claims]
+    assert ids["smoke"] == ids["cpu"] == ids["paper"]
+    assert [i for i, role in ids["cpu"] if role == "headline"] == ["GEN-1:joint:generative",
+                                                                   "PGAN-1:joint:alpha-trade-off"]
+    assert len({i for i, _ in ids["cpu"]}) == len(ids["cpu"])
+
+
+def test_joint_claims_hold_only_where_every_part_holds(tmp_path, monkeypatch):
+    cfg = load_config("pgan", "cpu")
+    joint = lambda claims, artifact: next(c for c in claims if c["id"].startswith(f"{artifact}:joint"))  # noqa: E731
+    trend = _sweep(cfg, lambda a: 0.05 * (1 - a), lambda a: 0.6 * (1 - a))
+    effective_fast = _gen([600, 500, 700, 650, 550], [26, 30, 24, 28, 25], [0.82] * 5,
+                          [0.79, 0.78, 0.80, 0.79, 0.785])
+    claims = _verdicts(cfg, effective_fast, trend, tmp_path, monkeypatch)
+    assert joint(claims, "GEN-1")["verdict"] == "holds" and joint(claims, "PGAN-1")["verdict"] == "holds"
+    # the cpu run's shape: effective but slower with its training; no trend over alpha
+    claims = _verdicts(cfg, _FLAT_GEN, _sweep(cfg, lambda a: 0.002, lambda a: 0.01), tmp_path, monkeypatch)
+    assert joint(claims, "GEN-1")["verdict"] == "fails" and joint(claims, "PGAN-1")["verdict"] == "fails"
+    # fast but ineffective generative poisons: not the paper's result either
+    ineffective_fast = _gen([600, 500, 700, 650, 550], [26, 30, 24, 28, 25], [0.82] * 5, [0.82] * 5)
+    assert joint(_verdicts(cfg, ineffective_fast, trend, tmp_path, monkeypatch), "GEN-1")["verdict"] == "fails"

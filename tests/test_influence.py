@@ -197,3 +197,45 @@ def test_training_set_attack_on_the_crafting_loop_follows_its_old_trajectory(see
     old = _old_training_set_attack(ext, head, imgs, y, feats, xt, yt, **kw)
     assert new[0] == old[0] and torch.equal(new[1], old[1])
     assert torch.equal(new[2], old[2]) and torch.equal(new[3].theta, old[3].theta)  # bit for bit
+
+
+def _loo():
+    return {k: torch.linspace(-1, 1, 40, dtype=torch.float64) for k in ("predicted", "actual", "top_predicted",
+                                                                         "top_actual")}
+
+
+def test_attack_and_control_are_compared_paired_by_target(tmp_path, monkeypatch):
+    """The control moves the same images for the same targets: a target the control flips is one
+    the attack flips too (here), so the discordant targets decide (McNemar: 5 of 5 go the attack's
+    way). The unpaired comparison of the two rates (8/20 against 3/20) could not tell."""
+    from poisonrepro.config import load_config
+    from poisonrepro.papers.influence import report as R
+    from poisonrepro.results import Results
+    monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
+    cfg = load_config("influence", "cpu")
+    att, ctl = _fake(cfg, [[8] * 5] * 2, [[3] * 5] * 2, 20)
+    res = Results("test_08_paired", "cpu", "influence")
+    R.record_claims(cfg, _loo(), att, ctl, res, "label")
+    control = res.claims_frame().set_index("id").loc["INF-1:success-rate-control-success-rate:box2"]
+    assert control.measured == pytest.approx(0.25) and control.verdict == "holds"
+    assert "McNemar" in control.test and control.n == 20
+
+
+def test_one_headline_per_box_with_ids_that_name_the_box(tmp_path, monkeypatch):
+    from poisonrepro.config import load_config
+    from poisonrepro.papers.influence import report as R
+    from poisonrepro.results import Results
+    monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
+    ids = {}
+    for profile in ("smoke", "cpu", "paper"):
+        cfg = load_config("influence", profile)
+        att, ctl = _fake(cfg, [[10] * 5] * len(cfg.eps), [[0] * 5] * len(cfg.eps), 20)
+        res = Results("test_08_ids", profile, "influence")
+        R.record_claims(cfg, _loo(), att, ctl, res, "label")
+        frame = res.claims_frame()
+        assert frame.id.is_unique
+        ids[profile] = frame
+    assert ids["smoke"].id.tolist() == ids["cpu"].id.tolist()  # the same boxes, 2/255 and 16/255
+    headline = ids["paper"][ids["paper"].role == "headline"]
+    assert headline.id.tolist() == [f"INF-1:success-rate-one-image:box{b}" for b in ("0.5", "2", "16")]
+    assert set(ids["cpu"].id) < set(ids["paper"].id)  # the paper profile adds its own 0.5/255 box

@@ -93,3 +93,23 @@ def test_claims_are_decided_by_tests_on_the_per_split_errors(tmp_path, monkeypat
     assert v[4:8] == ["fails"] * 4
     assert v[8:12] == ["inconclusive"] * 4   # exactly on every threshold: the data cannot tell
     assert "t bound" in res.claims_frame().test[0] and "OLS" in res.claims_frame().test[3]
+    # one headline per digit pair (the quote's rise); ids name the pair and the kernel, as at every profile
+    frame = res.claims_frame()
+    headline = frame[frame.role == "headline"]
+    assert headline.id.tolist() == [f"BS-1:attacked-test-error-clean-test-error:{p}-linear" for p in cfg.pairs]
+    assert frame.id.is_unique and (frame.role[frame.role != "headline"] == "supporting").all()
+    assert frame.p_holm[frame.role == "headline"].notna().all()  # Holm over the three pairs
+
+
+def test_claim_ids_and_roles_are_the_same_at_every_profile(tmp_path, monkeypatch):
+    from poisonrepro.papers.biggio_svm.report import record_claims
+    from poisonrepro.results import Results
+    monkeypatch.setenv("POISONREPRO_FIGURES", str(tmp_path))
+    seen = {}
+    for profile in ("smoke", "cpu", "paper"):
+        cfg = load_config("biggio_svm", profile)
+        single, multi = _fake_runs(cfg, clean=[0.03] * 3, attacked=[0.2] * 3, multi_rise=[0.2] * 3)
+        res = Results("test_05_ids", profile, "biggio_svm")
+        record_claims(cfg, single, multi, res, "fake")
+        seen[profile] = list(zip(*(res.claims_frame()[c] for c in ("id", "role"))))
+    assert seen["smoke"] == seen["cpu"] == seen["paper"]

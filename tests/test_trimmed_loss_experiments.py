@@ -83,3 +83,45 @@ def test_early_auroc_reads_bad_samples_with_higher_loss_as_separated():
     result["round_loss"] = torch.tensor([[3.0] * 8 + [0.1] * 2])
     assert R.early_auroc(result) == 0.0
     assert np.isnan(R.early_auroc({"bad": torch.zeros(4, dtype=torch.bool), "round_loss": torch.ones(1, 4)}))
+
+
+def _victims(clean, plain, itlm, seeds=3):
+    """Victims of every kind and arm whose test accuracy is the given one, give or take a point,
+    with first-round losses that put the bad samples last."""
+    bad = torch.tensor([False] * 8 + [True] * 2)
+    jitter = (0.0, 0.01, -0.01, 0.02, -0.02)[:seeds]
+
+    def one(acc, j):
+        return {"test_accuracy": torch.tensor(acc + j), "bad": bad, "round_loss": torch.tensor([[0.1] * 8 + [3.0] * 2])}
+    arms = {"clean": clean, "plain": plain, "itlm": itlm}
+    return {kind: {arm: [one(acc, j) for j in jitter] for arm, acc in arms.items()} for kind in E.KINDS}
+
+
+def _claims(vic, **cfg):
+    from poisonrepro.results import Results
+    res = Results("09_trimmed_loss", "cpu", "trimmed_loss")
+    R.record_claims(load_config("trimmed_loss", "cpu", victim_seeds=len(vic["systematic"]["plain"]), **cfg), vic, res)
+    return {c["id"]: c for c in res.claims_frame().to_dict("records")}
+
+
+HEADLINE = "TL-1:test-accuracy-itlm-plain"
+
+
+def test_the_headline_is_itlm_against_plain_training_under_systematic_noise(isolated_artifacts):
+    c = _claims(_victims(clean=0.9, plain=0.7, itlm=0.85))
+    assert [i for i, r in c.items() if r["role"] == "headline"] == [HEADLINE]
+    assert c[HEADLINE]["verdict"] == "holds" and c[HEADLINE]["n"] == 3          # the unit: a seed
+    assert set(c[HEADLINE]["requires"].split()) == {"TL-1:clean-label-test-accuracy",
+                                                    "TL-1:test-accuracy-clean-labels-plain"}
+    assert c["TL-1:clean-label-test-accuracy"]["paper"] == 0.9                  # measured beside the paper's
+    assert {f"TL-1:auroc-of-the-first-round-s-losses-bad-vs-clean:{k}" for k in E.KINDS} <= set(c)
+    assert _claims(_victims(clean=0.9, plain=0.7, itlm=0.72))[HEADLINE]["verdict"] == "fails"
+
+
+def test_the_headline_is_untested_below_the_accuracy_floor_or_where_the_noise_costs_nothing(isolated_artifacts):
+    weak = _claims(_victims(clean=0.46, plain=0.3, itlm=0.18))                  # the cpu stand-in's numbers
+    assert weak["TL-1:clean-label-test-accuracy"]["verdict"] == "fails"
+    assert weak[HEADLINE]["verdict"] == "untested" and "clean-label-test-accuracy" in weak[HEADLINE]["reason"]
+    harmless = _claims(_victims(clean=0.9, plain=0.9, itlm=0.9))
+    assert harmless["TL-1:test-accuracy-clean-labels-plain"]["verdict"] != "holds"
+    assert harmless[HEADLINE]["verdict"] == "untested"

@@ -20,10 +20,13 @@ Backdoored samples are learned faster than clean ones (ABL-1). ABL trains in two
   which the repository runs as two phases: fine-tuning on the rest D_c (60 epochs), then gradient
   ascent on D_b alone (minimising -l; 5 epochs at lr 5e-4).
 
-Two places where this module follows the paper rather than the repository: ``backdoor_isolation.py``
-ranks the losses in *descending* order (``np.argsort(-losses)``) and isolates the first 1%, the
-highest-loss samples, where the paper (Sec. 3, "the lowest loss") isolates the lowest; and its
-unlearning script names the isolated file differently from the one the isolation script writes.
+The isolation agrees with the repository: ``backdoor_isolation.py`` (``compute_loss_value``) ranks
+the losses in *ascending* order (``np.argsort(np.array(losses_record))``, "in ascending order") and
+``isolate_data`` takes the first 1%, the lowest-loss samples, as the paper says (Sec. 3); only the
+repository's earlier version of the file (commit 3522945) sorted them in descending order
+(``np.argsort(-np.array(losses_record))``), since corrected (commit fe9ff40).
+Its unlearning script names the isolated file differently (``-isolation``, hyphens) from the one the
+isolation script writes (``_isolation``); here both phases share the indices in memory.
 The repository's first unlearning epoch only tests, so its 5 epochs at batch 64 on the 500
 isolated images are 4 x 8 = 32 ascent steps: ``unlearning_recipe`` fixes the step count, so that
 a smaller training set (fewer isolated images) keeps the paper's amount of ascent.
@@ -136,8 +139,11 @@ def anti_backdoor_learning(model: nn.Module, images, labels, schedule: ABLSchedu
     rest = np.setdiff1d(np.arange(len(y)), isolated)
     T.train_victim(model, x[rest], y[rest], schedule.finetune, seed=seed + 1, desc="ABL fine-tuning")
     phase("finetune", model)
+    # fp32 whatever the precision in force: the ascent's steps (lr 5e-4) are below bf16's resolution
+    # of the weights, so under bf16 autocast the forward pass would not see them (a planted backdoor
+    # survived 32 such steps under bf16 and not under fp32: tests/test_abl.py)
     T.train_victim(model, x[isolated], y[isolated], schedule.unlearning, seed=seed + 2, desc="ABL unlearning",
-                   loss_fn=ascent_loss)
+                   loss_fn=ascent_loss, precision="fp32")
     phase("unlearning", model)
     return ABLResult(model.eval(), isolated, losses, epoch_losses, sum(ascents))
 

@@ -20,13 +20,19 @@ following their code (alevine0/DPA: ``partition_data_norm_hash.py``, ``certify.p
 
 The base classifiers are the caller's (``train_partitions`` takes any ``fit(x, y) -> predict``),
 or ``train_base_classifiers``: many partitions' networks in one batched pass (``torch.func.vmap``
-over stacked weights, which runs each convolution as one grouped convolution), each network still
-a function of its own partition alone, as the certificate requires: its initialisation, its
+over stacked weights, which runs each convolution as one grouped convolution), each network a
+function of its own partition and seed alone, as the certificate requires: its initialisation, its
 per-partition input normalisation (the code's), its sample order and augmentation come from its
 own partition index and data, every network takes exactly its own number of steps (a network whose
 partition is used up sits the step out: no update, no weight decay, no momentum), and its SGD
-update is its own. A test checks that a network trained in a batch of partitions equals the same
-network trained alone.
+update is its own. Nothing about a pass may depend on the other partitions in it either, down to
+the rounding: each partition is padded to whole steps of its own ``step_width`` (masked padding,
+no gradient; the networks have no batch norm, whose statistics would mix the partitions), and
+``plan_passes`` puts it in a pass of partitions of that width holding exactly
+``min(images_per_pass // width, k)`` networks, filled up with idle placeholders (a grouped convolution
+rounds differently for different numbers of groups: a 3-channel first layer on the CPU). A network
+so trained is bitwise the same in any pass it is put in; trained alone (one network, a dense
+convolution), it may differ in the last bits.
 """
 from __future__ import annotations
 
@@ -136,17 +142,52 @@ def init_base_classifier(make_model: Callable, images: torch.Tensor, partition: 
     return model
 
 
+#: the narrowest step: smaller partitions are padded up to it, so that a few widths cover every size
+MIN_STEP_WIDTH = 16
+
+
+def step_width(n: int, batch_size: int) -> int:
+    """The images per step, padding included, of a partition of ``n`` samples: the batch size,
+    or for a partition smaller than one batch the next power of two at least ``n`` and
+    ``MIN_STEP_WIDTH``. A function of the partition's own size, so that its padding never depends
+    on the partitions trained beside it; the power of two keeps the padding under half a step."""
+    if n >= batch_size:
+        return batch_size
+    return min(batch_size, max(MIN_STEP_WIDTH, 1 << max(0, int(n) - 1).bit_length()))
+
+
+def plan_passes(parts: Sequence, ids: Sequence[int], batch_size: int, images_per_pass: int) -> list[list]:
+    """``ids`` in batched passes for ``train_base_classifiers``: partitions of one ``step_width``
+    w per pass, exactly ``max(1, min(images_per_pass // w, k))`` networks in each (k = len(parts),
+    the number of partitions), the last pass of each width filled up with ``None`` (an idle
+    placeholder: an empty partition, its network thrown away). Every partition is thus trained in
+    a pass of the same shape whichever partitions are beside it, so that its weights are the
+    same to the bit (grouped convolutions round differently for different numbers of groups)."""
+    by_width: dict[int, list[int]] = {}
+    for i in ids:
+        by_width.setdefault(step_width(len(parts[i]), batch_size), []).append(int(i))
+    passes = []
+    for width, members in by_width.items():
+        per_pass = max(1, min(images_per_pass // width, len(parts)))
+        for c in range(0, len(members), per_pass):
+            chunk = members[c:c + per_pass]
+            passes.append(chunk + [None] * (per_pass - len(chunk)))
+    return passes
+
+
 def _epoch_batches(images, labels, parts, ids, epoch, recipe: BaseRecipe, seed: int):
-    """Every partition of ``ids`` in its own order and augmentation for ``epoch``, padded to the
-    longest: images [K, L, ...], labels [K, L], mask [K, L] (real samples), and the number of steps."""
-    longest = max(len(parts[i]) for i in ids)
-    steps = math.ceil(longest / recipe.batch_size)
-    # padded to the longest partition only (the last step's slice is shorter), not to whole batches
-    x = torch.zeros(len(ids), longest, *images.shape[1:], dtype=images.dtype)
-    y = torch.zeros(len(ids), longest, dtype=torch.long)
-    mask = torch.zeros(len(ids), longest, dtype=torch.bool)
-    for j, i in enumerate(ids):
-        n = len(parts[i])
+    """Every partition of ``ids`` (``None``: an empty placeholder) in its own order and
+    augmentation for ``epoch``, each padded to whole steps of the pass's step width (the widest
+    ``step_width`` of its partitions: ``plan_passes`` gives a pass one): images [K, L, ...],
+    labels [K, L], mask [K, L] (real samples), the step width and the number of steps. A
+    partition's slice of every step holds its own samples and padding alone."""
+    sizes = [0 if i is None else len(parts[i]) for i in ids]
+    width = max(step_width(n, recipe.batch_size) for n in sizes)
+    steps = max(1, max(math.ceil(n / width) for n in sizes))
+    x = torch.zeros(len(ids), steps * width, *images.shape[1:], dtype=images.dtype)
+    y = torch.zeros(len(ids), steps * width, dtype=torch.long)
+    mask = torch.zeros(len(ids), steps * width, dtype=torch.bool)
+    for j, (i, n) in enumerate(zip(ids, sizes)):
         if not n:
             continue
         g = _generator(seed, i, epoch)
@@ -154,20 +195,28 @@ def _epoch_batches(images, labels, parts, ids, epoch, recipe: BaseRecipe, seed: 
         xi = images[idx]
         if recipe.crop_pad or recipe.flip:
             xi = T.crop_flip(xi, g, pad=recipe.crop_pad, flip=recipe.flip)
+        # step s takes samples [s * batch_size, (s + 1) * batch_size): a width below the batch
+        # size means a single step, so the samples sit in order from position 0 either way
         x[j, :n], y[j, :n], mask[j, :n] = xi, labels[idx], True
-    return x, y, mask, steps
+    return x, y, mask, width, steps
 
 
 def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence, recipe: BaseRecipe, *,
-                           seed: int = 0, ids: Sequence[int] | None = None, desc: str = "base classifiers"):
+                           seed: int = 0, ids: Sequence[int | None] | None = None, desc: str = "base classifiers"):
     """The base classifiers of partitions ``ids`` (default: all), trained together in one batched
-    pass: a ``train.ModelStack``, model j trained on ``parts[ids[j]]`` exactly as it would be alone.
-    ``make_model()`` must build a network without batch norm (its statistics would mix the
-    partitions under ``vmap``)."""
+    pass: a ``train.ModelStack``, model j trained on ``parts[ids[j]]`` (``None``: an idle
+    placeholder on no data, to be thrown away). Model j is bitwise the same in any pass of the
+    same size and step width (``plan_passes`` makes such passes), and equal up to rounding to the
+    same network trained alone. ``make_model()`` must build a network without batch norm (its
+    statistics would mix the partitions under ``vmap``)."""
     images = torch.as_tensor(_uint8(images))
     labels = torch.as_tensor(np.asarray(labels)).long()
     ids = list(range(len(parts))) if ids is None else list(ids)
-    models = [init_base_classifier(make_model, images[torch.as_tensor(parts[i], dtype=torch.long)], i, seed) for i in ids]
+    if all(i is None for i in ids):
+        raise ValueError("train_base_classifiers: ids holds no partition, only placeholders")
+    nothing = torch.zeros(0, dtype=torch.long)
+    models = [init_base_classifier(make_model, images[nothing if i is None else torch.as_tensor(parts[i], dtype=torch.long)],
+                                   0 if i is None else i, seed) for i in ids]
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
         raise ValueError("train_base_classifiers: the base network must not use batch norm")
     stack = T.ModelStack(models)
@@ -175,17 +224,17 @@ def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence
     momentum = [torch.zeros_like(p) for p in params]
     bar = T.progress(total=recipe.epochs, desc=desc, leave=False)
     for epoch in range(recipe.epochs):
-        x, y, mask, steps = _epoch_batches(images, labels, parts, ids, epoch, recipe, seed)
+        x, y, mask, width, steps = _epoch_batches(images, labels, parts, ids, epoch, recipe, seed)
         lr = recipe.lr_at(epoch)
-        b = recipe.batch_size
         for s in range(steps):
-            xb, yb, mb = x[:, s * b:(s + 1) * b], y[:, s * b:(s + 1) * b], mask[:, s * b:(s + 1) * b]
+            xb, yb, mb = x[:, s * width:(s + 1) * width], y[:, s * width:(s + 1) * width], mask[:, s * width:(s + 1) * width]
             active = mb.any(1)
             if not active.any():
                 continue
             logits = stack.forward(T.to_unit(xb.reshape(-1, *xb.shape[2:])).reshape(*xb.shape[:2], *xb.shape[2:]))
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none").view_as(mb)
-            # each network's mean over its own real samples; summed, so each gradient is its own
+            # each network's mean over its own real samples (padding weighs exactly 0); summed,
+            # so each gradient is its own
             loss = ((ce * mb).sum(1) / mb.sum(1).clamp(min=1)).sum()
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():

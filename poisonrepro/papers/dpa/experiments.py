@@ -2,12 +2,14 @@
 
 For each dataset and k: the training set is split by ``defenses.dpa.partitions`` (the sum of the
 pixel values mod k, a deterministic order inside each partition), the k base classifiers are
-trained in batched passes (``dpa.train_base_classifiers``: about ``images_per_pass`` images per
-step, so ``images_per_pass / min(batch_size, partition size)`` partitions at a time), and every base classifier votes on every
-test image. One trial per (dataset, k) through ``poisonrepro.executor``; it returns the votes and
-times itself: the batched training, and ``loop_partitions`` partitions trained one at a time, the
-same computation in a Python loop (``dpa.train_base_classifiers`` with one partition), from which
-the loop's time for all k is extrapolated (its cost is a sum over partitions).
+trained in batched passes (``dpa.plan_passes``, ``dpa.train_base_classifiers``: about
+``images_per_pass`` images per step, ``images_per_pass / dpa.step_width`` partitions at a time,
+every pass of one width the same size), and every base classifier votes on every test image. One
+trial per (dataset, k) through ``poisonrepro.executor``; it returns the votes and times itself:
+the batched training, and ``loop_partitions`` partitions trained one at a time, the same
+computation in a Python loop (``dpa.train_base_classifiers`` with one partition), from which the
+loop's time for all k is extrapolated (its cost is a sum over partitions). Those partitions are
+also trained again in passes of other companions, whose votes must match the batch's to the bit.
 
 The planted attack (``planted_attack``) takes certified test points of one MNIST run and, for
 each, inserts rho(x) copies of the test image itself labelled as the runner-up class, each made to
@@ -68,30 +70,50 @@ def recipe(epochs: int, batch_size: int, lr: float, dataset_name: str) -> dpa.Ba
 
 
 def train_and_vote(x, y, parts, test_x, make, r: dpa.BaseRecipe, images_per_pass: int, seed: int, ids=None,
-                   desc: str = "DPA") -> torch.Tensor:
-    """The votes [len(ids), n_test] of the base classifiers of ``ids`` (default: all), trained
-    ``images_per_pass / min(batch_size, partition size)`` partitions per batched pass."""
-    ids = list(range(len(parts))) if ids is None else list(ids)
-    per_step = min(r.batch_size, max(1, max(len(parts[i]) for i in ids)))  # images of one partition per step
-    per_pass = max(1, images_per_pass // per_step)
-    votes = []
+                   desc: str = "DPA", passes=None) -> torch.Tensor:
+    """The votes [len(ids), n_test] of the base classifiers of ``ids`` (default: all), trained in
+    the batched passes of ``dpa.plan_passes`` (``passes``: others of the same shapes, to check
+    that a partition's vote does not depend on its pass), so that each base classifier is the
+    same whichever other partitions are trained (all of them, or the few an attack touched)."""
+    ids = list(range(len(parts))) if ids is None else [int(i) for i in ids]
+    passes = dpa.plan_passes(parts, ids, r.batch_size, images_per_pass) if passes is None else passes
+    votes = {}
     bar = dpa.T.progress(total=len(ids), desc=desc, leave=False)
-    for c in range(0, len(ids), per_pass):
-        chunk = ids[c:c + per_pass]
+    for chunk in passes:
         stack = dpa.train_base_classifiers(make, x, y, parts, r, seed=seed, ids=chunk, desc=f"{desc}, pass")
-        votes.append(dpa.predict_base_classifiers(stack, test_x).to(torch.int8))
-        bar.update(len(chunk))
+        pred = dpa.predict_base_classifiers(stack, test_x).to(torch.int8)
+        for j, i in enumerate(chunk):
+            if i is not None:
+                votes[i] = pred[j]
+        bar.update(sum(i is not None for i in chunk))
     bar.close()
-    return torch.cat(votes)
+    return torch.stack([votes[i] for i in ids])
+
+
+def shuffled_passes(parts, ids, batch_size: int, images_per_pass: int) -> list[list]:
+    """Passes of the same shapes as ``dpa.plan_passes`` gives, but with other companions and at
+    other places: each of ``ids`` after a placeholder, the others in reverse order (the check
+    that a partition's network does not depend on the pass it is trained in)."""
+    passes = []
+    for chunk in dpa.plan_passes(parts, ids, batch_size, images_per_pass):
+        members = [i for i in chunk if i is not None][::-1]
+        if len(chunk) > len(members):  # room for a placeholder in front: every member moves
+            members = [None] + members
+        passes.append(members + [None] * (len(chunk) - len(members)))
+    return passes
 
 
 def dpa_trial(*, dataset_name: str, k: int, n_train: int | None, n_test: int, epochs: int, width: int, batch_size: int,
               lr: float, images_per_pass: int, loop_partitions: int, seed: int) -> dict:
     """DPA with k partitions: ``votes`` [k, n_test] (each base classifier's class), ``test_y``,
-    ``partition_sizes`` [k], ``batched_s`` (the batched training and voting), ``loop_s_per_partition``
-    (the same, one partition at a time, averaged over ``loop_partitions``; NaN when 0) and
-    ``loop_agreement``: the share of those partitions' votes that match their votes from the batch
-    (1 unless floating-point rounding differs between the batched and the single convolution)."""
+    ``partition_sizes`` [k], ``batched_s`` (the batched training and voting), and for
+    ``loop_partitions`` of the partitions (none when 0): ``loop_s_per_partition`` (each trained
+    alone, one network at a time: the loop whose time is extrapolated to all k; NaN when 0),
+    ``loop_agreement`` (the share of their votes that match the batch's: 1 unless a dense
+    convolution rounds differently from a grouped one, and training amplifies it) and
+    ``rebatched_agreement`` (the same partitions trained again in passes of other companions and
+    places: 1, to the bit, as Theorem 1 needs each base classifier to depend on its partition
+    alone)."""
     d = dataset(dataset_name, n_train, n_test)
     dpa.check_k(k, len(d["y"]))
     parts = dpa.partitions(d["x"], d["y"], k)
@@ -100,17 +122,24 @@ def dpa_trial(*, dataset_name: str, k: int, n_train: int | None, n_test: int, ep
     t0 = time.perf_counter()
     votes = train_and_vote(d["x"], d["y"], parts, d["test_x"], make, r, images_per_pass, seed, desc=f"DPA k={k}")
     batched = time.perf_counter() - t0
+    looped = ([int(i) for i in np.unique(np.linspace(0, k - 1, loop_partitions).round().astype(int))]
+              if loop_partitions else [])
     loop, agree = [], []
-    for i in np.linspace(0, k - 1, loop_partitions).round().astype(int) if loop_partitions else []:
+    for i in looped:
         t0 = time.perf_counter()
-        alone = train_and_vote(d["x"], d["y"], parts, d["test_x"], make, r, images_per_pass, seed, ids=[int(i)],
-                               desc="one partition")
+        alone = dpa.train_base_classifiers(make, d["x"], d["y"], parts, r, seed=seed, ids=[i], desc="one partition")
+        vote = dpa.predict_base_classifiers(alone, d["test_x"])[0]
         loop.append(time.perf_counter() - t0)
-        agree.append(float((alone[0] == votes[int(i)]).float().mean()))
+        agree.append(float((vote == votes[i].long()).float().mean()))
     nan = torch.tensor(float("nan"))
+    rebatched = nan
+    if looped:
+        again = train_and_vote(d["x"], d["y"], parts, d["test_x"], make, r, images_per_pass, seed, ids=looped,
+                               desc="re-batched", passes=shuffled_passes(parts, looped, batch_size, images_per_pass))
+        rebatched = (again == votes[looped]).float().mean()
     return {"votes": votes, "test_y": torch.as_tensor(d["test_y"]), "partition_sizes": torch.tensor([len(p) for p in parts]),
             "batched_s": torch.tensor(batched), "loop_s_per_partition": torch.tensor(np.mean(loop)) if loop else nan,
-            "loop_agreement": torch.tensor(np.mean(agree)) if agree else nan}
+            "loop_agreement": torch.tensor(np.mean(agree)) if agree else nan, "rebatched_agreement": rebatched}
 
 
 # --------------------------------------------------------------------------- trials

@@ -110,29 +110,37 @@ def fig_attack(cfg, table: pd.DataFrame, res: Results, label: str):
 
 def record_claims(cfg, loo, att, ctl, res: Results, label: str):
     """Every claim decided by its test on the per-target (per-point) data; the thresholds are
-    the module's constants above, fixed from the claims' wording before any run."""
+    the module's constants above, fixed from the claims' wording before any run.
+
+    Roles: the headline, one per L-inf box, is the paper's result that perturbing one training
+    image flips most test predictions. Influence against leave-one-out retraining, the trend over
+    the number of perturbed images and the attack against its random-sign control support it.
+    Keys name the box (on the 0-255 scale): the boxes are the profile's. The control perturbs
+    the same images for the same targets, so attack and control are paired by target (McNemar)."""
     for name, pre in (("random", ""), ("the most influential (largest |I_up,loss|)", "top_")):
         res.claim("INF-1", "influence functions predict leave-one-out retraining",
                   f"spearman(predicted, actual), {'random' if not pre else 'top'} points",
                   S.correlation_test(loo[pre + "predicted"].numpy(), loo[pre + "actual"].numpy(), ">", LOO_MIN_RHO),
-                  setting=f"{len(loo[pre + 'actual'])} {name} training points, one test image; "
-                          f"minimum rho {LOO_MIN_RHO}; {label}")
+                  role="supporting", setting=f"{len(loo[pre + 'actual'])} {name} training points, one test image; "
+                                             f"minimum rho {LOO_MIN_RHO}; {label}")
     counts = list(cfg.perturb_counts)
     i1, imax = counts.index(min(counts)), counts.index(max(counts))
     for ei, eps in enumerate(cfg.eps):
-        box = f"L-inf box {255 * eps:g}/255"
-        f, c = att["flipped"][ei], ctl["flipped"][ei]   # [count, target]
+        box, key = f"L-inf box {255 * eps:g}/255", f"box{255 * eps:g}"
+        f, c = att["flipped"][ei], ctl["flipped"][ei]   # [count, target], the same targets in both
         n = f.shape[1]
         res.claim("INF-1", "perturbing one training image flips most test predictions (paper: 57%)",
                   "success_rate (one image)",
-                  S.rate_test(int(f[i1].sum()), n, PAPER_RATE_MIN, ">"),
+                  S.rate_test(int(f[i1].sum()), n, PAPER_RATE_MIN, ">"), role="headline", key=key,
                   setting=f"{counts[i1]} image(s), {box}, {n} targets; a majority, as the paper's 57%; {label}",
                   paper_key="attack_success_rate" if ei == 0 else None)
         res.claim("INF-1", "more perturbed images, more flipped predictions", "change of success_rate over the images",
                   S.count_trend_test(counts, f.sum(1).numpy(), [n] * len(counts), ">", TREND_MIN_CHANGE),
+                  role="supporting", key=key,
                   setting=f"{counts[0]}-{counts[-1]} images, {box}, {n} targets each; "
                           f"minimum rise {TREND_MIN_CHANGE:g} over the sweep; {label}")
         res.claim("INF-1", "the influence attack flips more targets than random-sign perturbations of the same images",
                   "success_rate - control_success_rate",
-                  S.rate_difference_test(int(f[imax].sum()), n, int(c[imax].sum()), c.shape[1], CONTROL_MARGIN, ">"),
-                  setting=f"{counts[imax]} images, {box}, the same {n} targets; {label}")
+                  S.paired_rate_difference_test(f[imax].numpy(), c[imax].numpy(), CONTROL_MARGIN, ">"),
+                  role="supporting", key=key,
+                  setting=f"{counts[imax]} images, {box}, the same {n} targets, paired by target; {label}")

@@ -115,6 +115,25 @@ def _train_heads(cfg, feats_train, y_train, extra_feats, extra_y, seeds):
                         optimizer="adam", batch_size=cfg.head_batch_size, seed=cfg.seed, desc="retrain heads")
 
 
+def extractor_own_task(cfg, data, extractor, label: str) -> dict:
+    """The extractor's accuracy on its own task, the precondition of every transfer claim (issue 23:
+    a pretrained extractor must reach the accuracy floor where it was trained): the stand-in on
+    ``test_per_class`` CIFAR-10 test images of each of the eight classes it was trained on (its
+    own labels). The ImageNet InceptionV3 cannot be checked offline (no ImageNet validation
+    images): no images, so the precondition stays undecided. Returns ``own_task_correct`` and
+    ``own_task_images`` (tensors) and ``own_task`` (what was measured)."""
+    if label != pretrained.standin_label(cfg.standin_width):
+        return {"own_task_correct": torch.tensor(0), "own_task_images": torch.tensor(0),
+                "own_task": "ImageNet top-1 (not measurable offline: no ImageNet validation images)"}
+    test = D.load_cifar10("test")
+    seen = [c for c in range(10) if c not in data["unseen"]]
+    idx = D.stratified_subset(test.y, cfg.test_per_class, cfg.seed + 8, classes=seen)
+    split = _task(test, seen, idx)
+    correct = T.predict_logits(extractor, split.x).argmax(-1) == split.y
+    return {"own_task_correct": correct.sum(), "own_task_images": torch.tensor(len(split.y)),
+            "own_task": f"its own 8-class CIFAR-10 task, {cfg.test_per_class} test images per class"}
+
+
 def transfer_setup(cfg, data, extractor) -> dict:
     """Features, the clean head, and the targets it classifies correctly."""
     T.freeze_for_transfer(extractor)
@@ -239,9 +258,10 @@ def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
 def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
     """End-to-end trials, every layer fine-tuned from the victim (warm start): per target,
     one plain poison (no watermark; Sec. 4.2.1, Fig. 4) and 1..N watermarked poisons at each
-    opacity (Fig. 6b); and, for FC-1, retraining from scratch with the plain poison. Every
-    poison's L2 and L-inf (0-255 scale) are kept, against its base and against the
-    watermarked base the collision started from."""
+    opacity (Fig. 6b); and, for FC-1, retraining from scratch with the plain poison (each such
+    victim's clean accuracy kept: the accuracy floor of its claim). Every poison's L2 and L-inf
+    (0-255 scale) are kept, against its base and against the watermarked base the collision
+    started from."""
     key = _key(cfg, "e2e_attack")
 
     def run():
@@ -261,6 +281,7 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
         single_size = {"l2_255": torch.zeros(k), "linf_255": torch.zeros(k)}
         n_scratch = min(cfg.scratch_targets, k)
         scratch_single = torch.zeros(n_scratch, dtype=torch.bool)
+        scratch_acc = torch.zeros(n_scratch)
         kept, proj = {}, {}
 
         def trial(poisons, seed, t_img, tag=None):
@@ -285,6 +306,7 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
             if ti < n_scratch:
                 model = _finetune(cfg, victim, tr.x, tr.y, p1, base_label, cfg.seed + 2000 + ti, from_scratch=True)
                 scratch_single[ti] = T.predict_logits(model, t_img).argmax(-1).item() == base_label
+                scratch_acc[ti] = T.evaluate(model, te.x, te.y)
                 bar.update(1)
             for oi, gamma in enumerate(opac):
                 # poisons are crafted independently per base: craft the largest set once and
@@ -303,11 +325,12 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
         bar.close()
         return {"targets": targets, "success": success, "clean_acc": clean_acc,
                 "clean_acc_victim": torch.tensor(T.evaluate(victim, te.x, te.y)),
+                "test_images": torch.tensor(len(te.y)),
                 "counts": torch.tensor(counts), "opacities": torch.tensor(opac),
                 "single": single, "single_clean_acc": single_acc,
                 "single_l2_255": single_size["l2_255"], "single_linf_255": single_size["linf_255"],
                 "linf_255_base": linf_base, "linf_255_anchor": linf_anchor, "l2_255_base": l2_base,
-                "scratch_single": scratch_single, "beta": torch.tensor(beta),
+                "scratch_single": scratch_single, "scratch_clean_acc": scratch_acc, "beta": torch.tensor(beta),
                 "bases": bases.x[:nmax], **kept, **proj}
     return cache.tensors("e2e_attack", key, run)
 
@@ -319,7 +342,7 @@ class TransferRun:
     extractor: M.Classifier
     extractor_label: str
     setup: dict
-    main: dict
+    main: dict  # with the extractor's own-task accuracy (``extractor_own_task``)
     sweep: dict  # beta multiplier -> results (1.0 is ``main``)
     upsampled: dict | None  # poisons crafted at ``cfg.upsampled_size`` (None: skipped)
 
@@ -329,7 +352,9 @@ def run_transfer(cfg, cache: ArtifactCache) -> TransferRun:
     data = prepare_data(cfg)
     extractor, label = load_extractor(cfg, data, cache)
     setup = transfer_setup(cfg, data, extractor)
-    main = transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=1.0)
+    # the extractor's own-task accuracy travels with the main run, where the claims read it
+    main = {**transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=1.0),
+            **extractor_own_task(cfg, data, extractor, label)}
     # the sweep needs no controls: they do not depend on beta
     sweep = {m: transfer_attack(cfg, data, extractor, setup, cache, beta_multiplier=m, n_targets=cfg.sweep_targets,
                                 controls=False) for m in cfg.beta_sweep}

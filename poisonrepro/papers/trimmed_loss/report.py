@@ -169,22 +169,33 @@ def fig_alpha(cfg, vic: dict, sweep: dict, res: Results):
 # --------------------------------------------------------------------------- claims
 def record_claims(cfg, vic: dict, res: Results):
     """TL-1's claims, each over the seeds (each seed: its own bad set and training seed, shared by
-    the arms, so the comparisons are paired)."""
+    the arms, so the comparisons are paired).
+
+    The headline (Sec. 1 and 5: ITLM recovers the accuracy that systematic label noise costs)
+    is tested only where plain training on the clean labels reaches ``accuracy_floor`` and the
+    noise does cost plain training accuracy (two supporting preconditions); the early losses'
+    separation of bad from clean samples (Fig. 1) is supporting, one claim per kind."""
     n = cfg.victim_seeds
     sys_ = vic["systematic"]
     itlm = [float(r["test_accuracy"]) for r in sys_["itlm"]]
     plain = [float(r["test_accuracy"]) for r in sys_["plain"]]
-    setting = f"{100 * cfg.systematic_rate:g}% systematic noise, alpha {cfg.alpha_of('systematic'):.2f}, {n} seeds (paired)"
-    res.claim("TL-1", f"ITLM recovers at least {100 * cfg.recovery_margin:g} points of test accuracy over plain training",
-              "test accuracy, ITLM - plain", S.paired_difference_test(itlm, plain, cfg.recovery_margin), setting=setting)
     clean = [float(r["test_accuracy"]) for r in sys_["clean"]]
-    res.claim("TL-1", "systematic noise costs plain training accuracy (paper: >90% -> ~70% at 30%)",
-              "test accuracy, clean labels - plain", S.paired_difference_test(clean, plain, 0.0),
-              setting=f"{100 * cfg.systematic_rate:g}% systematic noise, {n} seeds (paired)",
-              paper_key="motivating_accuracy_drop")
+    noise = f"{100 * cfg.systematic_rate:g}% systematic noise"
+    floor = res.claim("TL-1", f"plain training on the clean labels reaches the accuracy floor ({cfg.accuracy_floor:g})",
+                      "clean-label test accuracy", S.mean_test(clean, cfg.accuracy_floor, ">"), role="supporting",
+                      setting=f"{M.display_name(cfg.model)}, {10 * cfg.train_per_class:,} training images, {n} seeds",
+                      paper_key="motivating_clean_accuracy")
+    costs = res.claim("TL-1", "systematic noise costs plain training accuracy (paper: >90% -> ~70% at 30%)",
+                      "test accuracy, clean labels - plain", S.paired_difference_test(clean, plain, 0.0),
+                      role="supporting", setting=f"{noise}, {n} seeds (paired)", paper_key="motivating_accuracy_drop")
+    res.claim("TL-1", f"ITLM recovers accuracy lost to systematic label noise: at least "
+                      f"{100 * cfg.recovery_margin:g} points over plain training",
+              "test accuracy, ITLM - plain", S.paired_difference_test(itlm, plain, cfg.recovery_margin), role="headline",
+              setting=f"{noise}, alpha {cfg.alpha_of('systematic'):.2f}, {n} seeds (paired: ITLM and plain share each "
+                      "seed's bad set)", requires=[floor, costs])
     for kind in KINDS:
         aurocs = [early_auroc(r) for r in vic[kind]["itlm"]]
         res.claim("TL-1", "bad samples have higher loss than clean ones early in training",
-                  "AUROC of the first round's losses (bad vs clean)", S.mean_test(aurocs, 0.5),
-                  setting=f"{LABEL[kind]}, {100 * _rate(cfg, kind):g}%, after {cfg.round_epochs:g} epochs on everything; "
-                          f"{n} seeds")
+                  "AUROC of the first round's losses (bad vs clean)", S.mean_test(aurocs, 0.5), role="supporting",
+                  key=kind, setting=f"{LABEL[kind]}, {100 * _rate(cfg, kind):g}%, after {cfg.round_epochs:g} epochs on "
+                                    f"everything; {n} seeds")
