@@ -33,7 +33,7 @@ import nbformat
 from . import paths
 from .config import PROFILE_NAMES, ConfigError, check_profile
 from .notebook import PEAK_MEMORY_LABEL
-from .results import write_summary
+from .summary import write_summary
 
 NOTEBOOK_DIR = paths.repo_root() / "notebooks"
 README = paths.repo_root() / "README.md"

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from poisonrepro import catalog, paths, provenance, reproduce
-from poisonrepro.results import CLAIM_COLUMNS, write_summary
+from poisonrepro.results import CLAIM_COLUMNS
+from poisonrepro.summary import write_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,8 +47,9 @@ def test_progress_line_counts_notebooks_and_estimates_the_rest_from_measured_tim
 
 # ---------------------------------------------------------------- the report compares itself
 def _claims(verdicts, measured):
-    rows = [dict(zip(CLAIM_COLUMNS, ["X-1", f"claim {i}", "", "rate", 0.5, "Paper, Tab. 1", m, 30, 0.1, 0.9,
-                                     "> 0.2", "Wilson bound", 0.01, v, None]))
+    rows = [dict(zip(CLAIM_COLUMNS, [f"X-1:rate:c{i}", "headline", "X-1", f"claim {i}", "", "rate", 0.5,
+                                     "Paper, Tab. 1", m, 30, 0.1, 0.9, "> 0.2", "Wilson bound", 0.01, 0.02, v, "",
+                                     "", None]))
             for i, (v, m) in enumerate(zip(verdicts, measured))]
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
@@ -61,12 +63,13 @@ def test_report_puts_paper_committed_and_this_run_side_by_side_and_flags_changed
     write_summary("cpu", root=committed)
     _, report = write_summary("cpu", root=run, committed=committed / "summary.csv")
     text = report.read_text()
-    assert "| paper | committed `cpu` run | this run |" in text
+    assert "| this run | committed `cpu` run | same as committed? | paper |" in text
     assert "2 of 3 claims have another verdict" in text
-    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| X-1 |")}
-    assert "| 0.8 (holds) | 0.81 |" in rows["claim 0"] and rows["claim 0"].endswith("| yes |")
-    assert "| 0.1 (fails) | 0.7 |" in rows["claim 1"] and "**verdict differs**" in rows["claim 1"]
-    assert "not in the committed run" in rows["claim 2"] and "**verdict differs**" in rows["claim 2"]
+    assert "headline: 2 of 3 claims hold, 0 fail, 1 inconclusive, 0 untested" in text
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| claim ")}
+    assert "| 0.81 | 0.8 (holds) | yes |" in rows["claim 0"]
+    assert "| 0.7 | 0.1 (fails) | **verdict differs** |" in rows["claim 1"]
+    assert "not in the committed run | **verdict differs** |" in rows["claim 2"]
     # the run's own summary.csv keeps the results contract (no comparison columns leak into it)
     assert list(pd.read_csv(run / "summary.csv").columns) == ["notebook"] + CLAIM_COLUMNS
 

@@ -11,7 +11,8 @@ import pytest
 
 from poisonrepro import plots as P
 from poisonrepro import stats as S
-from poisonrepro.results import Results, write_summary
+from poisonrepro.results import Results
+from poisonrepro.summary import write_summary
 
 
 def test_fair_coin_is_inconclusive_against_half_and_fails_against_high_rates():
