@@ -135,17 +135,17 @@ def test_dashboard_counts_equal_the_committed_summary(site, server, browser):
     errors = []
     page = _open(browser, server + "index.html", errors)
     shown = page.evaluate("""Array.from(document.querySelectorAll('tr[data-notebook]')).map(r => [
-        r.dataset.notebook, ...['holds', 'fails', 'inconclusive'].map(
+        r.dataset.notebook, ...['holds', 'fails', 'inconclusive', 'untested'].map(
             v => Number(r.querySelector(`td[data-verdict="${v}"]`).textContent))])""")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
     page.close()
-    expected = {nb: [int((part.verdict == v).sum()) for v in ("holds", "fails", "inconclusive")]
+    expected = {nb: [int((part.verdict == v).sum()) for v in ("holds", "fails", "inconclusive", "untested")]
                 for nb, part in summary.groupby("notebook")}
     rows = {nb: counts for nb, *counts in shown}
     assert set(expected) <= set(rows)
     for nb, counts in rows.items():
-        assert counts == expected.get(nb, [0, 0, 0]), nb
+        assert counts == expected.get(nb, [0, 0, 0, 0]), nb
     assert sum(map(sum, rows.values())) == len(summary)
     assert (SHOTS / "dashboard.png").stat().st_size > 10_000
 
@@ -208,11 +208,14 @@ def test_figures_are_matched_to_their_saved_artifacts_and_an_unrelated_picture_t
 
 def test_claims_table_is_readable():
     from poisonrepro.results import CLAIM_COLUMNS
-    row = dict(zip(CLAIM_COLUMNS, ["X-1", "a claim", float("nan"), "rate", float("nan"), float("nan"), 9.934e-10,
-                                   30, 1.2345e-5, 0.98765, "> 0.2", "Wilson bound", 1e-12, "fails", float("nan")]))
+    row = dict(zip(CLAIM_COLUMNS, ["X-1:rate", "headline", "X-1", "a claim", float("nan"), "rate", float("nan"),
+                                   float("nan"), 9.934e-10, 30, 1.2345e-5, 0.98765, "> 0.2", "Wilson bound", 1e-12,
+                                   3e-12, "fails", float("nan"), float("nan"), float("nan")]))
     text = book.claims_html(pd.DataFrame([row]))
     assert not re.search(r"\de-?\d", text) and "nan" not in text.lower() and "&lt;0.001" in text
     assert 'class="verdict-fails"' in text and "Wilson bound" in text and "<th>source</th>" in text
+    # the claim and its verdict come first, then why
+    assert text.index("<th>claim</th>") < text.index("<th>verdict</th>") < text.index("<th>why</th>")
 
 
 def test_pixel_budgets_are_shown_on_the_255_scale():
