@@ -264,14 +264,14 @@ def _recipe(kwargs: dict, quick: bool) -> T.VictimRecipe:
 
 
 def report(result: dict) -> str:
-    peaks = result.get("peaks", {"fp32": result["peak"]})
-    lines = [f"{result.get('cpu', 'cpu')}; torch {torch.__version__}, {result['threads']} threads",
-             f"training precision in force: {result.get('precision', 'fp32')}",
-             "matmul peak: " + ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s (n = {v['n']})" for k, v in peaks.items()), "",
+    lines = [f"{result['cpu']}; torch {torch.__version__}, {result['threads']} threads",
+             f"training precision in force: {result['precision']}",
+             "matmul peak: " + ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s (n = {v['n']})"
+                                         for k, v in result["peaks"].items()), "",
              "| victim | precision | images/s | GFLOP per training image | GFLOP/s | % of that precision's peak |",
              "|---|---|---|---|---|---|"]
     for r in result["throughput"]:
-        lines.append(f"| {r['victim']} | {r.get('precision', 'fp32')} | {r['images_per_s']:,.0f} | "
+        lines.append(f"| {r['victim']} | {r['precision']} | {r['images_per_s']:,.0f} | "
                      f"{r['gflop_per_image']:.3f} | {r['gflops']:.0f} | {r['pct_of_peak']:.0f}% |")
     lines += ["", "crafting (ConvNet-BN surrogates, untrained; timing only):", "",
               "| attack | poisons | steps | poison-steps/s |", "|---|---|---|---|"]
@@ -282,7 +282,7 @@ def report(result: dict) -> str:
                   "| victim | precision | epochs | batch | seconds | test accuracy |", "|---|---|---|---|---|---|"]
         for r in result["accuracy"]:
             name = r["victim"] + (" (whitened stem)" if r["whitened"] else "")
-            lines.append(f"| {name} | {r.get('precision', 'fp32')} | {r['epochs']:g} | {r['batch_size']} | "
+            lines.append(f"| {name} | {r['precision']} | {r['epochs']:g} | {r['batch_size']} | "
                          f"{r['seconds']:.0f} | {100 * r['test_accuracy']:.1f}% |")
     lines += ["", *goal_checks(result)]
     return "\n".join(lines)
