@@ -45,7 +45,7 @@ def test_the_plan_counts_a_victim_per_attack_setup_and_architecture():
     cfg = load_config("witches_brew", "cpu")
     rows = E.plan(cfg)
     victims = [r for r in rows if r["stage"].startswith("victims")]
-    assert [r["trials"] for r in victims] == [len(ATTACKS) * cfg.n_targets + cfg.clean_victims] * 3
+    assert [r["trials"] for r in victims] == [(len(ATTACKS) + 1) * cfg.n_targets] * 3  # + a clean victim per setup
     surrogates = [r for r in rows if r["stage"].startswith("surrogate")]
     # ResNet-18 x4 (K=4), VGG-11 x2 and MobileNet-V2 x2 (K=6), the adversarially trained ResNet-18
     assert len(surrogates) == 9 and sum("adversarial" in r["stage"] for r in surrogates) == 1
@@ -171,6 +171,8 @@ def test_the_victim_strength_diagnostic_refuses_bad_input_before_any_compute(iso
         VS.main(["--epochs", "3", "0", "--out", str(isolated_artifacts / "vs.json")])
     with pytest.raises(ConfigError, match="n_targets"):
         VS.main(["--targets", "0", "--out", str(isolated_artifacts / "vs.json")])
+    with pytest.raises(ConfigError, match="clean-victims"):
+        VS.main(["--clean-victims", "0", "--out", str(isolated_artifacts / "vs.json")])
     assert not (isolated_artifacts / "vs.json").exists() and not (isolated_artifacts / "artifacts").exists()
 
 
@@ -185,7 +187,7 @@ def test_the_victim_strength_diagnostic_measures_fit_and_counts(mirror, isolated
     assert (r["success_n"], r["base_n"]) == (2, 2) and 0 <= r["success"] <= 2 and 0 <= r["base"] <= 2
     assert 0 <= r["poison_fit"] <= 1 and 0 <= r["poisoned_train_accuracy"] <= 1
     # the poisons each victim fits are the ones the craft stage stored for its setup
-    cfg = VS.strength_config(1, 2, 1, "smoke")
+    cfg = VS.strength_config(1, 2, "smoke")
     data = E.prepare_data(cfg)
     one = VS.strength_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
                             test_images=10, targets=[int(data["target_index"][0])], craft_key=E.craft_key(cfg, VS.ATTACK),

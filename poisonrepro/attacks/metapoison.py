@@ -77,8 +77,9 @@ Deviations (and why):
   of their epoch (the code interleaves them with the epoch's training steps);
 - the clean images of the unrolled batches are drawn at random from the clean training images
   (the code takes the next K batches of the epoch), and the poisons per unrolled batch are
-  ``poisons_per_batch`` (default: the expected number in a random batch of 125, at least 1),
-  with the crafting loop's batches reshuffled every step;
+  ``poisons_per_batch`` (default ``poisons_per_unrolled_batch``: the expected number in a random
+  batch of 125, at least 1, so that the unrolled batch holds the poisons at the share a victim's
+  batch does), with the crafting loop's batches reshuffled every step;
 - the smoothness penalty enters per poison with weight ``smooth_coef * (#poison batches) /
   #poisons``, which is the weight the code's gradient accumulation gives it (it adds the
   penalty of all poisons to the loss of every batch that holds poisons).
@@ -367,6 +368,19 @@ class StaggeredEnsemble:
 
 
 # --------------------------------------------------------------------------- the attack
+def poisons_per_unrolled_batch(n_poisons: int, n_train: int, batch_size: int = 125) -> int:
+    """The poisons of one unrolled batch of ``batch_size``: the expected number in a random batch
+    of the training set (``batch_size x n_poisons / n_train``) rounded to whole poisons, at least
+    one. The unrolled batch then holds the poisons at the share of the training set, as the
+    victim's batches do (and as the code's, whose poisons sit in the batches of an epoch), within
+    one image of the batch; all poisons in one batch would give them far more weight in the
+    unrolled steps than any victim does (20 of 125 = 16% where the set holds 1%)."""
+    if not 1 <= n_poisons <= n_train or batch_size < 1:
+        raise ValueError(f"need 1 <= n_poisons <= n_train and batch_size >= 1 (got {n_poisons}, {n_train}, "
+                         f"{batch_size})")
+    return min(max(1, round(batch_size * n_poisons / n_train)), n_poisons)
+
+
 @dataclass
 class MetaPoisonResult:
     poisons: torch.Tensor             # [N, C, H, W] floats in [0, 1], in poison_indices order
@@ -440,8 +454,8 @@ def metapoison(images, labels, poison_indices, target_image, *, target_class: in
       ``steps`` crafting steps, ``eps`` / ``color_eps`` the budgets, ``lr`` the Adam step on
       the [0, 1] scale (200/255), ``color_lr_scale`` the colour grid's step relative to it;
     - ``steps_per_advance``: SGD steps each surrogate trains per crafting step (default one epoch);
-    - ``poisons_per_batch``: poisons per unrolled batch of ``train_batch_size`` (default: as many
-      as a random batch would hold, at least 1);
+    - ``poisons_per_batch``: poisons per unrolled batch of ``train_batch_size`` (default
+      ``poisons_per_unrolled_batch``: as many as a random batch would hold, at least 1);
     - ``on_step(state)``: forwarded to the crafting loop.
     """
     x_all = as_nchw(images)
@@ -455,8 +469,8 @@ def metapoison(images, labels, poison_indices, target_image, *, target_class: in
     poison_class = int(poison_classes)
     adversarial_class = poison_class if adversarial_class is None else int(adversarial_class)
     n_poisons, n_train = len(poison_indices), len(x_all)
-    if poisons_per_batch is None:  # the expected number of poisons in a random batch of the training set
-        poisons_per_batch = max(1, round(train_batch_size * n_poisons / n_train))
+    if poisons_per_batch is None:  # the poisons' share of the training set
+        poisons_per_batch = poisons_per_unrolled_batch(n_poisons, n_train, train_batch_size)
     poisons_per_batch = min(poisons_per_batch, n_poisons)
     _check(eps, color_eps, members if ensemble is None else len(ensemble), unroll_steps, steps, target_class,
            poison_class, adversarial_class, train_batch_size, poisons_per_batch, n_train - n_poisons, trajectory,

@@ -5,15 +5,19 @@ settings): the poisons are the first training images of the poison class (dog), 
 target a test image of the target class (bird), to be classified as the poison class. For every
 target and budget (0.1%, 0.5%, 1% of the training set) the poisons are crafted on a staggered
 ensemble of M surrogates trained from scratch on the clean set (built once, a copy per craft, so
-every craft starts from the same ensemble), then ``victim_seeds`` victims are trained from scratch
-on each poisoned set with the surrogates' recipe (SGD, no momentum, no augmentation), and clean
-victims with the same seeds give the base rate: how often the target goes to the poison class
-without any poison.
+every craft starts from the same ensemble; each unrolled batch of 125 holds the training set's
+share of poisons, as a victim's batch does: ``unrolled_poisons``), then ``victim_seeds`` victims
+are trained from scratch on each poisoned set with the surrogates' recipe (SGD, no momentum, no
+augmentation), and clean victims with the same seeds give the base rate: how often the target goes
+to the poison class without any poison (each poisoned victim is paired with the clean victim of
+its seed).
 
 The fine-tuning comparison (Fig. 3): a network pretrained on the clean set is fine-tuned (every
 layer) on a set with MetaPoison poisons crafted for fine-tuning (the ensemble: copies of the
 pretrained network staggered over the fine-tuning epochs), with Poison Frogs poisons (feature
-collision on the pretrained network, watermarked) of the same number, or with none.
+collision on the pretrained network, watermarked) of the same number, or with none. The number
+of poisons is equal, their perturbations are not: MetaPoison's are bounded (8/255 additive over a
+colour shift of 0.04), Poison Frogs' 30% watermark has no L-inf bound (``finetune`` measures both).
 
 Stages: ``ensemble`` (the staggered surrogates, cached), ``craft`` (one per budget), ``pretrained``,
 ``finetune``; the victims are trials through ``poisonrepro.executor``.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -85,6 +90,13 @@ def recipe_fields(cfg, epochs: int | None = None) -> dict:
             "warmup": warmup, "milestones": milestones}
 
 
+def unrolled_poisons(cfg, budget: float) -> int:
+    """Poisons per unrolled batch of 125 at ``budget``: the training set's share of poisons, as
+    the victims' batches hold them (``metapoison.poisons_per_unrolled_batch``); crafting then runs
+    one unrolled objective per such batch."""
+    return MP.poisons_per_unrolled_batch(cfg.poisons_at(budget), 10 * cfg.train_per_class, BATCH)
+
+
 def _recipe(fields: dict) -> T.VictimRecipe:
     return T.VictimRecipe(**{**fields, "milestones": tuple(fields["milestones"])})
 
@@ -126,7 +138,7 @@ def craft(cfg, data, surrogates: MP.StaggeredEnsemble, budget: float, cache: Art
                                    target_class=data["target_label"], ensemble=copy.deepcopy(surrogates),
                                    unroll_steps=cfg.unroll_steps, steps=cfg.craft_steps, eps=cfg.eps,
                                    color_eps=cfg.color_eps, train_batch_size=BATCH, train_lr=LR,
-                                   poisons_per_batch=k if cfg.one_poison_batch else None, seed=cfg.seed + t)
+                                   poisons_per_batch=unrolled_poisons(cfg, budget), seed=cfg.seed + t)
             out["poisons"].append((result.poisons * 255).round().to(torch.uint8))
             # the additive budget is relative to the recoloured base (the threat model of the code)
             recoloured = result.craft.transformed(data["train_x"][positions])
@@ -243,7 +255,8 @@ def finetune(cfg, data, net: M.Classifier, cache: ArtifactCache) -> dict:
             mp = MP.metapoison(data["train_x"], data["train_y"], positions, target, target_class=data["target_label"],
                                ensemble=surrogates, unroll_steps=cfg.unroll_steps, steps=cfg.craft_steps,
                                eps=cfg.eps, color_eps=cfg.color_eps, train_batch_size=BATCH,
-                               poisons_per_batch=k if cfg.one_poison_batch else None, seed=cfg.seed + t).poisons
+                               poisons_per_batch=unrolled_poisons(cfg, cfg.finetune_budget),
+                               seed=cfg.seed + t).poisons
             bar.update(1)
             bases = data["train_x"][positions].float() / 255
             pf, _ = FC.craft_poisons(net, bases, target.float().unsqueeze(0) / 255, beta=FC.beta_01(PF_BETA_255),
@@ -278,20 +291,25 @@ def plan(cfg) -> list[dict]:
     rows = [{"stage": "ensemble (staggered pretraining)", "trials": 1,
              "flops_per_trial": float(P.model_train_flops(net, shape, n * cfg.surrogate_epochs * (cfg.members - 1) / 2)),
              "basis": f"{cfg.members} surrogates staggered over {cfg.surrogate_epochs} epochs"}]
-    # a crafting step: every member's K unrolled steps (a second-order pass: 2 x a training step
-    # per unrolled batch, K + 1 forwards) and one advance of its training
-    step = cfg.members * (P.model_train_flops(net, shape, BATCH * 2 * (cfg.unroll_steps + 1)) +
-                          P.model_train_flops(net, shape, per_advance))
+
+    def step(budget):
+        """A crafting step: every member's K unrolled steps on each batch of poisons (a
+        second-order pass: 2 x a training step per unrolled batch, K + 1 forwards) and one
+        advance of its training."""
+        batches = math.ceil(cfg.poisons_at(budget) / unrolled_poisons(cfg, budget))
+        return cfg.members * (batches * P.model_train_flops(net, shape, BATCH * 2 * (cfg.unroll_steps + 1)) +
+                              P.model_train_flops(net, shape, per_advance))
     for budget in cfg.budgets:
         rows.append({"stage": f"craft {100 * budget:g}%", "trials": cfg.n_targets,
-                     "flops_per_trial": float(step * cfg.craft_steps),
-                     "basis": f"{cfg.craft_steps} steps x {cfg.members} surrogates"})
+                     "flops_per_trial": float(step(budget) * cfg.craft_steps),
+                     "basis": f"{cfg.craft_steps} steps x {cfg.members} surrogates x "
+                              f"{math.ceil(cfg.poisons_at(budget) / unrolled_poisons(cfg, budget))} unrolled batches"})
     rows.append({"stage": "victims (from scratch)", "trials": cfg.victim_seeds * (1 + len(cfg.budgets) * cfg.n_targets),
                  "flops_per_trial": float(P.model_train_flops(net, shape, n * cfg.epochs)),
                  "basis": f"{n} images x {cfg.epochs} epochs"})
     if cfg.finetune_targets:
         rows.append({"stage": "fine-tuning comparison", "trials": cfg.finetune_targets,
-                     "flops_per_trial": float(step * cfg.craft_steps + 3 * cfg.victim_seeds *
+                     "flops_per_trial": float(step(cfg.finetune_budget) * cfg.craft_steps + 3 * cfg.victim_seeds *
                                               P.model_train_flops(net, shape, n * cfg.finetune_epochs)),
                      "basis": f"MetaPoison crafting + 3 x {cfg.victim_seeds} fine-tunings of {cfg.finetune_epochs} epochs"})
     return rows

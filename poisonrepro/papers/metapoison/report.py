@@ -112,35 +112,72 @@ def loss_curves(cfg, poisons: dict):
 
 
 # --------------------------------------------------------------------------- claims
+def per_seed_accuracy(accuracy) -> np.ndarray:
+    """Clean test accuracy per victim seed (the last axis), averaged over everything else (the
+    budgets and targets of the poisoned victims of that seed)."""
+    a = np.asarray(accuracy, float)
+    return a.reshape(-1, a.shape[-1]).mean(0)
+
+
 def record_claims(cfg, vic: dict, ft: dict, res: Results):
-    """The claims of MP-1, each decided by its test (the victims of one poison set share it: the
-    trials are pooled as if independent, which the setting column says)."""
-    clean = vic["clean_success"]
-    top = vic["success"][-1]
-    setting = (f"{cfg.n_targets} targets x {cfg.victim_seeds} victim seeds, from scratch; base rate: "
-               f"{cfg.victim_seeds} clean victims x the same targets")
-    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} beats the un-poisoned base rate", "success rate difference",
-              S.rate_difference_test(int(top.sum()), top.numel(), int(clean.sum()), clean.numel()), setting=setting,
-              role="headline", key="against-the-base-rate")
+    """The claims of MP-1, each decided by its test.
+
+    Every poisoned victim shares its seed with a clean victim (``experiments.victims``), so the
+    comparisons with the base rate are paired per target and seed (exact McNemar, Newcombe's
+    paired bound), and clean accuracy is compared per seed (paired t over the seeds, the
+    independent unit). The victims of one poison set share it: success rates pool the targets x
+    seeds as if independent, which the setting says.
+
+    Headline (the paper's "1% poisoned, misclassified 90% of the time"): MetaPoison at 1% beats
+    the clean base rate, and succeeds most of the time. Supporting: the precondition that the
+    clean victims reach the accuracy floor (over the seeds), which every other claim requires;
+    the trend over the budgets; clean accuracy kept; the fine-tuning comparison with Poison Frogs
+    (equal numbers of poisons, unequal perturbations, as its setting says) and its own floor."""
+    clean = vic["clean_success"]            # [seeds, targets]
+    top = vic["success"][-1]                # [targets, seeds] at the largest budget
+    clean_acc = np.asarray(vic["clean_accuracy"], float)
+    seeds = len(clean_acc)
+    setting = (f"{cfg.n_targets} targets x {seeds} victim seeds, from scratch; base rate: the clean victim of "
+               f"each seed on the same targets (paired)")
+    floor = res.claim("MP-1", f"the clean victims reach the accuracy floor: clean test accuracy above "
+                              f"{cfg.accuracy_floor:.0%} (precondition)",
+                      "clean test accuracy of the clean victims", S.mean_test(clean_acc, cfg.accuracy_floor, ">"),
+                      role="supporting", setting=f"{seeds} clean victims (the victim seeds, the independent unit)")
+    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} beats the un-poisoned base rate",
+              "success rate difference, poisoned - clean victims",
+              S.paired_rate_difference_test(top.flatten().numpy(), clean.T.flatten().numpy()),
+              role="headline", setting=setting, requires=[floor])
+    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} succeeds most of the time", "success rate",
+              S.rate_test(int(top.sum()), top.numel(), 0.5), role="headline", setting=setting,
+              paper_key="headline_success_1pct", requires=[floor])
     counts = [int(vic["success"][b].sum()) for b in range(len(cfg.budgets))]
     n = [vic["success"][b].numel() for b in range(len(cfg.budgets))]
     res.claim("MP-1", "success rises with the budget", "change of the success rate over the budgets",
-              S.count_trend_test(np.log10(cfg.budgets), counts, n), setting=f"budgets {', '.join(map(_pct, cfg.budgets))}; "
-                                                                            + setting,
-              role="supporting")
-    res.claim("MP-1", f"MetaPoison at {_pct(cfg.budgets[-1])} succeeds most of the time", "success rate",
-              S.rate_test(int(top.sum()), top.numel(), 0.5), setting=setting, paper_key="headline_success_1pct",
-              role="headline")
+              S.count_trend_test(np.log10(cfg.budgets), counts, n), role="supporting",
+              setting=f"budgets {', '.join(map(_pct, cfg.budgets))}; " + setting, requires=[floor])
     res.claim("MP-1", "poisoned victims' clean accuracy stays within 2 points of the clean victims'",
               "clean accuracy, poisoned - clean victims",
-              S.mean_difference_test(vic["accuracy"].flatten().numpy(), vic["clean_accuracy"].numpy(), ACCURACY_MARGIN),
-              setting=f"every budget x target x victim seed against {cfg.victim_seeds} clean victims", role="supporting")
+              S.paired_difference_test(per_seed_accuracy(vic["accuracy"]), clean_acc, ACCURACY_MARGIN),
+              role="supporting", requires=[floor],
+              setting=f"per victim seed: the mean over every budget x target against the clean victim of the "
+                      f"seed; {seeds} seeds")
     if ft:
-        mp, pf = ft["success"][1], ft["success"][2]
-        res.claim("MP-1", "fine-tuning: MetaPoison beats Poison Frogs at an equal number of poisons",
-                  "success rate difference", S.rate_difference_test(int(mp.sum()), mp.numel(), int(pf.sum()), pf.numel()),
-                  setting=f"{cfg.finetune_targets} targets x {cfg.victim_seeds} fine-tuned victims, "
-                          f"{cfg.poisons_at(cfg.finetune_budget)} poisons each", role="supporting", key="fine-tuning")
+        mp, pf = ft["success"][1], ft["success"][2]   # [targets, seeds], the same seeds
+        ft_floor = res.claim("MP-1", f"the fine-tuned clean victims reach the accuracy floor: clean test accuracy "
+                                     f"above {cfg.accuracy_floor:.0%} (precondition)",
+                             "clean test accuracy of the fine-tuned clean victims",
+                             S.mean_test(per_seed_accuracy(ft["accuracy"][0]), cfg.accuracy_floor, ">"),
+                             role="supporting", setting=f"{seeds} fine-tuning seeds (the independent unit)")
+        mp_linf, pf_linf = (float(ft["linf_255"][a].median()) for a in (0, 1))
+        res.claim("MP-1", "fine-tuning: MetaPoison beats Poison Frogs at an equal number of poisons (not at an "
+                          "equal perturbation: Poison Frogs' watermark has no L-inf bound)",
+                  "success rate difference, MetaPoison - Poison Frogs (fine-tuning)",
+                  S.paired_rate_difference_test(mp.flatten().numpy(), pf.flatten().numpy()),
+                  role="supporting", requires=[ft_floor],
+                  setting=f"{cfg.finetune_targets} targets x {seeds} fine-tuned victims (paired by target and "
+                          f"seed), {cfg.poisons_at(cfg.finetune_budget)} poisons each; median L-inf from the base: "
+                          f"MetaPoison {mp_linf:.1f}/255 (8/255 additive + colour shift), Poison Frogs "
+                          f"{pf_linf:.1f}/255 ({cfg.pf_opacity:.0%} watermark)")
 
 
 def standin_label(cfg) -> str:

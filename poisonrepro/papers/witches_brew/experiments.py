@@ -14,8 +14,10 @@ Poisoning?" (ICML 2021; aks2203/poisoning-benchmark). Its protocol, followed her
   VGG-11), and the attack succeeds when the victim classifies the target (with the trigger
   pasted, for the two backdoors) as the adversarial class.
 
-Clean victims (the same training without poisons) give the base rate of that event and the clean
-accuracy that the poisoned victims are compared with. The surrogates and the victims are trials
+Clean victims (the same training without poisons, one per setup and architecture with the seed of
+that setup's poisoned victims) give the base rate of that event and the clean accuracy that the
+poisoned victims are compared with, paired by seed: every attack's victim of a setup and its clean
+victim differ only in the poisons. The surrogates and the victims are trials
 through ``poisonrepro.executor``; each attack's poisons are one cached stage (``craft``, keyed by
 the attack). Poisons are stored as uint8 pixels (the benchmark saves PNGs): rounding a base's
 integer pixels plus a perturbation of at most k/255 stays within k/255, so the budget is measured
@@ -288,48 +290,52 @@ def _missing_poisons():
 
 
 def _victim_seed(cfg, arch_index: int, t: int, clean: bool = False) -> int:
-    # the same seed for every attack's victim of one setup and architecture: paired comparisons
+    # the same seed for every attack's victim of one setup and architecture, and for its clean
+    # victim: paired comparisons. (``clean``: the separate seeds of the victim-strength diagnostic.)
     return cfg.seed + (20_000 if clean else 10_000) + 1000 * arch_index + t
 
 
 def victims(cfg, data, cache: ArtifactCache) -> dict:
-    """Every attack's victims (one per setup and architecture) and the clean victims.
+    """Every attack's victims (one per setup and architecture) and a clean victim per setup and
+    architecture, trained with the same seed as that setup's poisoned victims (the same training
+    without poisons), so that every comparison with the clean victims is paired by seed.
 
     Returns ``success`` bool [attacks, victims, T] (target, patched for the backdoors, classified
     as the adversarial class), ``poisoned_accuracy`` [attacks, victims, T], ``clean_accuracy``
-    [victims, clean_victims], and the clean victims' base rates ``clean_success`` [victims,
-    clean_victims, T] (plain target) and ``clean_patched_success`` [victims, 2, clean_victims, T]
-    (the trigger at the clean-label and the hidden-trigger location)."""
+    [victims, T], the clean victims' base rates ``clean_success`` [victims, T] (setup t's clean
+    victim on setup t's plain target) and ``clean_patched_success`` [victims, 2, T] (with the
+    trigger at the clean-label and the hidden-trigger location), and the seeds ``seeds`` [victims, T]."""
     fn = f"{__name__}:victim_trial"
     locations = [list(TRIGGER_AT[a]) for a in ("clean_label_backdoor", "hidden_trigger_backdoor")]
     recipe = recipe_fields(cfg, cfg.victim_epochs)
     common = {"per_class": cfg.train_per_class, "recipe": recipe, "test_images": cfg.test_images,
               "patch_seed": cfg.seed}
+    n_v, n_t = len(cfg.victims), cfg.n_targets
+    seeds = torch.tensor([[_victim_seed(cfg, vi, t) for t in range(n_t)] for vi in range(n_v)])
     trials = []
     for vi, arch in enumerate(cfg.victims):
-        for j in range(cfg.clean_victims):
-            trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": _victim_seed(cfg, vi, j, clean=True),
-                                                "targets": data["target_index"].tolist(), "locations": locations}))
+        for t in range(n_t):
+            trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": int(seeds[vi, t]),
+                                                "targets": [int(data["target_index"][t])], "locations": locations}))
     for attack in cfg.attacks:
         key = craft_key(cfg, attack)
         at = [list(TRIGGER_AT[attack])] if attack in TRIGGER_AT else []
         for vi, arch in enumerate(cfg.victims):
-            for t in range(cfg.n_targets):
-                trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": _victim_seed(cfg, vi, t),
+            for t in range(n_t):
+                trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": int(seeds[vi, t]),
                                                     "targets": [int(data["target_index"][t])], "locations": at,
                                                     "craft_key": key, "setup": t,
                                                     "base_positions": data["base_pos"][t].tolist()}))
     results = iter(run_trials(trials, cache, desc="train victims from scratch"))
     adv = torch.as_tensor(data["adversarial"])
-    n_v, n_c, n_t = len(cfg.victims), cfg.clean_victims, cfg.n_targets
-    clean_acc, clean_success = torch.zeros(n_v, n_c), torch.zeros(n_v, n_c, n_t, dtype=torch.bool)
-    clean_patched = torch.zeros(n_v, 2, n_c, n_t, dtype=torch.bool)
+    clean_acc, clean_success = torch.zeros(n_v, n_t), torch.zeros(n_v, n_t, dtype=torch.bool)
+    clean_patched = torch.zeros(n_v, 2, n_t, dtype=torch.bool)
     for vi in range(n_v):
-        for j in range(n_c):
+        for t in range(n_t):
             r = next(results)
-            clean_acc[vi, j] = r["test_accuracy"]
-            clean_success[vi, j] = r["prediction"] == adv
-            clean_patched[vi, :, j] = r["patched_prediction"] == adv
+            clean_acc[vi, t] = r["test_accuracy"]
+            clean_success[vi, t] = bool(r["prediction"][0] == adv[t])
+            clean_patched[vi, :, t] = r["patched_prediction"][:, 0] == adv[t]
     success = torch.zeros(len(cfg.attacks), n_v, n_t, dtype=torch.bool)
     acc = torch.zeros(len(cfg.attacks), n_v, n_t)
     for ai, attack in enumerate(cfg.attacks):
@@ -340,7 +346,7 @@ def victims(cfg, data, cache: ArtifactCache) -> dict:
                 success[ai, vi, t] = bool(pred[0] == adv[t])
                 acc[ai, vi, t] = r["test_accuracy"]
     return {"success": success, "poisoned_accuracy": acc, "clean_accuracy": clean_acc,
-            "clean_success": clean_success, "clean_patched_success": clean_patched}
+            "clean_success": clean_success, "clean_patched_success": clean_patched, "seeds": seeds}
 
 
 # --------------------------------------------------------------------------- plan
@@ -370,9 +376,10 @@ def plan(cfg) -> list[dict]:
         rows.append({"stage": f"craft {attack}", "trials": cfg.n_targets, "flops_per_trial": float(flops),
                      "basis": basis})
     for arch in cfg.victims:
-        rows.append({"stage": f"victims {arch}", "trials": len(cfg.attacks) * cfg.n_targets + cfg.clean_victims,
+        rows.append({"stage": f"victims {arch}", "trials": (len(cfg.attacks) + 1) * cfg.n_targets,
                      "flops_per_trial": float(P.model_train_flops(M.build_model(arch), shape, n * cfg.victim_epochs)),
-                     "basis": f"{n} images x {cfg.victim_epochs} epochs, one per attack and setup, and clean ones"})
+                     "basis": f"{n} images x {cfg.victim_epochs} epochs, one per attack and setup, and a clean one "
+                              "per setup"})
     return rows
 
 

@@ -35,20 +35,20 @@ from ... import data as D
 from ... import models as M
 from ... import train as T
 from ...cache import ArtifactCache
-from ...config import load_config
+from ...config import ConfigError, load_config
 from ...executor import Trial, run_trials
 from . import experiments as E
 
 ATTACK, ARCH = "gradient_matching_K1", "resnet18_standin"
 
 
-def strength_config(epochs: float, n_targets: int, clean_victims: int, profile: str = "cpu", wb_steps: int | None = None):
+def strength_config(epochs: float, n_targets: int, profile: str = "cpu", wb_steps: int | None = None):
     """``profile``'s config of notebook 04, narrowed to K = 1 and the ResNet-18 stand-in, with
     the surrogates and the victims trained ``epochs`` epochs and, if given, ``wb_steps`` crafting
     steps (validated before any compute)."""
     steps = {} if wb_steps is None else {"wb_steps": wb_steps}
     return load_config("witches_brew", profile, attacks=(ATTACK,), victims=(ARCH,), n_targets=n_targets,
-                       clean_victims=clean_victims, surrogate_epochs=float(epochs), victim_epochs=float(epochs), **steps)
+                       surrogate_epochs=float(epochs), victim_epochs=float(epochs), **steps)
 
 
 def strength_trial(*, arch: str, seed: int, per_class: int, recipe: dict, test_images: int, targets: list,
@@ -73,8 +73,9 @@ def strength_trial(*, arch: str, seed: int, per_class: int, recipe: dict, test_i
             "poison_fit": torch.tensor(poison_fit), "prediction": prediction}
 
 
-def run(cfg, cache: ArtifactCache) -> dict:
-    """The experiment at one config: counts and mean accuracies (JSON-able)."""
+def run(cfg, cache: ArtifactCache, clean_victims: int) -> dict:
+    """The experiment at one config with ``clean_victims`` clean victims (each calls every
+    setup's target): counts and mean accuracies (JSON-able)."""
     data = E.prepare_data(cfg)
     nets = E.surrogates(cfg, cache)
     E.craft(cfg, data, nets, ATTACK, cache)
@@ -82,7 +83,7 @@ def run(cfg, cache: ArtifactCache) -> dict:
     common = {"arch": ARCH, "per_class": cfg.train_per_class, "recipe": E.recipe_fields(cfg, cfg.victim_epochs),
               "test_images": cfg.test_images}
     clean = [Trial("strength", fn, {**common, "seed": E._victim_seed(cfg, 0, j, clean=True),
-                                    "targets": data["target_index"].tolist()}) for j in range(cfg.clean_victims)]
+                                    "targets": data["target_index"].tolist()}) for j in range(clean_victims)]
     poisoned = [Trial("strength", fn, {**common, "seed": E._victim_seed(cfg, 0, t), "targets": [int(data["target_index"][t])],
                                        "craft_key": E.craft_key(cfg, ATTACK), "setup": t,
                                        "base_positions": data["base_pos"][t].tolist()}) for t in range(cfg.n_targets)]
@@ -92,7 +93,7 @@ def run(cfg, cache: ArtifactCache) -> dict:
     base = torch.stack([r["prediction"] == adv for r in clean_r])  # [clean victims, setups]
     success = torch.stack([r["prediction"][0] == adv[t] for t, r in enumerate(poisoned_r)])
     mean = lambda rs, k: float(torch.stack([r[k] for r in rs]).float().mean())  # noqa: E731
-    return {"epochs": cfg.victim_epochs, "wb_steps": cfg.wb_steps, "wb_restarts": cfg.wb_restarts, "setups": cfg.n_targets, "clean_victims": cfg.clean_victims,
+    return {"epochs": cfg.victim_epochs, "wb_steps": cfg.wb_steps, "wb_restarts": cfg.wb_restarts, "setups": cfg.n_targets, "clean_victims": clean_victims,
             "surrogate_test_accuracy": nets[0]["test_accuracy"],
             "success": int(success.sum()), "success_n": int(success.numel()),
             "base": int(base.sum()), "base_n": int(base.numel()),
@@ -132,12 +133,14 @@ def main(argv=None):
     p.add_argument("--profile", default="cpu", help="the notebook-04 profile narrowed (smoke: a plumbing check)")
     p.add_argument("--out", default="victim_strength.json")
     args = p.parse_args(argv)
-    configs = [strength_config(e, args.targets, args.clean_victims, args.profile, args.wb_steps) for e in args.epochs]  # bad input fails here
+    configs = [strength_config(e, args.targets, args.profile, args.wb_steps) for e in args.epochs]  # bad input fails here
+    if not 1 <= args.clean_victims <= 100:
+        raise ConfigError(f"--clean-victims={args.clean_victims}: need 1 to 100 clean victims")
     cache = ArtifactCache()
     rows = []
     for cfg in configs:
         t0 = time.perf_counter()
-        rows.append({**run(cfg, cache), "seconds": round(time.perf_counter() - t0, 1),
+        rows.append({**run(cfg, cache, args.clean_victims), "seconds": round(time.perf_counter() - t0, 1),
                      "device": str(T.default_device()), "torch": torch.__version__})
         tmp = args.out + ".tmp"
         with open(tmp, "w") as f:
