@@ -1,7 +1,9 @@
-"""Notebook 11's experiments: its config refuses bad input before any compute, each attack's poisoned
-set poisons exactly the stated share of the stated classes and never the clean arrays, the Trojan
-trigger drives its neuron, the clean-label poisons keep their budget, ABL's phases have the stated
-recipes, and the victim sees the corner where the triggers sit."""
+"""Notebook 11's experiments: its config refuses bad input (and fewer than 3 seeds at cpu and paper)
+before any compute, each attack's poisoned set poisons exactly the stated share of the stated
+classes and never the clean arrays, the Trojan trigger drives its neuron, the clean-label poisons
+keep their budget, ABL's phases have the stated recipes, the victim sees the corner where the
+triggers sit, and the claims are tested over seeds: the joint headline claim holds only where the
+ASR falls *and* clean accuracy is kept, and is untested where the preconditions fail."""
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ import torch
 from poisonrepro import models as M
 from poisonrepro import train as T
 from poisonrepro.attacks import badnets, trojan
-from poisonrepro.config import ConfigError, load_config
+from poisonrepro import stats as S
+from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.abl import experiments as E
 from poisonrepro.papers.abl import report as R
 
@@ -17,7 +20,8 @@ from poisonrepro.papers.abl import report as R
 @pytest.mark.parametrize("override, match", [
     ({"poison_rate": 1.0}, "poison_rate"),
     ({"poison_rate": -0.1}, "poison_rate"),
-    ({"poison_rate": 0.2}, "clean-label attacks"),
+    ({"victim_seeds": 1}, "victim_seeds=1: the claims are tested over victim trainings"),
+    ({"victim_seeds": 2}, "needs at least 3"),
     ({"trigger_size": 33}, "does not fit a 32x32"),
     ({"attacks": ("badnets", "wanet")}, "attacks"),
     ({"attacks": ("badnets", "badnets")}, "each attack once"),
@@ -32,6 +36,16 @@ def test_bad_input_is_refused_by_the_config(override, match):
         load_config("abl", "cpu", **override)
 
 
+def test_cpu_and_paper_run_three_seeds_or_more_smoke_and_a_dry_run_may_run_one():
+    assert load_config("abl", "cpu").victim_seeds >= 3 and load_config("abl", "paper").victim_seeds >= 3
+    assert load_config("abl", "smoke").victim_seeds == 1
+    assert dry_run(load_config("abl", "paper")).victim_seeds == 1
+    with pytest.raises(ConfigError, match="paper profile needs at least 3"):
+        load_config("abl", "paper", victim_seeds=2)
+    # any poisoning rate below 1 suits the clean-label attacks: they poison a share of the target class
+    assert load_config("abl", "cpu", poison_rate=0.2).poison_rate == 0.2
+
+
 def _toy(per_class=20):
     g = torch.Generator().manual_seed(0)
     n = 10 * per_class
@@ -44,11 +58,12 @@ def test_each_attack_poisons_the_stated_share_of_the_stated_classes_and_copies_t
     x0, y0 = d["x"].clone(), d["y"].clone()
     s, apply = E.poisoned_set(attack, d, rate=0.1, target_class=0, trigger_size=3, seed=1)
     assert torch.equal(d["x"], x0) and torch.equal(d["y"], y0)
-    assert len(s.poisoned) == 20
     chosen = s.poisoned
     if attack in E.DIRTY_LABEL:
+        assert len(chosen) == 20
         assert (y0[chosen] != 0).all() and (s.labels[chosen] == 0).all()
-    else:  # clean label: target-class images, labels kept (here all 20 of them)
+    else:  # clean label: the target-class images among 20 drawn from all 200 (about 2), labels kept
+        assert 0 < len(chosen) < 20
         assert (y0[chosen] == 0).all() and torch.equal(s.labels, y0)
     assert torch.equal(s.images[chosen], apply(x0[chosen], None))
     rest = torch.ones(len(y0), dtype=torch.bool)
@@ -77,8 +92,9 @@ def test_clean_label_poisons_keep_the_budget_outside_the_visible_trigger():
     surrogate = M.build_model("convnet_bn_padded").eval()
     d = _toy(4)
     eps = 8 / 255
-    s, apply = E.poisoned_set("clean_label", d, rate=0.1, target_class=0, trigger_size=3, seed=0,
+    s, apply = E.poisoned_set("clean_label", d, rate=0.5, target_class=0, trigger_size=3, seed=0,
                               surrogate=surrogate, cl_eps=eps, cl_steps=3)
+    assert len(s.poisoned) > 0
     base, poison = d["x"][s.poisoned].float(), s.images[s.poisoned].float()
     assert (d["y"][s.poisoned] == 0).all() and torch.equal(s.labels, d["y"])
     outside = torch.ones(32, 32, dtype=torch.bool)
@@ -127,5 +143,56 @@ def test_early_auroc_reads_lower_poison_losses_as_above_half():
     r["epoch_loss"] = -r["epoch_loss"]
     assert R.early_auroc(r) == 0.0
     r["isolated"] = torch.tensor([0, 3])
-    assert R.isolation_counts([r, r]) == (2, 4)
+    assert R.isolation_precision([r, r]).tolist() == [0.5, 0.5]
+    assert R.poisoned_share([r], 40).tolist() == [0.05]
     assert np.isnan(R.early_auroc({**r, "poisoned": torch.tensor([], dtype=torch.long)}))
+
+
+# --------------------------------------------------------------------------- claims over seeds
+def _victim(correct, hits, *, tested=100, triggered=90, isolated=(0, 1), poisoned=(0, 1, 2, 3, 4)):
+    return {"correct": torch.tensor(correct), "tested": torch.tensor(tested), "hits": torch.tensor(hits),
+            "triggered": torch.tensor(triggered), "isolated": torch.tensor(isolated),
+            "poisoned": torch.tensor(poisoned)}
+
+
+def _claims(plain, abl, seeds=3, **cfg):
+    """The claims of one attack whose plain and ABL victims score ``plain``/``abl`` = (correct of
+    100, hits of 90) on every seed, give or take one."""
+    from poisonrepro.results import Results
+    cfg = load_config("abl", "cpu", attacks=("badnets",), train_per_class=5, **cfg)
+    jitter = (0, 1, -1, 2, -2)[:seeds]
+    vic = {"badnets": {"plain": [_victim(plain[0] + j, plain[1] - abs(j)) for j in jitter],
+                       "abl": [_victim(abl[0] - j, abl[1] + abs(j)) for j in jitter]}}
+    res = Results("11_abl", "cpu", "abl")
+    R.record_claims(cfg, vic, res)
+    return {c["id"]: c for c in res.claims}
+
+
+def test_the_headline_claim_holds_only_where_the_asr_falls_and_clean_accuracy_is_kept(isolated_artifacts):
+    ok = _claims(plain=(88, 89), abl=(87, 1))
+    assert ok["ABL-2:joint:badnets"]["role"] == "headline" and ok["ABL-2:joint:badnets"]["verdict"] == "holds"
+    assert all(c["role"] == "supporting" for i, c in ok.items() if i != "ABL-2:joint:badnets")
+    assert ok["ABL-2:clean-accuracy-without-abl:badnets"]["n"] == 3          # the unit: a seed, not a test image
+    assert ok["ABL-2:isolation-precision-poisoned-share:badnets"]["verdict"] == "holds"
+    # the ASR falls because the network collapsed: the joint claim fails on its clean-accuracy part
+    collapsed = _claims(plain=(88, 89), abl=(20, 1))
+    assert collapsed["ABL-2:attack-success-rate-with-abl:badnets"]["verdict"] == "holds"
+    assert collapsed["ABL-2:clean-accuracy-without-abl-with-abl:badnets"]["verdict"] == "fails"
+    assert collapsed["ABL-2:joint:badnets"]["verdict"] == "fails"
+
+
+def test_the_headline_claim_is_untested_below_the_accuracy_floor_or_without_a_learned_backdoor(isolated_artifacts):
+    weak = _claims(plain=(60, 89), abl=(59, 1))                              # the cpu stand-in's 60%
+    assert weak["ABL-2:clean-accuracy-without-abl:badnets"]["verdict"] == "fails"
+    assert weak["ABL-2:joint:badnets"]["verdict"] == "untested"
+    unlearned = _claims(plain=(88, 3), abl=(87, 2))
+    assert unlearned["ABL-2:attack-success-rate-without-abl:badnets"]["verdict"] == "fails"
+    assert unlearned["ABL-2:attack-success-rate-with-abl:badnets"]["verdict"] == "untested"
+    assert unlearned["ABL-2:joint:badnets"]["verdict"] == "untested"
+
+
+def test_one_seed_decides_nothing(isolated_artifacts):
+    """A smoke run (one seed): the thousand test images of one training do not make it a test."""
+    one = _claims(plain=(88, 89), abl=(87, 1), seeds=1, victim_seeds=3)
+    assert one["ABL-2:clean-accuracy-without-abl:badnets"]["verdict"] == "inconclusive"
+    assert one["ABL-2:joint:badnets"]["verdict"] == "untested"

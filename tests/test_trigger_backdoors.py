@@ -36,8 +36,8 @@ def test_float_images_and_oversized_triggers_are_refused():
         badnets.craft_poisons(x, y, rate=0.1, target_class=0, num_classes=4)
     with pytest.raises(ValueError, match="uint8"):
         badnets.craft_poisons(x.float() / 255, y, rate=0.1, target_class=0, num_classes=4)
-    with pytest.raises(ValueError, match="only 50 target-class"):  # clean label: poisons come from the target class
-        sig.craft_poisons(*_images(), rate=0.3, target_class=0, num_classes=4)
+    with pytest.raises(ValueError, match="only 150 non-target"):  # dirty label: poisons come from the other classes
+        badnets.craft_poisons(*_images(size=8), rate=0.8, target_class=0, num_classes=4)
 
 
 def test_the_badnets_grid_is_a_corner_checkerboard():
@@ -66,7 +66,10 @@ def test_the_poisoned_set_has_the_stated_size_and_labels_and_the_clean_set_stays
     before = x.clone()
     out = ATTACKS[name].craft_poisons(x, y, rate=0.1, target_class=2, num_classes=4, seed=5)
     assert torch.equal(x, before)                           # never in place
-    assert len(out.poisoned) == 20
+    if clean_label:  # the target-class images among 20 drawn from all 200: about a quarter of them
+        assert 0 < len(out.poisoned) < 20
+    else:
+        assert len(out.poisoned) == 20
     assert (out.labels[out.poisoned] == 2).all()
     assert ((y[out.poisoned] == 2).all() if clean_label else (y[out.poisoned] != 2).all())
     rest = torch.ones(len(x), dtype=torch.bool)
@@ -75,6 +78,24 @@ def test_the_poisoned_set_has_the_stated_size_and_labels_and_the_clean_set_stays
     assert not torch.equal(out.images[out.poisoned], x[out.poisoned])
     again = ATTACKS[name].craft_poisons(x, y, rate=0.1, target_class=2, num_classes=4, seed=5)
     assert torch.equal(again.images, out.images) and torch.equal(again.poisoned, out.poisoned)
+
+
+def test_clean_label_poisons_are_the_target_class_images_among_a_rate_share_of_all_indices():
+    """ABL's data_loader.py (DatasetBD.addTrigger, cleanLabel): a random ``rate`` share of every
+    index is drawn and only its target-class images are triggered. At rate 0.1 on a balanced
+    set that is about 10% of the target class (here 500 airplanes of 5,000 images: about 50),
+    not every target-class image; any rate below 1 is allowed."""
+    y = torch.arange(5000) % 10
+    x = torch.zeros(5000, 3, 4, 4, dtype=torch.uint8)
+    for seed in range(5):
+        out = BP.poison_training_set(x, y, lambda im, g: im + 1, rate=0.1, target_class=0, clean_label=True,
+                                     seed=seed)
+        assert (y[out.poisoned] == 0).all() and torch.equal(out.labels, y)
+        assert 25 <= len(out.poisoned) <= 75, len(out.poisoned)       # ~ hypergeometric(5000, 500, 500): 50 +- 7
+        drawn = torch.randperm(5000, generator=torch.Generator().manual_seed(seed))[:500]
+        assert torch.equal(out.poisoned, drawn[y[drawn] == 0].sort().values)  # the repository's draw
+    most = BP.poison_training_set(x, y, lambda im, g: im + 1, rate=0.9, target_class=0, clean_label=True)
+    assert 400 <= len(most.poisoned) < 500
 
 
 def test_a_planted_badnets_backdoor_is_learned():

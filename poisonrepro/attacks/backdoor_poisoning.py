@@ -6,11 +6,15 @@ class (the attack success rate). Each attack module supplies only its trigger
 indices, applies it, and builds the triggered test set.
 
 Conventions (Li et al., "Anti-Backdoor Learning", NeurIPS 2021, repository bboylyg/ABL, and
-BackdoorBench): the poisoning rate is the share of the *whole* training set that is poisoned;
-dirty-label poisons are drawn from the non-target classes, clean-label poisons (SIG, the
-clean-label backdoor) from the target class, whose labels they keep. Images are uint8 [N, C, H, W]
-(0-255, as they are stored); the input is never modified in place, so a clean training set that
-lives in a cache stays clean.
+BackdoorBench): the poisoning rate is a share of the *whole* training set. Dirty-label attacks
+poison ``round(rate * N)`` images drawn from the non-target classes and relabel them. Clean-label
+attacks (SIG, the clean-label backdoor) follow the repository's ``data_loader.py``
+(``DatasetBD.addTrigger``, ``target_type == 'cleanLabel'``): a random ``rate`` share of *all*
+indices is drawn (``np.random.permutation(len(dataset))[0: int(len(dataset) * inject_portion)]``)
+and only those of the target class get the trigger, labels kept; so at rate 0.1 on a balanced
+10-class set about 10% of the target class (1% of the set) is poisoned, never the whole class.
+Images are uint8 [N, C, H, W] (0-255, as they are stored); the input is never modified in place,
+so a clean training set that lives in a cache stays clean.
 """
 from __future__ import annotations
 
@@ -59,23 +63,29 @@ class BackdoorSet:
 
 def poison_training_set(images: torch.Tensor, labels, apply: Callable, *, rate: float, target_class: int,
                         num_classes: int = 10, clean_label: bool = False, seed: int = 0) -> BackdoorSet:
-    """``round(rate * N)`` training images with the trigger ``apply`` (a copy; the input is
-    untouched): dirty-label poisons drawn from the other classes and relabelled, clean-label
-    poisons drawn from the target class with their labels kept."""
+    """Training images with the trigger ``apply`` (a copy; the input is untouched): for a
+    dirty-label attack ``round(rate * N)`` images drawn from the other classes and relabelled;
+    for a clean-label attack the target-class images among ``round(rate * N)`` drawn from the
+    whole set (bboylyg/ABL, ``data_loader.py``), labels kept."""
     images = check_images(images)
     rate, target_class = check_rate(rate), check_target(target_class, num_classes)
     labels = torch.as_tensor(labels).long()
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     count = round(rate * len(images))
-    pool = torch.nonzero(labels == target_class if clean_label else labels != target_class).flatten()
-    if count > len(pool):
-        raise ValueError(f"rate={rate}: {count} poisons, but only {len(pool)} "
-                         f"{'target-class' if clean_label else 'non-target'} training images to draw them from")
     gen = torch.Generator().manual_seed(seed)
-    chosen = pool[torch.randperm(len(pool), generator=gen)[:count]].sort().values
+    if clean_label:
+        # the repository's draw: a rate share of every index, then the target-class ones among it
+        drawn = torch.randperm(len(labels), generator=gen)[:count]
+        chosen = drawn[labels[drawn] == target_class].sort().values
+    else:
+        pool = torch.nonzero(labels != target_class).flatten()
+        if count > len(pool):
+            raise ValueError(f"rate={rate}: {count} poisons, but only {len(pool)} non-target training images "
+                             "to draw them from")
+        chosen = pool[torch.randperm(len(pool), generator=gen)[:count]].sort().values
     out_images, out_labels = images.clone(), labels.clone()
-    if count:
+    if len(chosen):
         out_images[chosen] = apply(images[chosen], gen)
         if not clean_label:
             out_labels[chosen] = target_class

@@ -6,7 +6,7 @@ reduced-scale reproduction on 2 cores; ``smoke`` the plumbing check.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from . import BaseConfig, ConfigError, param
 from ..data import CIFAR10_CLASSES
@@ -15,6 +15,9 @@ C = CIFAR10_CLASSES
 #: the backdoor attacks of ABL-1 and ABL-2, each a module of ``poisonrepro.attacks``
 ATTACKS = ("badnets", "blend", "sig", "trojan", "clean_label")
 IMAGE_SIZE = 32
+#: the fewest victim trainings per attack and arm that the claims' tests (over seeds) need, per
+#: profile; smoke checks the plumbing with one, and its claims come out untested
+MIN_VICTIM_SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Config(BaseConfig):
     train_per_class: int = param(min=1, max=5000, dry=20, stage=EVERY)
     test_per_class: int = param(min=1, max=1000, dry=5, stage=EVERY)
     attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage="victims")  # a dry run: the first
-    poison_rate: float = param(min=0, below=1, stage="victims")  # a share of the whole training set
+    # a share of the whole training set (clean label: the target-class images among such a draw)
+    poison_rate: float = param(min=0, below=1, stage="victims")
     target_class: str = param(choices=C, stage="victims")
     trigger_size: int = param(min=1, stage="victims")  # BadNets', Trojan's and the clean-label grid
     epochs: float = param(min=0, loop=True, stage=("attacker", "victims"))  # plain training (and the attacker's net)
@@ -50,7 +54,8 @@ class Config(BaseConfig):
     cl_eps: float = param(min=0, max=1, epsilon=True, stage=("attacker", "victims"))  # Turner's L-inf budget
     cl_steps: int = param(min=1, loop=True, stage="victims")
     surrogate_epochs: float = param(min=0, loop=True, stage="attacker")  # the adversarially trained surrogate
-    victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")
+    victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")  # the claims' unit: one training per arm
+    accuracy_floor: float = param(min=0, max=1, stage=())  # precondition: plain victims' clean accuracy above it
     asr_ceiling: float = param(min=0, max=1, stage=())  # the claim: ASR <= this with ABL
     clean_margin: float = param(min=0, max=1, stage=())  # the claim: clean accuracy within this of no ABL
 
@@ -65,14 +70,19 @@ class Config(BaseConfig):
         if not 0 < self.isolation_ratio < 1:
             raise ConfigError(f"isolation_ratio={self.isolation_ratio}: the isolated share of the training set "
                               "must lie in (0, 1) (the paper: 0.01)")
-        clean_label = [a for a in self.attacks if a in ("sig", "clean_label")]
-        if clean_label and self.poison_rate > 1 / len(C):
-            raise ConfigError(f"poison_rate={self.poison_rate}: the clean-label attacks ({', '.join(clean_label)}) "
-                              f"poison target-class images only, at most 1/{len(C)} of a class-balanced set")
+        if self.victim_seeds < MIN_VICTIM_SEEDS[self.profile] and not self._dry():
+            raise ConfigError(f"victim_seeds={self.victim_seeds}: the claims are tested over victim trainings, "
+                              f"so the {self.profile} profile needs at least {MIN_VICTIM_SEEDS[self.profile]}")
+
+    def _dry(self) -> bool:
+        """A dry run (``config.dry_run``: every size at its dry value), which runs one seed by design."""
+        sized = [f for f in fields(self) if f.metadata.get("dry") is not None]
+        return all(getattr(self, f.name) == f.metadata["dry"] for f in sized)
 
 
 _COMMON = dict(seed=0, poison_rate=0.1, target_class="airplane", trigger_size=3, gamma=0.5, isolation_ratio=0.01,
-               unlearning_lr=5e-4, isolation_batch=64, cl_eps=16 / 255, asr_ceiling=0.10, clean_margin=0.05)
+               unlearning_lr=5e-4, isolation_batch=64, cl_eps=16 / 255, accuracy_floor=0.8, asr_ceiling=0.10,
+               clean_margin=0.05)
 
 PROFILES = {
     "smoke": dict(_COMMON, model="convnet_bn_padded", recipe="fast", isolation="victim", attacks=ATTACKS, train_per_class=30, test_per_class=10,
@@ -81,7 +91,7 @@ PROFILES = {
     # TODO(sizes): set after timing
     "cpu": dict(_COMMON, model="convnet_bn_padded", recipe="fast", isolation="victim", attacks=ATTACKS, train_per_class=500, test_per_class=100,
                 epochs=12, isolation_epochs=5, finetune_epochs=10, unlearning_steps=32, tracked_clean=500,
-                trojan_steps=200, cl_steps=10, surrogate_epochs=2, victim_seeds=1),
+                trojan_steps=200, cl_steps=10, surrogate_epochs=2, victim_seeds=3),
     "paper": dict(_COMMON, model="wrn16_1", recipe="abl", isolation="repository", attacks=ATTACKS, train_per_class=5000, test_per_class=1000,
                   epochs=100, isolation_epochs=10, finetune_epochs=60, unlearning_steps=32, tracked_clean=5000,
                   trojan_steps=1000, cl_steps=100, surrogate_epochs=40, victim_seeds=3,
@@ -90,7 +100,9 @@ PROFILES = {
                       "train_per_class/test_per_class": "all of CIFAR-10",
                       "attacks": "five of the paper's ten (Table 1): BadNets, Blend, SIG, Trojan, CL",
                       "poison_rate/target_class/trigger_size": "config.py: inject_portion 0.1, target_label 0, "
-                                                               "trig_w = trig_h = 3",
+                                                               "trig_w = trig_h = 3; clean label: the target-class "
+                                                               "images among a random 10% of all indices "
+                                                               "(data_loader.py, DatasetBD.addTrigger)",
                       "recipe": "config.py: SGD lr 0.1, momentum 0.9 (Nesterov), weight decay 1e-4, batch 64; "
                                 "fine-tuning lr 0.1, x0.1 at epoch 40 (backdoor_unlearning.py), crop and flip",
                       "epochs": "the backdoored baseline's training: 100 epochs (UNCONFIRMED: not in the repository)",
@@ -105,6 +117,8 @@ PROFILES = {
                       "cl_eps/cl_steps/surrogate_epochs": "Turner et al. 2019: L-inf 16/255 of their eps grid, PGD "
                                                           "on an adversarially trained network (100 steps, 40 epochs "
                                                           "UNCONFIRMED); ABL's repository adds no perturbation",
-                      "victim_seeds": "not stated; 3 per attack",
+                      "victim_seeds": "not stated; 3 per attack (the claims' unit: one training per seed and arm)",
+                      "accuracy_floor": "the project's floor: decided claims need from-scratch CIFAR-10 victims "
+                                        "at >= 80% clean accuracy (the repository's ABL BadNets model: 86.11%)",
                   }),
 }

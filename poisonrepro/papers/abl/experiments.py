@@ -1,7 +1,9 @@
 """Notebook 11, Anti-Backdoor Learning (Li et al., NeurIPS 2021): the experiments of ABL-1 and ABL-2.
 
 A class-balanced CIFAR-10 training subset is poisoned by one of five backdoor attacks, each a module
-of ``poisonrepro.attacks`` (the target class and rate as the paper's repository, bboylyg/ABL):
+of ``poisonrepro.attacks`` (the target class and rate as the paper's repository, bboylyg/ABL; the
+clean-label attacks poison the target-class images among a random ``rate`` share of the whole set,
+as its ``data_loader.py`` does: see ``attacks.backdoor_poisoning``):
 
 - ``badnets``: a 3x3 grid in the bottom-right corner, poisons relabelled (``attacks.badnets``);
 - ``blend``: a uniform-noise key blended at alpha 0.2, relabelled (``attacks.blend``);

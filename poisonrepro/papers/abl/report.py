@@ -1,5 +1,10 @@
 """Notebook 11, Anti-Backdoor Learning: figures, tables and claims from the results of
 ``abl.experiments`` (every table is saved here). Nothing here is cached.
+
+The unit of every claim is the victim training: per attack and seed one plain and one ABL victim
+(a pair, on the same poisoned set), each scored on the test subset; a claim tests the per-seed
+scores (a t test over seeds, paired where it compares the two arms), never the test images as
+trials, since the images of one network are not independent draws of its training.
 """
 from __future__ import annotations
 
@@ -29,14 +34,31 @@ def _poison_mask(r: dict) -> np.ndarray:
     return np.isin(r["tracked"].numpy(), r["poisoned"].numpy())
 
 
-def _sum(rs, key) -> int:
-    return int(sum(int(r[key]) for r in rs))
+def per_seed(rs, hits: str, trials: str) -> np.ndarray:
+    """Each victim's (seed's) rate ``hits / trials``, e.g. its clean accuracy or ASR, in seed order."""
+    return np.array([int(r[hits]) / int(r[trials]) if int(r[trials]) else np.nan for r in rs])
 
 
-def isolation_counts(rs) -> tuple[int, int]:
-    """(poisons among the isolated samples, isolated samples), summed over seeds."""
-    hits = sum(int(np.isin(r["isolated"].numpy(), r["poisoned"].numpy()).sum()) for r in rs)
-    return hits, sum(len(r["isolated"]) for r in rs)
+def seed_interval(values) -> tuple[float, float]:
+    """The two-sided 95% t interval of the mean over seeds (NaN with fewer than two seeds)."""
+    from statsmodels.stats.weightstats import DescrStatsW
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if len(v) < 2:
+        return (np.nan, np.nan)
+    lo, hi = DescrStatsW(v).tconfint_mean(alpha=0.05)
+    return (float(lo), float(hi)) if np.isfinite(lo) else (float(v.mean()), float(v.mean()))
+
+
+def isolation_precision(rs) -> np.ndarray:
+    """Per seed, the share of the isolated samples that are poisons."""
+    return np.array([np.isin(r["isolated"].numpy(), r["poisoned"].numpy()).mean() for r in rs])
+
+
+def poisoned_share(rs, n_train: int) -> np.ndarray:
+    """Per seed, the share of the training set that is poisoned (a clean-label attack's varies
+    with the draw): the isolation precision of a random pick."""
+    return np.array([len(r["poisoned"]) / n_train for r in rs])
 
 
 def early_auroc(r: dict, key: str = "epoch_loss", epoch: int = 0) -> float:
@@ -48,6 +70,12 @@ def early_auroc(r: dict, key: str = "epoch_loss", epoch: int = 0) -> float:
     return float(roc_auc_score(bad, -r[key][epoch].numpy()))
 
 
+def _mean_defined(values) -> float:
+    """The mean of the values that are defined (NaN where none is: no seed drew a poison)."""
+    v = np.asarray(values, float)
+    return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else np.nan
+
+
 # --------------------------------------------------------------------------- tables
 def loss_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
     """ABL-1 (saved): per attack, the mean training loss of poisons and of clean samples after the
@@ -57,15 +85,18 @@ def loss_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
     for attack in cfg.attacks:
         plain, ablr = vic[attack]["plain"], vic[attack]["abl"]
 
+        # over the seeds that have such samples (a small clean-label draw may hold no poison)
         def mean_loss(rs, key, epoch, poison):
-            return float(np.mean([r[key][epoch].numpy()[_poison_mask(r) == poison].mean() for r in rs]))
+            means = [r[key][epoch].numpy()[_poison_mask(r) == poison].mean() for r in rs
+                     if (_poison_mask(r) == poison).any()]
+            return float(np.mean(means)) if means else np.nan
         rows.append({"attack": NAME[attack],
                      "poison loss, epoch 1": mean_loss(plain, "epoch_loss", 0, True),
                      "clean loss, epoch 1": mean_loss(plain, "epoch_loss", 0, False),
                      "poison loss, last epoch": mean_loss(plain, "epoch_loss", -1, True),
                      "clean loss, last epoch": mean_loss(plain, "epoch_loss", -1, False),
-                     "AUROC poison lower, epoch 1": float(np.mean([early_auroc(r) for r in plain])),
-                     "AUROC poison lower, LGA epoch 1": float(np.mean([early_auroc(r, "lga_loss") for r in ablr]))})
+                     "AUROC poison lower, epoch 1": _mean_defined([early_auroc(r) for r in plain]),
+                     "AUROC poison lower, LGA epoch 1": _mean_defined([early_auroc(r, "lga_loss") for r in ablr])})
     table = pd.DataFrame(rows).set_index("attack")
     res.save_table(table, "ABL-1")
     return table
@@ -73,27 +104,31 @@ def loss_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
 
 def outcome_table(cfg, vic: dict, attacker: list, res: Results) -> pd.DataFrame:
     """ABL-2 (saved): per attack, with and without ABL, clean accuracy and the attack success rate
-    (summed over seeds, 95% Wilson intervals), and for ABL the isolation precision and the scores
-    after each of its phases. The first row is the attacker's network trained on clean data (no
-    attack): its accuracy, and the share of triggered images it sends to the target class anyway."""
+    (means over seeds with their 95% t intervals over seeds: NaN for one seed), the poisons per
+    seed, and for ABL the isolation precision and the scores after each of its phases (means over
+    seeds). The first row is the attacker's network trained on clean data (no attack): its
+    accuracy, and the share of triggered images it sends to the target class anyway."""
     rows = [{"attack": "no attack", "arm": "clean training", "seeds": 1,
              "clean accuracy": float(attacker[0]["test_accuracy"]), "clean ci_low": np.nan, "clean ci_high": np.nan}]
     for attack in cfg.attacks:
         for arm in ("plain", "abl"):
             rs = vic[attack][arm]
-            correct, tested, hits, trig = (_sum(rs, k) for k in ("correct", "tested", "hits", "triggered"))
-            row = {"attack": NAME[attack], "arm": ARM_LABEL[arm], "seeds": len(rs), "clean accuracy": correct / tested,
-                   **dict(zip(("clean ci_low", "clean ci_high"), S.wilson(correct, tested))),
-                   "attack success rate": hits / trig if trig else np.nan,
-                   **dict(zip(("asr ci_low", "asr ci_high"), S.wilson(hits, trig))),
-                   "trigger on the clean network": _sum(rs, "clean_hits") / trig if trig else np.nan}
+            clean, asr = per_seed(rs, "correct", "tested"), per_seed(rs, "hits", "triggered")
+            row = {"attack": NAME[attack], "arm": ARM_LABEL[arm], "seeds": len(rs),
+                   "poisons": float(np.mean([len(r["poisoned"]) for r in rs])),
+                   "clean accuracy": float(np.mean(clean)),
+                   **dict(zip(("clean ci_low", "clean ci_high"), seed_interval(clean))),
+                   "attack success rate": float(np.mean(asr)),
+                   **dict(zip(("asr ci_low", "asr ci_high"), seed_interval(asr))),
+                   "trigger on the clean network": float(np.mean(per_seed(rs, "clean_hits", "triggered")))}
             if arm == "abl":
-                k, n = isolation_counts(rs)
-                row.update({"isolated": n, "isolation precision": k / n if n else np.nan,
-                            "LGA ascent steps": _sum(rs, "ascent_steps")})
+                row.update({"isolated": float(np.mean([len(r["isolated"]) for r in rs])),
+                            "isolation precision": float(np.mean(isolation_precision(rs))),
+                            "LGA ascent steps": float(np.mean([int(r["ascent_steps"]) for r in rs]))})
                 for phase in ("isolation", "finetune"):
-                    row[f"clean accuracy after {phase}"] = _sum(rs, f"{phase}.correct") / _sum(rs, f"{phase}.tested")
-                    row[f"ASR after {phase}"] = _sum(rs, f"{phase}.hits") / max(1, _sum(rs, f"{phase}.triggered"))
+                    row[f"clean accuracy after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.correct",
+                                                                                  f"{phase}.tested")))
+                    row[f"ASR after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.hits", f"{phase}.triggered")))
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["attack", "arm"])
     res.save_table(table, "ABL-2")
@@ -142,8 +177,8 @@ def fig_losses(cfg, vic: dict, res: Results):
 
 
 def fig_outcome(cfg, table: pd.DataFrame, res: Results):
-    """ABL-2: clean accuracy and attack success rate with and without ABL (95% Wilson intervals),
-    the ASR ceiling of the claim and the paper's BadNets numbers marked."""
+    """ABL-2: clean accuracy and attack success rate with and without ABL (means over seeds, 95% t
+    intervals over seeds), the ASR ceiling of the claim and the paper's BadNets numbers marked."""
     from ...reference import get
     body = table.drop(index="no attack", level="attack")
     attacks = list(dict.fromkeys(body.index.get_level_values("attack")))
@@ -158,7 +193,7 @@ def fig_outcome(cfg, table: pd.DataFrame, res: Results):
                    yerr=P.error_bars(sub[col], sub[lo], sub[hi]), capsize=3)
         ax.set_xticks(x, attacks, fontsize=7)
         ax.set_ylim(0, 1.02)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(f"{title} (mean over seeds, 95% t interval)", fontsize=9)
     axes[1].axhline(cfg.asr_ceiling, color="tab:red", ls="--", lw=1, label=f"claim: <= {cfg.asr_ceiling:.0%} with ABL")
     if NAME["badnets"] in attacks:
         b = attacks.index(NAME["badnets"])
@@ -172,33 +207,48 @@ def fig_outcome(cfg, table: pd.DataFrame, res: Results):
 
 # --------------------------------------------------------------------------- claims
 def record_claims(cfg, vic: dict, res: Results):
-    """ABL-2's claims per attack, each over the test images summed across seeds (each image one
-    trial; the seeds' images are the same test subset, so the intervals ignore the seed's spread)."""
+    """ABL-2's claims per attack (``key`` = the attack), each tested over the victim seeds (the
+    plain and the ABL victim of one seed are a pair, trained on the same poisoned set).
+
+    Supporting preconditions: the plain victims reach the accuracy floor, and without ABL the
+    backdoor is learned (ASR above the ceiling). The headline, per attack, is the joint claim
+    "with ABL the ASR falls to at most the ceiling AND clean accuracy stays within the margin",
+    whose parts are supporting claims that require the preconditions, so that an ASR falling
+    while the network collapses never holds. The isolation precision is a supporting diagnostic."""
     target = class_index(cfg.target_class)
+    n_train = 10 * cfg.train_per_class
     for attack in cfg.attacks:
         plain, ablr = vic[attack]["plain"], vic[attack]["abl"]
         n_seeds = len(plain)
-        trig = _sum(ablr, "triggered")
-        setting = f"{NAME[attack]}, {cfg.poison_rate:.0%} poisoned, target {target}; {n_seeds} seed(s), {trig} triggered test images"
-        res.claim("ABL-2", "without ABL the backdoor is learned: ASR above the ceiling (precondition; paper Table 1: "
-                           "'No Defense' ASR near 100%)",
-                  "attack success rate without ABL", S.rate_test(_sum(plain, "hits"), _sum(plain, "triggered"),
-                                                                 cfg.asr_ceiling, ">"), setting=setting,
-                  role="supporting", key=attack)
-        res.claim("ABL-2", f"with ABL the attack success rate falls to at most {cfg.asr_ceiling:.0%}",
-                  "attack success rate with ABL", S.rate_test(_sum(ablr, "hits"), trig, cfg.asr_ceiling, "<"),
-                  setting=setting, paper_key="badnets_asr" if attack == "badnets" else None, role="headline", key=attack)
-        tested = _sum(ablr, "tested")
-        res.claim("ABL-2", f"with ABL clean accuracy stays within {cfg.clean_margin * 100:g} points of training "
-                           "without it",
-                  "clean accuracy, without ABL - with ABL",
-                  S.rate_difference_test(_sum(plain, "correct"), _sum(plain, "tested"), _sum(ablr, "correct"), tested,
-                                         margin=cfg.clean_margin, side="<"),
-                  setting=f"{NAME[attack]}; {n_seeds} seed(s), {tested} test images per arm (unpaired bound)",
-                  paper_key="badnets_clean_drop" if attack == "badnets" else None, role="headline", key=attack)
-        k, n = isolation_counts(ablr)
+        setting = (f"{NAME[attack]}, {cfg.poison_rate:.0%} poisoned, target {target}; {n_seeds} seed(s), one plain "
+                   "and one ABL victim each (the unit: a victim training)")
+        plain_acc, abl_acc = per_seed(plain, "correct", "tested"), per_seed(ablr, "correct", "tested")
+        plain_asr, abl_asr = per_seed(plain, "hits", "triggered"), per_seed(ablr, "hits", "triggered")
+        floor = res.claim("ABL-2", f"the plain victims reach the accuracy floor: clean accuracy above "
+                                   f"{cfg.accuracy_floor:.0%} (precondition)",
+                          "clean accuracy without ABL", S.mean_test(plain_acc, cfg.accuracy_floor, ">"),
+                          role="supporting", key=attack, setting=setting)
+        learned = res.claim("ABL-2", "without ABL the backdoor is learned: ASR above the ceiling (precondition; "
+                                     "paper Table 1: 'No Defense' ASR near 100%)",
+                            "attack success rate without ABL", S.mean_test(plain_asr, cfg.asr_ceiling, ">"),
+                            role="supporting", key=attack, setting=setting)
+        removed = res.claim("ABL-2", f"with ABL the attack success rate falls to at most {cfg.asr_ceiling:.0%}",
+                            "attack success rate with ABL", S.mean_test(abl_asr, cfg.asr_ceiling, "<"),
+                            role="supporting", key=attack, setting=setting, requires=[floor, learned],
+                            paper_key="badnets_asr" if attack == "badnets" else None)
+        kept = res.claim("ABL-2", f"with ABL clean accuracy stays within {cfg.clean_margin * 100:g} points of training "
+                                  "without it",
+                         "clean accuracy, without ABL - with ABL",
+                         S.paired_difference_test(plain_acc, abl_acc, margin=cfg.clean_margin, side="<"),
+                         role="supporting", key=attack, setting=setting + "; paired by seed", requires=[floor],
+                         paper_key="badnets_clean_drop" if attack == "badnets" else None)
+        res.joint("ABL-2", f"with ABL the attack success rate falls to at most {cfg.asr_ceiling:.0%} and clean "
+                           f"accuracy stays within {cfg.clean_margin * 100:g} points of training without it",
+                  [removed, kept], role="headline", key=attack, setting=setting)
         res.claim("ABL-2", "the isolated lowest-loss samples are mostly poisons: isolation precision above the "
-                           "poisoning rate",
-                  "isolation precision", S.rate_test(k, n, cfg.poison_rate, ">"),
+                           "poisoned share of the training set (a random pick's precision)",
+                  "isolation precision - poisoned share",
+                  S.paired_difference_test(isolation_precision(ablr), poisoned_share(ablr, n_train), 0.0, ">"),
+                  role="supporting", key=attack,
                   setting=f"{NAME[attack]}; the {cfg.isolation_ratio:.0%} lowest-loss samples after "
-                          f"{cfg.isolation_epochs:g} LGA epochs, {n_seeds} seed(s)", role="supporting", key=attack)
+                          f"{cfg.isolation_epochs:g} LGA epochs, {n_seeds} seed(s)")
