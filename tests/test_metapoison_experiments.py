@@ -4,6 +4,7 @@ the code's recipe, and the plan counts every victim."""
 import pytest
 import torch
 
+from poisonrepro import evaluation as EV
 from poisonrepro.cache import ArtifactCache
 from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.metapoison import experiments as E
@@ -70,9 +71,10 @@ def test_the_data_follow_the_codes_protocol(mirror):
 
 def test_a_victim_without_its_poisons_in_the_cache_says_so(mirror, isolated_artifacts):
     cfg = load_config("metapoison", "smoke")
-    with pytest.raises(FileNotFoundError, match="craft stage"):
-        E.victim_trial(seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg), test_images=10,
-                       targets=[0], craft_key="0" * 16, setup=0, positions=[0])
+    data = E.prepare_data(cfg)
+    trial = E.victim_spec(cfg, 0, [0], budget=cfg.budgets[0], setup=0, data=data)
+    with pytest.raises(FileNotFoundError, match="crafting stage"):
+        EV.evaluation_trial(**trial.spec)
 
 
 def test_the_pretrained_network_does_not_depend_on_what_ran_before_it(mirror):

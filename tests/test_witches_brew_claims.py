@@ -17,8 +17,11 @@ from poisonrepro.results import Results
 K1 = ATTACKS.index("gradient_matching_K1")
 
 
-def _cfg():
-    return load_config("witches_brew", "cpu")  # 7 attacks x 3 stand-in architectures x 10 setups
+STANDINS = ("resnet18_standin", "mobilenet_v2_standin", "vgg11_standin")
+
+
+def _cfg():  # 7 attacks x 3 stand-in architectures x 10 setups
+    return load_config("witches_brew", "cpu", attacks=ATTACKS, victims=STANDINS, crafting_networks="standins")
 
 
 def _outcomes(cfg, seed=0, accuracy=0.9):
@@ -111,12 +114,13 @@ def test_the_headline_family_is_small_and_every_other_claim_supporting():
     cfg = _cfg()
     res, claims = _claims(cfg, _outcomes(cfg))
     headline = sorted(i for i, c in claims.items() if c["role"] == "headline")
-    assert headline == ["WB-T1:clean-accuracy-poisoned-clean-victims:gradient-matching", "WB-T1:joint:k1-vs-baselines",
-                        "WB-T1:success-rate-difference-attack-clean-victims:gradient-matching-k1"]
-    joint = claims["WB-T1:joint:k1-vs-baselines"]
-    assert joint["requires"].split() == [f"WB-T1:success-rate-difference-gradient-matching-k1-baseline:{b}" for b in
-                                         ("feature-collision", "convex-polytope", "clean-label-backdoor",
-                                          "hidden-trigger-backdoor")]
+    assert headline == ["WB-T1:clean-accuracy-poisoned-clean-victims:gradient-matching",
+                        "WB-T1:joint:k1-vs-base-rate-and-baselines"]
+    joint = claims["WB-T1:joint:k1-vs-base-rate-and-baselines"]
+    assert joint["requires"].split() == (
+        ["WB-T1:success-rate-difference-attack-clean-victims:gradient-matching-k1"]
+        + [f"WB-T1:success-rate-difference-gradient-matching-k1-baseline:{b}" for b in
+           ("feature-collision", "convex-polytope", "clean-label-backdoor", "hidden-trigger-backdoor")])
     floors = {f"WB-T1:clean-test-accuracy-of-the-clean-victims:{a}" for a in ("resnet18", "mobilenet-v2", "vgg11")}
     for cid, c in claims.items():  # every claim but the floors (and the joint, through its parts) needs them
         if cid not in floors and c["metric"] != "joint":
@@ -125,6 +129,15 @@ def test_the_headline_family_is_small_and_every_other_claim_supporting():
     paper = load_config("witches_brew", "paper")
     paper_res, paper_claims = _claims(paper, _outcomes(paper))
     assert set(paper_claims) == set(claims)
+    # at cpu (K=1 and Poison Frogs on ConvNet-BN, standing in for the ResNet-18 column) the same
+    # two headlines, the joint over the base rate and the one baseline
+    cpu = load_config("witches_brew", "cpu")
+    _, cpu_claims = _claims(cpu, _outcomes(cpu))
+    assert sorted(i for i, c in cpu_claims.items() if c["role"] == "headline") == headline
+    assert cpu_claims["WB-T1:joint:k1-vs-base-rate-and-baselines"]["requires"].split() == [
+        "WB-T1:success-rate-difference-attack-clean-victims:gradient-matching-k1",
+        "WB-T1:success-rate-difference-gradient-matching-k1-baseline:feature-collision"]
+    assert set(cpu_claims) < set(claims)  # every cpu claim id exists at paper, keyed by the paper's column
 
 
 def test_the_clean_victims_share_the_seeds_of_the_poisoned_victims(monkeypatch):
@@ -136,16 +149,18 @@ def test_the_clean_victims_share_the_seeds_of_the_poisoned_victims(monkeypatch):
     def fake_run_trials(trials, cache, desc=""):
         seen.extend(trials)
         return [{"test_accuracy": torch.tensor(0.5), "prediction": torch.tensor([0]),
-                 "patched_prediction": torch.zeros(len(t.spec["locations"]), 1, dtype=torch.long)} for t in trials]
+                 "patched_prediction": torch.zeros(len(t.spec["probes"]["locations"]), 1, dtype=torch.long)}
+                for t in trials]
     monkeypatch.setattr(E, "run_trials", fake_run_trials)
     data = {"target_index": np.array([11, 22, 33]), "adversarial": np.array([0, 1, 0]),
             "base_pos": np.zeros((3, cfg.n_poisons), dtype=int)}
     vic = E.victims(cfg, data, cache=None)
-    clean = [t.spec for t in seen if "craft_key" not in t.spec]
-    poisoned = [t.spec for t in seen if "craft_key" in t.spec]
+    assert {t.fn for t in seen} == {"poisonrepro.evaluation:evaluation_trial"}  # the shared trial
+    clean = [t.spec for t in seen if t.spec["poisons"] is None]
+    poisoned = [t.spec for t in seen if t.spec["poisons"] is not None]
     assert len(clean) == len(cfg.victims) * cfg.n_targets
     for c in clean:
-        same = [p for p in poisoned if p["arch"] == c["arch"] and p["targets"] == c["targets"]]
+        same = [p for p in poisoned if p["learner"] == c["learner"] and p["probes"]["targets"] == c["probes"]["targets"]]
         assert len(same) == len(cfg.attacks) and {p["seed"] for p in same} == {c["seed"]}
     assert vic["clean_success"].shape == vic["clean_accuracy"].shape == (len(cfg.victims), cfg.n_targets)
     assert vic["clean_success"][:, [0, 2]].all() and not vic["clean_success"][:, 1].any()

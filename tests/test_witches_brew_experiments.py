@@ -4,6 +4,7 @@ budget, the benchmark's L-inf feature collision and the step schedule behave as 
 import pytest
 import torch
 
+from poisonrepro import evaluation as EV
 from poisonrepro import models as M
 from poisonrepro import train as T
 from poisonrepro.attacks import feature_collision as FC
@@ -34,15 +35,19 @@ def test_the_config_refuses_bad_input(change, message):
 def test_the_profiles_poison_one_percent_within_8_of_255():
     for profile in ("smoke", "cpu", "paper"):
         cfg = load_config("witches_brew", profile)
-        assert cfg.budget == 0.01 and cfg.eps == 8 / 255 and cfg.attacks == ATTACKS
+        assert cfg.budget == 0.01 and cfg.eps == 8 / 255
+        assert cfg.attacks == (ATTACKS if profile != "cpu" else ("feature_collision", "gradient_matching_K1"))
     paper = load_config("witches_brew", "paper")
     assert paper.n_poisons == 500 and paper.n_targets == 100 and paper.victims == ("resnet18", "mobilenet_v2", "vgg11")
-    assert load_config("witches_brew", "cpu").n_targets >= 10  # the issue's floor per cell at cpu
+    cpu = load_config("witches_brew", "cpu")
+    assert cpu.n_targets >= 10 and cpu.n_poisons == 500  # issue 23: >= 10 targets, all 50,000 images
+    assert cpu.victims == ("convnet_bn",) and cpu.crafting_networks == "convnet_bn"
     assert dry_run(paper).n_poisons == 1
 
 
 def test_the_plan_counts_a_victim_per_attack_setup_and_architecture():
-    cfg = load_config("witches_brew", "cpu")
+    cfg = load_config("witches_brew", "cpu", attacks=ATTACKS, victims=("resnet18_standin", "mobilenet_v2_standin",
+                                                                      "vgg11_standin"), crafting_networks="standins")
     rows = E.plan(cfg)
     victims = [r for r in rows if r["stage"].startswith("victims")]
     assert [r["trials"] for r in victims] == [(len(ATTACKS) + 1) * cfg.n_targets] * 3  # + a clean victim per setup
@@ -86,10 +91,9 @@ def test_the_setups_follow_the_benchmarks_threat_model(mirror):
 
 def test_a_victim_without_its_poisons_in_the_cache_says_so(mirror, isolated_artifacts):
     cfg = load_config("witches_brew", "smoke")
-    with pytest.raises(FileNotFoundError, match="craft stage"):
-        E.victim_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
-                       test_images=10, targets=[0], locations=[], patch_seed=0, craft_key="0" * 16, setup=0,
-                       base_positions=[0])
+    trial = E.victim_spec(cfg, "convnet_bn", 0, [0], attack="gradient_matching_K1", setup=0, data=E.make_setups(cfg))
+    with pytest.raises(FileNotFoundError, match="crafting stage"):
+        EV.evaluation_trial(**trial.spec)
 
 
 def test_the_benchmarks_linf_feature_collision_keeps_the_budget_and_collides():
@@ -189,12 +193,10 @@ def test_the_victim_strength_diagnostic_measures_fit_and_counts(mirror, isolated
     # the poisons each victim fits are the ones the craft stage stored for its setup
     cfg = VS.strength_config(1, 2, "smoke")
     data = E.prepare_data(cfg)
-    one = VS.strength_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
-                            test_images=10, targets=[int(data["target_index"][0])], craft_key=E.craft_key(cfg, VS.ATTACK),
-                            setup=0, base_positions=data["base_pos"][0].tolist())
+    one = EV.evaluation_trial(**E.victim_spec(cfg, "convnet_bn", 0, [int(data["target_index"][0])],
+                                              attack=VS.ATTACK, setup=0, data=data, fit=True, epochs=1).spec)
     assert float(one["poison_fit"]) in {k / cfg.n_poisons for k in range(cfg.n_poisons + 1)}
-    clean = VS.strength_trial(arch="convnet_bn", seed=0, per_class=cfg.train_per_class, recipe=E.recipe_fields(cfg, 1),
-                              test_images=10, targets=[0])
+    clean = EV.evaluation_trial(**E.victim_spec(cfg, "convnet_bn", 0, [0], fit=True, epochs=1).spec)
     assert torch.isnan(clean["poison_fit"])
 
 

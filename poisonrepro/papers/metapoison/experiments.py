@@ -27,18 +27,18 @@ from __future__ import annotations
 import copy
 import importlib
 import math
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ... import data as D
+from ... import evaluation as EV
 from ... import models as M
 from ... import train as T
 from ...attacks import feature_collision as FC
 from ...attacks import metapoison as MP
 from ...cache import ArtifactCache, stage_key
-from ...executor import Trial, run_trials
+from ...executor import run_trials
 
 ARCH = "convnet_bn"  # the code's default ConvNetBN (16-32-32-64-64 with BN); the project's ConvNet-BN
 BATCH, LR = 125, 0.1  # parse.py: batchsize 125, lrnrate 0.1
@@ -50,19 +50,9 @@ def _key(cfg, stage, **extra) -> str:
 
 
 # --------------------------------------------------------------------------- data
-@lru_cache(maxsize=2)
-def training_set(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``per_class`` CIFAR-10 training images of every class (uint8 NCHW) and labels."""
-    train = D.load_cifar10("train")
-    idx = np.sort(np.concatenate([np.flatnonzero(train.y == c)[:per_class] for c in range(10)]))
-    return T.as_nchw(train.x[idx]), torch.as_tensor(train.y[idx]).long()
-
-
-@lru_cache(maxsize=2)
-def test_set(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    test = D.load_cifar10("test")
-    idx = np.sort(np.random.default_rng(0).choice(len(test.y), count, replace=False))
-    return T.as_nchw(test.x[idx]), torch.as_tensor(test.y[idx]).long()
+# the shared evaluation's CIFAR-10 (``poisonrepro.evaluation``)
+training_set = EV.cifar10_training_set
+test_set = EV.cifar10_test_set
 
 
 def prepare_data(cfg) -> dict:
@@ -97,8 +87,7 @@ def unrolled_poisons(cfg, budget: float) -> int:
     return MP.poisons_per_unrolled_batch(cfg.poisons_at(budget), 10 * cfg.train_per_class, BATCH)
 
 
-def _recipe(fields: dict) -> T.VictimRecipe:
-    return T.VictimRecipe(**{**fields, "milestones": tuple(fields["milestones"])})
+_recipe = EV.recipe_from
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -153,43 +142,26 @@ def craft(cfg, data, surrogates: MP.StaggeredEnsemble, budget: float, cache: Art
 
 
 # --------------------------------------------------------------------------- victims (trials)
-def victim_trial(*, seed: int, per_class: int, recipe: dict, test_images: int, targets: list,
-                 craft_key: str | None = None, setup: int = 0, positions: list | None = None) -> dict:
-    """A ConvNet-BN trained from scratch with the code's recipe, on the clean training set or with
-    target ``setup``'s poisons from the ``craft`` stage under ``craft_key``; its clean accuracy
-    and its classes for the ``targets`` (test indices)."""
-    x, y = training_set(per_class)
-    if craft_key is not None:
-        poisons = ArtifactCache().tensors("craft", craft_key, _missing_poisons)["poisons"][setup]
-        x = x.clone()
-        x[torch.as_tensor(positions)] = poisons
-    model = M.build_model(ARCH).to(T.default_device())
-    T.train_victim(model, x, y, _recipe(recipe), seed=seed, desc="victim")
-    acc = T.victim_accuracy(model, *test_set(test_images), flip_tta=False)
-    test = D.load_cifar10("test")
-    pred = T.predict_logits(model.cpu(), T.to_unit(T.as_nchw(test.x[np.asarray(targets)]))).argmax(1)
-    return {"test_accuracy": torch.tensor(acc), "prediction": pred}
-
-
-def _missing_poisons():
-    raise FileNotFoundError("the victim's poisons are not in the artifact cache: run the craft stage first "
-                            "(experiments.craft), with the same POISONREPRO_ARTIFACTS")
+def victim_spec(cfg, seed: int, targets: list, *, budget: float | None = None, setup: int = 0, data=None):
+    """The shared evaluation trial (``evaluation.evaluate_poisons``) of a ConvNet-BN trained from
+    scratch with the code's recipe and ``seed``, on the clean training set (``budget`` None) or
+    with target ``setup``'s poisons at ``budget``; it scores the ``targets`` (test indices)."""
+    poisons = None if budget is None else {
+        "stage": "craft", "key": _key(cfg, "craft", budget=budget), "setup": setup,
+        "positions": data["poison_pos"][:cfg.poisons_at(budget)].tolist()}
+    return EV.evaluate_poisons({"name": "cifar10", "per_class": cfg.train_per_class}, poisons,
+                               {"kind": "supervised", "arch": ARCH}, recipe_fields(cfg), seed,
+                               {"test_images": cfg.test_images, "targets": [int(t) for t in targets]})
 
 
 def victims(cfg, data, cache: ArtifactCache) -> dict:
     """Every (budget, target) poison set's ``victim_seeds`` victims and as many clean victims
     (the same seeds). Returns ``success`` bool [budgets, T, seeds], ``accuracy`` [budgets, T,
     seeds], ``clean_success`` bool [seeds, T] and ``clean_accuracy`` [seeds]."""
-    fn = f"{__name__}:victim_trial"
-    common = {"per_class": cfg.train_per_class, "recipe": recipe_fields(cfg), "test_images": cfg.test_images}
     seeds = [cfg.seed + 5000 + j for j in range(cfg.victim_seeds)]
-    trials = [Trial("victims", fn, {**common, "seed": s, "targets": data["target_index"].tolist()}) for s in seeds]
-    for budget in cfg.budgets:
-        key = _key(cfg, "craft", budget=budget)
-        positions = data["poison_pos"][:cfg.poisons_at(budget)].tolist()
-        trials += [Trial("victims", fn, {**common, "seed": s, "targets": [int(data["target_index"][t])],
-                                         "craft_key": key, "setup": t, "positions": positions})
-                   for t in range(cfg.n_targets) for s in seeds]
+    trials = [victim_spec(cfg, s, data["target_index"].tolist()) for s in seeds]
+    trials += [victim_spec(cfg, s, [int(data["target_index"][t])], budget=budget, setup=t, data=data)
+               for budget in cfg.budgets for t in range(cfg.n_targets) for s in seeds]
     results = iter(run_trials(trials, cache, desc="train victims from scratch"))
     s = data["poison_label"]
     clean = [next(results) for _ in seeds]

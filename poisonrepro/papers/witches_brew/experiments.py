@@ -26,12 +26,11 @@ on exactly what the victims train on.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
-
 import numpy as np
 import torch
 
 from ... import data as D
+from ... import evaluation as EV
 from ... import models as M
 from ... import train as T
 from ... import triggers
@@ -56,28 +55,17 @@ def _key(cfg, stage, **extra) -> str:
 
 
 def _base_arch(cfg, name: str) -> str:
-    return {v: k for k, v in M.STANDIN_OF.items()}[name] if cfg.ensemble_standins else name
+    if cfg.crafting_networks == "convnet_bn":
+        return "convnet_bn"
+    return {v: k for k, v in M.STANDIN_OF.items()}[name] if cfg.crafting_networks == "standins" else name
 
 
 # --------------------------------------------------------------------------- data
-@lru_cache(maxsize=2)
-def training_set(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``per_class`` CIFAR-10 training images of every class (uint8 NCHW) and labels."""
-    train = D.load_cifar10("train")
-    idx = np.sort(np.concatenate([np.flatnonzero(train.y == c)[:per_class] for c in range(10)]))
-    return T.as_nchw(train.x[idx]), torch.as_tensor(train.y[idx]).long()
-
-
-def _test_indices(n: int, count: int) -> np.ndarray:
-    """A fixed draw of ``count`` test images for clean accuracy (the same for every seed)."""
-    return np.sort(np.random.default_rng(0).choice(n, count, replace=False))
-
-
-@lru_cache(maxsize=2)
-def test_set(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    test = D.load_cifar10("test")
-    idx = _test_indices(len(test.y), count)
-    return T.as_nchw(test.x[idx]), torch.as_tensor(test.y[idx]).long()
+# the shared evaluation's CIFAR-10 (``poisonrepro.evaluation``): the first ``per_class`` training
+# images of every class, and a fixed draw of test images for clean accuracy
+training_set = EV.cifar10_training_set
+test_set = EV.cifar10_test_set
+DATASET = "cifar10"
 
 
 def make_setups(cfg) -> dict:
@@ -122,19 +110,7 @@ def recipe_fields(cfg, epochs: float, adversarial_eps: float = 0.0) -> dict:
     return fields
 
 
-def _recipe(fields: dict) -> T.VictimRecipe:
-    fields = dict(fields)
-    if "milestones" in fields:
-        fields["milestones"] = tuple(fields["milestones"])
-    return T.VictimRecipe(**fields)
-
-
-def _predictions(model, images: torch.Tensor, patch: torch.Tensor, locations) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's classes for ``images`` as they are and with ``patch`` pasted at each location."""
-    plain = T.predict_logits(model, T.to_unit(images)).argmax(1)
-    patched = [T.predict_logits(model, T.to_unit(triggers.paste_patch(images, patch, *loc))).argmax(1)
-               for loc in locations]
-    return plain, torch.stack(patched) if patched else torch.zeros(0, len(images), dtype=torch.long)
+_recipe = EV.recipe_from
 
 
 # --------------------------------------------------------------------------- surrogates (trials)
@@ -262,31 +238,20 @@ def craft_key(cfg, attack: str) -> str:
 
 
 # --------------------------------------------------------------------------- victims (trials)
-def victim_trial(*, arch: str, seed: int, per_class: int, recipe: dict, test_images: int, targets: list,
-                 locations: list, patch_seed: int, craft_key: str | None = None, setup: int = 0,
-                 base_positions: list | None = None) -> dict:
-    """A victim trained from scratch on the training set, with setup ``setup``'s poisons (the
-    ``craft`` stage under ``craft_key``) in place of its bases, or clean (``craft_key`` None).
-    Its clean accuracy, and its classes for the ``targets`` (test indices), plain and with the
-    patch pasted at each of ``locations``."""
-    x, y = training_set(per_class)
-    if craft_key is not None:
-        poisons = ArtifactCache().tensors("craft", craft_key, _missing_poisons)["poisons"][setup]
-        x = x.clone()
-        x[torch.as_tensor(base_positions)] = poisons
-    model = M.build_model(arch).to(T.default_device())
-    T.train_victim(model, x, y, _recipe(recipe), seed=seed, desc=f"victim {arch}")
-    acc = T.victim_accuracy(model, *test_set(test_images), flip_tta=False)
-    model = model.cpu()
-    test = D.load_cifar10("test")
-    plain, patched = _predictions(model, T.as_nchw(test.x[np.asarray(targets)]),
-                                  triggers.make_patch(seed=patch_seed), [tuple(loc) for loc in locations])
-    return {"test_accuracy": torch.tensor(acc), "prediction": plain, "patched_prediction": patched}
-
-
-def _missing_poisons():
-    raise FileNotFoundError("the victim's poisons are not in the artifact cache: run the craft stage first "
-                            "(experiments.craft), with the same POISONREPRO_ARTIFACTS")
+def victim_spec(cfg, arch: str, seed: int, targets: list, *, attack: str | None = None, setup: int = 0,
+                data=None, locations: list = (), fit: bool = False, epochs: float | None = None,
+                stage: str = "victims"):
+    """The shared evaluation trial (``evaluation.evaluate_poisons``) of one victim of ``arch``
+    trained from scratch with ``seed``, on the clean training set (``attack`` None) or with setup
+    ``setup``'s poisons of ``attack`` in place of its bases; it scores the ``targets`` (test
+    indices), plain and with the patch pasted at each of ``locations``."""
+    poisons = None if attack is None else {"stage": "craft", "key": craft_key(cfg, attack), "setup": setup,
+                                           "positions": data["base_pos"][setup].tolist()}
+    return EV.evaluate_poisons(
+        {"name": DATASET, "per_class": cfg.train_per_class}, poisons, {"kind": "supervised", "arch": arch},
+        recipe_fields(cfg, cfg.victim_epochs if epochs is None else epochs), seed,
+        {"test_images": cfg.test_images, "targets": [int(t) for t in targets], "patch_seed": cfg.seed,
+         "locations": [list(loc) for loc in locations], "fit": fit}, stage=stage)
 
 
 def _victim_seed(cfg, arch_index: int, t: int, clean: bool = False) -> int:
@@ -305,27 +270,16 @@ def victims(cfg, data, cache: ArtifactCache) -> dict:
     [victims, T], the clean victims' base rates ``clean_success`` [victims, T] (setup t's clean
     victim on setup t's plain target) and ``clean_patched_success`` [victims, 2, T] (with the
     trigger at the clean-label and the hidden-trigger location), and the seeds ``seeds`` [victims, T]."""
-    fn = f"{__name__}:victim_trial"
-    locations = [list(TRIGGER_AT[a]) for a in ("clean_label_backdoor", "hidden_trigger_backdoor")]
-    recipe = recipe_fields(cfg, cfg.victim_epochs)
-    common = {"per_class": cfg.train_per_class, "recipe": recipe, "test_images": cfg.test_images,
-              "patch_seed": cfg.seed}
+    locations = [TRIGGER_AT[a] for a in ("clean_label_backdoor", "hidden_trigger_backdoor")]
     n_v, n_t = len(cfg.victims), cfg.n_targets
     seeds = torch.tensor([[_victim_seed(cfg, vi, t) for t in range(n_t)] for vi in range(n_v)])
-    trials = []
-    for vi, arch in enumerate(cfg.victims):
-        for t in range(n_t):
-            trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": int(seeds[vi, t]),
-                                                "targets": [int(data["target_index"][t])], "locations": locations}))
+    target = lambda t: [int(data["target_index"][t])]  # noqa: E731
+    trials = [victim_spec(cfg, arch, int(seeds[vi, t]), target(t), locations=locations)
+              for vi, arch in enumerate(cfg.victims) for t in range(n_t)]
     for attack in cfg.attacks:
-        key = craft_key(cfg, attack)
-        at = [list(TRIGGER_AT[attack])] if attack in TRIGGER_AT else []
-        for vi, arch in enumerate(cfg.victims):
-            for t in range(n_t):
-                trials.append(Trial("victims", fn, {**common, "arch": arch, "seed": int(seeds[vi, t]),
-                                                    "targets": [int(data["target_index"][t])], "locations": at,
-                                                    "craft_key": key, "setup": t,
-                                                    "base_positions": data["base_pos"][t].tolist()}))
+        at = [TRIGGER_AT[attack]] if attack in TRIGGER_AT else []
+        trials += [victim_spec(cfg, arch, int(seeds[vi, t]), target(t), attack=attack, setup=t, data=data,
+                               locations=at) for vi, arch in enumerate(cfg.victims) for t in range(n_t)]
     results = iter(run_trials(trials, cache, desc="train victims from scratch"))
     adv = torch.as_tensor(data["adversarial"])
     clean_acc, clean_success = torch.zeros(n_v, n_t), torch.zeros(n_v, n_t, dtype=torch.bool)

@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
-import numpy as np
 import torch
 
-from ... import data as D
-from ... import models as M
 from ... import train as T
 from ...cache import ArtifactCache
 from ...config import ConfigError, load_config
-from ...executor import Trial, run_trials
+from ...executor import run_trials
 from . import experiments as E
 
 ATTACK, ARCH = "gradient_matching_K1", "resnet18_standin"
@@ -51,42 +47,18 @@ def strength_config(epochs: float, n_targets: int, profile: str = "cpu", wb_step
                        surrogate_epochs=float(epochs), victim_epochs=float(epochs), **steps)
 
 
-def strength_trial(*, arch: str, seed: int, per_class: int, recipe: dict, test_images: int, targets: list,
-                   craft_key: str | None = None, setup: int = 0, base_positions: list | None = None) -> dict:
-    """``experiments.victim_trial`` without the triggers, plus how well the victim fits: its
-    accuracy on its own training set and on its poisons (NaN for a clean victim)."""
-    x, y = E.training_set(per_class)
-    positions = torch.as_tensor(base_positions if base_positions is not None else [], dtype=torch.long)
-    if craft_key is not None:
-        poisons = ArtifactCache().tensors("craft", craft_key, E._missing_poisons)["poisons"][setup]
-        x = x.clone()
-        x[positions] = poisons
-    model = M.build_model(arch).to(T.default_device())
-    T.train_victim(model, x, y, E._recipe(recipe), seed=seed, desc=f"victim {arch}")
-    test_acc = T.victim_accuracy(model, *E.test_set(test_images), flip_tta=False)
-    train_acc = T.victim_accuracy(model, x, y, flip_tta=False)
-    poison_fit = T.victim_accuracy(model, x[positions], y[positions], flip_tta=False) if len(positions) else math.nan
-    test = D.load_cifar10("test")
-    model = model.cpu()
-    prediction = T.predict_logits(model, T.to_unit(T.as_nchw(test.x[np.asarray(targets)]))).argmax(1)
-    return {"test_accuracy": torch.tensor(test_acc), "train_accuracy": torch.tensor(train_acc),
-            "poison_fit": torch.tensor(poison_fit), "prediction": prediction}
-
-
 def run(cfg, cache: ArtifactCache, clean_victims: int) -> dict:
     """The experiment at one config with ``clean_victims`` clean victims (each calls every
     setup's target): counts and mean accuracies (JSON-able)."""
     data = E.prepare_data(cfg)
     nets = E.surrogates(cfg, cache)
     E.craft(cfg, data, nets, ATTACK, cache)
-    fn = f"{__name__}:strength_trial"
-    common = {"arch": ARCH, "per_class": cfg.train_per_class, "recipe": E.recipe_fields(cfg, cfg.victim_epochs),
-              "test_images": cfg.test_images}
-    clean = [Trial("strength", fn, {**common, "seed": E._victim_seed(cfg, 0, j, clean=True),
-                                    "targets": data["target_index"].tolist()}) for j in range(clean_victims)]
-    poisoned = [Trial("strength", fn, {**common, "seed": E._victim_seed(cfg, 0, t), "targets": [int(data["target_index"][t])],
-                                       "craft_key": E.craft_key(cfg, ATTACK), "setup": t,
-                                       "base_positions": data["base_pos"][t].tolist()}) for t in range(cfg.n_targets)]
+    # the shared evaluation trial, with how well each victim fits its own training set and its poisons
+    targets = data["target_index"].tolist()
+    clean = [E.victim_spec(cfg, ARCH, E._victim_seed(cfg, 0, j, clean=True), targets, fit=True, stage="strength")
+             for j in range(clean_victims)]
+    poisoned = [E.victim_spec(cfg, ARCH, E._victim_seed(cfg, 0, t), [targets[t]], attack=ATTACK, setup=t, data=data,
+                              fit=True, stage="strength") for t in range(cfg.n_targets)]
     results = run_trials(clean + poisoned, cache, desc=f"victims, {cfg.victim_epochs} epochs")
     adv = torch.as_tensor(data["adversarial"])
     clean_r, poisoned_r = results[:len(clean)], results[len(clean):]
