@@ -88,3 +88,25 @@ def test_the_pretrained_network_does_not_depend_on_what_ran_before_it(mirror):
     torch.manual_seed(2)
     b = E.pretrained(cfg, data, cache).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_cost_at_the_floor_is_measured_and_the_paper_protocol_costs_more(mirror):
+    """The two timings run for real (at smoke on 200 images, scaled to the 50,000); the paper's
+    protocol (24 surrogates, 60 steps, 200-epoch victims) costs more than the least that reaches
+    the floor; cpu and paper time them on all 50,000 images."""
+    cfg = load_config("metapoison", "smoke")
+    assert load_config("metapoison", "cpu").cost_per_class == load_config("metapoison", "paper").cost_per_class == 5000
+    table = E.cost_at_floor(cfg)
+    assert list(table.index) == ["paper protocol", "least at the floor"]
+    assert (table["total (h)"] > 0).all()
+    assert table.loc["paper protocol", "total (h)"] > table.loc["least at the floor", "total (h)"]
+    assert all(v > 0 for v in table.attrs["measured"].values())
+
+
+def test_the_power_analysis_uses_the_claims_tests():
+    from poisonrepro.papers.metapoison import report as R
+    cpu = R.power_analysis(load_config("metapoison", "cpu"))
+    assert list(cpu["units (this profile)"]) == [12, 12]
+    # at the threshold the Wilson-bound test holds 7.3% of the time with 12 trials (slightly above
+    # its 5% level: the exact binomial outcomes), far below its power at the paper's 90%
+    assert R.rate_power(12, 0.5, 0.5, 0.05) < 0.08 and R.rate_power(12, 0.9, 0.5, 0.05) > 0.95

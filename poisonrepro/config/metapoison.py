@@ -44,6 +44,7 @@ class Config(BaseConfig):
     pf_opacity: float = param(min=0, max=1, stage="finetune")
     test_images: int = param(min=1, max=10_000, dry=50, stage=("victims", "pretrained", "finetune"))
     accuracy_floor: float = param(min=0, max=1, stage=())  # precondition: clean victims' test accuracy above it
+    cost_per_class: int = param(min=13, max=5000, dry=13, stage=())  # images per class that time the floor's cost
 
     def poisons_at(self, budget: float) -> int:
         """The number of poisons of a budget (a fraction of the training set), at least one."""
@@ -62,13 +63,14 @@ class Config(BaseConfig):
 
 
 _COMMON = dict(seed=0, target_class="bird", poison_class="dog", eps=8 / 255, color_eps=0.04, unroll_steps=2,
-               pf_opacity=0.3, accuracy_floor=0.8)
+               pf_opacity=0.3, accuracy_floor=0.8,
+               cost_per_class=5000)
 
 PROFILES = {
     "smoke": dict(_COMMON, train_per_class=20, budgets=(0.001, 0.005, 0.01), n_targets=1, members=2, craft_steps=2,
                   advance_steps=2, surrogate_epochs=2, epochs=2, warmup_epochs=1, victim_seeds=1,
                   finetune_targets=1, finetune_budget=0.05, finetune_epochs=1, finetune_lr=0.01, pf_iters=3,
-                  test_images=100),
+                  test_images=100, cost_per_class=20),
     # sized for 25 minutes on 2 cores from timings alone, before any attack ran (README, "03 at
     # cpu"): a crafting step on 4 surrogates took 5.3 s and a victim of 12 epochs 21 s (43 minutes
     # in all), so 2 surrogates, 12 steps, victims of 8 epochs, a shorter fine-tuning comparison

@@ -252,3 +252,29 @@ def record_claims(cfg, vic: dict, res: Results):
                   role="supporting", key=attack,
                   setting=f"{NAME[attack]}; the {cfg.isolation_ratio:.0%} lowest-loss samples after "
                           f"{cfg.isolation_epochs:g} LGA epochs, {n_seeds} seed(s)")
+
+
+# --------------------------------------------------------------------------- power (before the run)
+ASR_SPREAD = 0.03  # assumed SD over seeds of the ASR with ABL (3 points; not measured)
+ACCURACY_SPREAD = 0.01  # assumed SD over seeds of the clean-accuracy drop (1 point; not measured)
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """The power of each attack's headline joint claim at this profile, before the run: the
+    repository's BadNets numbers as the effect (ASR 3.04% with ABL, clean accuracy 0.91 points
+    lower), assumed spreads over seeds, the victim seeds as the units, Holm over one headline per
+    attack; the joint's power is the product of its two parts' (``poisonrepro.power``)."""
+    from ... import power as PW
+    from ...reference import get
+    asr, drop = get("abl", "badnets_asr").value, get("abl", "badnets_clean_drop").value
+
+    def joint(k, level):
+        removed = PW.mean_difference_power(k, -asr, ASR_SPREAD, -cfg.asr_ceiling, level)
+        kept = PW.mean_difference_power(k, -drop, ACCURACY_SPREAD, -cfg.clean_margin, level)
+        return removed * kept
+    return PW.power_table([PW.plan_row(
+        f"with ABL the ASR falls to at most {cfg.asr_ceiling:.0%} and clean accuracy stays within "
+        f"{100 * cfg.clean_margin:g} points (each attack)", "a victim seed (one plain and one ABL training)",
+        cfg.victim_seeds, "t bounds over the seeds, each part", f"BadNets: ASR {asr:.1%}, accuracy -{100 * drop:.2f} "
+        "points (repository)", f"ASR SD {100 * ASR_SPREAD:g} points, accuracy SD {100 * ACCURACY_SPREAD:g} point "
+        "(assumed)", joint, len(cfg.attacks))])

@@ -183,3 +183,35 @@ def record_claims(cfg, vic: dict, ft: dict, res: Results):
 def standin_label(cfg) -> str:
     return (f"STAND-IN scale: the project's ConvNet-BN for the code's ConvNetBN, {10 * cfg.train_per_class} CIFAR-10 "
             f"training images, {cfg.epochs} epochs, {cfg.members} surrogates (paper: 50,000, 200, 24)")
+
+
+# --------------------------------------------------------------------------- power (before the run)
+HEADLINES = 2  # MetaPoison at the top budget beats the base rate; it succeeds most of the time
+
+
+def rate_power(n: int, rate: float, threshold: float, level: float) -> float:
+    """P(``stats.rate_test`` says the success rate is above ``threshold``, at ``level``) over ``n``
+    independent trials of success probability ``rate``: exact over the binomial outcomes."""
+    from scipy.stats import binom
+    return float(sum(binom.pmf(k, n, rate) for k in range(n + 1)
+                     if (d := S.rate_test(k, n, threshold)).verdict == "holds" and not d.p > level))
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """The power of MP-1's two headline claims at this profile, before the run: the paper's 90%
+    at 1% (the abstract), a clean victim at the accuracy floor as the base rate, the targets x
+    victim seeds of the top budget as the units (``poisonrepro.power``)."""
+    from ... import power as PW
+    from ... import reference
+    paper = reference.get("metapoison", "headline_success_1pct").value
+    base = (1 - cfg.accuracy_floor) / 9
+    n = cfg.n_targets * cfg.victim_seeds
+    unit = "a victim training on a target's poisons (targets x seeds; a target's seeds share its poisons)"
+    return PW.power_table([
+        PW.plan_row(f"MetaPoison at {_pct(cfg.budgets[-1])} beats the un-poisoned base rate", unit, n,
+                    "exact McNemar and Newcombe's paired bound", f"{paper:.0%} at 1% (abstract)",
+                    f"clean victims ~{base:.1%} (a victim at the {cfg.accuracy_floor:.0%} floor)",
+                    lambda k, level: PW.paired_success_power(k, paper, base, level), HEADLINES),
+        PW.plan_row(f"MetaPoison at {_pct(cfg.budgets[-1])} succeeds most of the time", unit, n,
+                    "Wilson bound and z-test against 50%", f"{paper:.0%} at 1% (abstract)", "50% (the claim's threshold)",
+                    lambda k, level: rate_power(k, paper, 0.5, level), HEADLINES)])
