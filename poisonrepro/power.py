@@ -15,6 +15,7 @@ not of a textbook approximation:
   the paper's rate and of the clean victim with the base rate; every possible outcome is decided
   by the test itself and weighted by its probability (exact enumeration up to ``EXACT_UNITS``
   units, a seeded Monte Carlo of ``DRAWS`` outcomes above);
+- one success rate against a threshold (``stats.rate_test``): exact over the binomial outcomes;
 - paired means against a margin (``stats.paired_difference_test``): the one-sided t-test's power
   (statsmodels ``TTestPower``) at an assumed spread of the paired differences.
 
@@ -71,6 +72,14 @@ def paired_success_power(n: int, attack_rate: float, base_rate: float, level: fl
                 if d.verdict == "holds" and d.p <= level:
                     total += weight
     return min(total, 1.0)
+
+
+def rate_power(n: int, rate: float, threshold: float, level: float = S.ALPHA) -> float:
+    """Power of ``stats.rate_test`` (a success rate above ``threshold``) over ``n`` independent
+    units, each a success with probability ``rate``: exact over the binomial outcomes."""
+    from scipy.stats import binom
+    return float(sum(binom.pmf(k, n, rate) for k in range(n + 1)
+                     if (d := S.rate_test(k, n, threshold)).verdict == "holds" and not d.p > level))
 
 
 def mean_difference_power(n: int, effect: float, sd: float, margin: float = 0.0, level: float = S.ALPHA) -> float:

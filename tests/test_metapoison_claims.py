@@ -32,7 +32,7 @@ def _poisons_per_unrolled_batch(monkeypatch, cfg, stage: str, budget: float) -> 
         raise _Recorded
     monkeypatch.setattr(E.MP, "metapoison", fake_metapoison)
     monkeypatch.setattr(E.MP, "StaggeredEnsemble", lambda *a, **k: None)
-    monkeypatch.setattr(E, "test_set", lambda count: (None, None))
+    monkeypatch.setattr(E.EV, "cifar10_test_set", lambda count: (None, None))
     n = 10 * cfg.train_per_class
     y = torch.arange(n) % 10
     data = {"train_x": torch.zeros(1, 3, 32, 32, dtype=torch.uint8).expand(n, 3, 32, 32), "train_y": y,

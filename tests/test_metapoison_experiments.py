@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from poisonrepro import evaluation as EV
+from poisonrepro import power as PW
 from poisonrepro.cache import ArtifactCache
 from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.metapoison import experiments as E
@@ -38,12 +39,12 @@ def test_the_budgets_are_shares_of_the_training_set():
 
 
 def test_the_victims_train_with_the_codes_recipe():
-    paper = E._recipe(E.recipe_fields(load_config("metapoison", "paper")))
+    paper = EV.recipe_from(E.recipe_fields(load_config("metapoison", "paper")))
     assert (paper.lr, paper.batch_size, paper.momentum, paper.weight_decay) == (0.1, 125, 0.0, 0.0)
     assert not paper.nesterov and paper.crop_pad == 0 and not paper.flip and paper.label_smoothing == 0
     assert paper.milestones == (0.5, 0.75) and paper.warmup == pytest.approx(5 / 200)
     assert paper.lr_factor(0, 200) == pytest.approx(0.1) and paper.lr_factor(160, 200) == pytest.approx(0.01)
-    cpu = E._recipe(E.recipe_fields(load_config("metapoison", "cpu")))
+    cpu = EV.recipe_from(E.recipe_fields(load_config("metapoison", "cpu")))
     assert cpu.milestones == () and cpu.lr_factor(cpu.epochs * 10, cpu.epochs * 16) == 1  # no drop before 100 epochs
 
 
@@ -109,4 +110,4 @@ def test_the_power_analysis_uses_the_claims_tests():
     assert list(cpu["units (this profile)"]) == [12, 12]
     # at the threshold the Wilson-bound test holds 7.3% of the time with 12 trials (slightly above
     # its 5% level: the exact binomial outcomes), far below its power at the paper's 90%
-    assert R.rate_power(12, 0.5, 0.5, 0.05) < 0.08 and R.rate_power(12, 0.9, 0.5, 0.05) > 0.95
+    assert PW.rate_power(12, 0.5, 0.5, 0.05) < 0.08 and PW.rate_power(12, 0.9, 0.5, 0.05) > 0.95

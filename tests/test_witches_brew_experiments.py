@@ -77,7 +77,7 @@ def test_stored_poisons_keep_an_integer_budget_exactly():
 def test_the_setups_follow_the_benchmarks_threat_model(mirror):
     cfg = load_config("witches_brew", "smoke", n_targets=6)
     setups = E.make_setups(cfg)
-    _, y = E.training_set(cfg.train_per_class)
+    _, y = EV.cifar10_training_set(cfg.train_per_class)
     assert (setups["adversarial"] != setups["target_label"]).all()
     for t in range(cfg.n_targets):
         assert (y[setups["base_pos"][t]] == int(setups["adversarial"][t])).all()     # bases: adversarial class
@@ -129,7 +129,7 @@ def test_the_step_schedule_and_the_linear_one():
 
 def test_the_paper_recipe_is_the_benchmarks():
     fields = E.recipe_fields(load_config("witches_brew", "paper"), 200)
-    recipe = E._recipe(fields)
+    recipe = EV.recipe_from(fields)
     assert (recipe.batch_size, recipe.lr, recipe.weight_decay, recipe.epochs) == (128, 0.1, 2e-4, 200)
     assert recipe.milestones == (0.5, 0.75) and recipe.lr_decay == 0.1  # epochs 100 and 150 of 200
     assert recipe.label_smoothing == 0 and not recipe.nesterov and recipe.crop_pad == 4

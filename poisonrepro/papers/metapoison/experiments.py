@@ -52,14 +52,12 @@ def _key(cfg, stage, **extra) -> str:
 
 # --------------------------------------------------------------------------- data
 # the shared evaluation's CIFAR-10 (``poisonrepro.evaluation``)
-training_set = EV.cifar10_training_set
-test_set = EV.cifar10_test_set
 
 
 def prepare_data(cfg) -> dict:
     """The training set, the poison positions (the first poison-class images, as the code) and
     the targets: random test images of the target class."""
-    x, y = training_set(cfg.train_per_class)
+    x, y = EV.cifar10_training_set(cfg.train_per_class)
     t, s = D.class_index(cfg.target_class), D.class_index(cfg.poison_class)
     test = D.load_cifar10("test")
     rng = np.random.default_rng([cfg.seed, 3])
@@ -88,7 +86,6 @@ def unrolled_poisons(cfg, budget: float) -> int:
     return MP.poisons_per_unrolled_batch(cfg.poisons_at(budget), 10 * cfg.train_per_class, BATCH)
 
 
-_recipe = EV.recipe_from
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -185,7 +182,7 @@ def pretrained(cfg, data, cache: ArtifactCache) -> M.Classifier:
     """The network the fine-tuning comparison starts from: trained from scratch on the clean set."""
     def run():
         model = M.build_model(ARCH)
-        T.train_victim(model, data["train_x"], data["train_y"], _recipe(recipe_fields(cfg)), seed=cfg.seed + 900,
+        T.train_victim(model, data["train_x"], data["train_y"], EV.recipe_from(recipe_fields(cfg)), seed=cfg.seed + 900,
                        desc="pretrain")
         model = model.to(memory_format=torch.contiguous_format)
         return {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -204,9 +201,9 @@ def finetune(cfg, data, net: M.Classifier, cache: ArtifactCache) -> dict:
     positions = data["poison_pos"][:k]
     fields = recipe_fields(cfg, cfg.finetune_epochs)
     fields.update(lr=cfg.finetune_lr, warmup=0.0, milestones=[])
-    recipe = _recipe(fields)
+    recipe = EV.recipe_from(fields)
     seeds = [cfg.seed + 7000 + j for j in range(cfg.victim_seeds)]
-    test_x, test_y = test_set(cfg.test_images)
+    test_x, test_y = EV.cifar10_test_set(cfg.test_images)
 
     def fine_tune(images, seed):
         model = copy.deepcopy(net)
@@ -303,7 +300,7 @@ def cost_at_floor(cfg, budget: float = 0.01) -> pd.DataFrame:
     least that puts the victims at the floor (``cfg``'s crafting, victims of ``FLOOR_EPOCHS``)."""
     import time
 
-    x, y = training_set(cfg.cost_per_class)  # all 50,000 images, but at smoke and in dry runs
+    x, y = EV.cifar10_training_set(cfg.cost_per_class)  # all 50,000 images, but at smoke and in dry runs
     scale = 50_000 / len(y)  # an epoch's time is linear in the images; what is timed on fewer is scaled up
     s = D.class_index(cfg.poison_class)
     n_poisons = max(1, round(budget * 50_000))
@@ -312,12 +309,12 @@ def cost_at_floor(cfg, budget: float = 0.01) -> pd.DataFrame:
     positions = torch.nonzero(y == s).flatten()[:min(cfg.cost_per_class, max(per_batch, n_poisons // 10))]
     fraction = max(0.1, 2 * BATCH / len(y))  # of an epoch: a tenth, at least two batches
     t0 = time.perf_counter()
-    T.train_victim(M.build_model(ARCH), x, y, _recipe({**recipe_fields(cfg, 1), "epochs": fraction}), seed=0,
+    T.train_victim(M.build_model(ARCH), x, y, EV.recipe_from({**recipe_fields(cfg, 1), "epochs": fraction}), seed=0,
                    desc="a timed part of an epoch")
     epoch_s = (time.perf_counter() - t0) / fraction * scale
     ens = MP.StaggeredEnsemble(lambda: M.build_model(ARCH), x, y, members=cfg.members, batch_size=BATCH, lr=LR,
                                steps_per_advance=1, poison_indices=positions, pretrain=False, seed=0)
-    target = T.as_nchw(D.load_cifar10("test").x[:1])
+    target = EV.cifar10_test_images([0])  # a copy: torch warns on the read-only memory map
     t0 = time.perf_counter()
     MP.metapoison(x, y, positions, target[0], target_class=D.class_index(cfg.target_class), ensemble=ens,
                   unroll_steps=cfg.unroll_steps, steps=1, eps=cfg.eps, color_eps=cfg.color_eps, train_batch_size=BATCH,

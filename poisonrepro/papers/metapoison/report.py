@@ -189,14 +189,6 @@ def standin_label(cfg) -> str:
 HEADLINES = 2  # MetaPoison at the top budget beats the base rate; it succeeds most of the time
 
 
-def rate_power(n: int, rate: float, threshold: float, level: float) -> float:
-    """P(``stats.rate_test`` says the success rate is above ``threshold``, at ``level``) over ``n``
-    independent trials of success probability ``rate``: exact over the binomial outcomes."""
-    from scipy.stats import binom
-    return float(sum(binom.pmf(k, n, rate) for k in range(n + 1)
-                     if (d := S.rate_test(k, n, threshold)).verdict == "holds" and not d.p > level))
-
-
 def power_analysis(cfg) -> pd.DataFrame:
     """The power of MP-1's two headline claims at this profile, before the run: the paper's 90%
     at 1% (the abstract), a clean victim at the accuracy floor as the base rate, the targets x
@@ -214,4 +206,4 @@ def power_analysis(cfg) -> pd.DataFrame:
                     lambda k, level: PW.paired_success_power(k, paper, base, level), HEADLINES),
         PW.plan_row(f"MetaPoison at {_pct(cfg.budgets[-1])} succeeds most of the time", unit, n,
                     "Wilson bound and z-test against 50%", f"{paper:.0%} at 1% (abstract)", "50% (the claim's threshold)",
-                    lambda k, level: rate_power(k, paper, 0.5, level), HEADLINES)])
+                    lambda k, level: PW.rate_power(k, paper, 0.5, level), HEADLINES)])

@@ -12,7 +12,7 @@ from ... import models as M
 from ... import plots as P
 from ... import stats as S
 from ...results import Results
-from .experiments import ARMS, KINDS, seeds
+from .experiments import ARMS, KINDS
 
 plt = P.plt
 LABEL = {"random": "random labels", "systematic": "systematic labels (y -> y+1)", "badnets": "BadNets backdoor"}
@@ -50,7 +50,7 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
     """TL-1 (saved): per bad-data kind and arm, test accuracy (mean over seeds, and its range),
     the backdoor's attack success rate, the early-loss AUROC and what ITLM's trim removed."""
     rows = []
-    for kind in KINDS:
+    for kind in cfg.kinds:
         for arm in ARMS:
             rs = vic[kind][arm]
             acc = np.array([float(r["test_accuracy"]) for r in rs])
@@ -64,6 +64,10 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
                 row.update(alpha=cfg.alpha_of(kind), early_auroc=np.mean([early_auroc(r) for r in rs]),
                            removed_bad_precision=pr[:, 0].mean(), bad_removed_recall=pr[:, 1].mean())
             rows.append(row)
+    for kind in KINDS:
+        if kind not in cfg.kinds:  # supporting cells cut for the budget: listed, never silently dropped
+            rows += [{"bad data": LABEL[kind], "bad share": round(_rate(cfg, kind), 3), "arm": ARM_LABEL[arm], "seeds": 0,
+                      "note": f"not run at {cfg.profile} (paper profile only)"} for arm in ARMS]
     table = pd.DataFrame(rows).set_index(["bad data", "arm"])
     res.save_table(table, "TL-1")
     return table
@@ -76,8 +80,9 @@ def _finish(fig, cfg, res: Results, artifact: str, title: str):
 
 def fig_loss_histograms(cfg, vic: dict, res: Results):
     """TL-1a: the losses ITLM ranks after each round (first seed), clean against bad samples."""
-    fig, axes = plt.subplots(len(KINDS), cfg.rounds, figsize=(3.3 * cfg.rounds, 2.4 * len(KINDS)), squeeze=False)
-    for i, kind in enumerate(KINDS):
+    fig, axes = plt.subplots(len(cfg.kinds), cfg.rounds, figsize=(3.3 * cfg.rounds, 2.6 * len(cfg.kinds) + 0.4),
+                             squeeze=False)
+    for i, kind in enumerate(cfg.kinds):
         r = vic[kind]["itlm"][0]
         bad = r["bad"].numpy()
         for t in range(cfg.rounds):
@@ -97,15 +102,16 @@ def fig_loss_histograms(cfg, vic: dict, res: Results):
                 axes[i, t].set_ylabel("")
             if (i, t) != (0, 0):
                 axes[i, t].get_legend().remove()
-    return _finish(fig, cfg, res, "TL-1a", f"TL-1a: training loss of clean and bad samples after each ITLM round (first seed); dashed: the "
-                 f"trim's cut (alpha = 1 - bad share)")
+    return _finish(fig, cfg, res, "TL-1a", "TL-1a: training loss of clean and bad samples after each ITLM round (first seed); "
+                   "dashed: the trim's cut (alpha = 1 - bad share)")
 
 
 def fig_fitting(cfg, vic: dict, res: Results):
     """TL-1b: training accuracy at their own (bad) labels of clean and bad samples against the
     epoch, plain training (mean over seeds, band: min to max)."""
-    fig, axes = plt.subplots(1, len(KINDS), figsize=(4.2 * len(KINDS), 3.2), sharey=True)
-    for ax, kind in zip(axes, KINDS):
+    fig, axes = plt.subplots(1, len(cfg.kinds), figsize=(max(5.5, 4.2 * len(cfg.kinds)), 3.2), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, kind in zip(axes, cfg.kinds):
         for part, color in (("clean", "tab:blue"), ("bad", "tab:red")):
             curves = np.stack([r["epoch_fitted"][:, (r["bad"] if part == "bad" else ~r["bad"])].float().mean(1).numpy()
                                for r in vic[kind]["plain"]])
@@ -125,22 +131,28 @@ def fig_accuracy(cfg, vic: dict, res: Results):
     shown."""
     rows = [{"bad data": LABEL[k], "arm": ARM_LABEL[a], "test accuracy": float(r["test_accuracy"]),
              "attack success rate": float(r.get("attack_success_rate", np.nan))}
-            for k in KINDS for a in ARMS for r in vic[k][a]]
+            for k in cfg.kinds for a in ARMS for r in vic[k][a]]
     frame = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [3, 1.2]})
+    backdoor = "badnets" in cfg.kinds
+    fig, axes = plt.subplots(1, 2 if backdoor else 1, figsize=(12 if backdoor else 6.5, 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1.2] if backdoor else [1]})
+    axes = axes[0]
     sns.barplot(frame, x="bad data", y="test accuracy", hue="arm", errorbar=None, alpha=0.6, ax=axes[0])
     sns.stripplot(frame, x="bad data", y="test accuracy", hue="arm", dodge=True, palette="dark:k", size=4, legend=False,
                   ax=axes[0])
     axes[0].legend(fontsize=8, loc="lower left")
     axes[0].set_ylim(0, 1)
-    back = frame[frame["bad data"] == LABEL["badnets"]]
-    sns.barplot(back, x="arm", y="attack success rate", errorbar=None, alpha=0.6, ax=axes[1])
-    sns.stripplot(back, x="arm", y="attack success rate", color="k", size=4, ax=axes[1])
-    axes[1].set_ylim(0, 1)
-    axes[1].tick_params(axis="x", labelsize=7)
-    axes[1].set_title(f"BadNets, target {cfg.target_class}", fontsize=9)
-    return _finish(fig, cfg, res, "TL-1c", f"TL-1c: test accuracy with and without trimming ({cfg.victim_seeds} seeds, dots), and the backdoor's "
-                 f"attack success rate")
+    if backdoor:
+        back = frame[frame["bad data"] == LABEL["badnets"]]
+        sns.barplot(back, x="arm", y="attack success rate", errorbar=None, alpha=0.6, ax=axes[1])
+        sns.stripplot(back, x="arm", y="attack success rate", color="k", size=4, ax=axes[1])
+        axes[1].set_ylim(0, 1)
+        axes[1].tick_params(axis="x", labelsize=7)
+        axes[1].set_title(f"BadNets, target {cfg.target_class}", fontsize=9)
+    cut = [LABEL[k] for k in KINDS if k not in cfg.kinds]
+    return _finish(fig, cfg, res, "TL-1c", f"TL-1c: test accuracy with and without trimming ({cfg.victim_seeds} seeds, dots)"
+                   + (", and the backdoor's attack success rate" if backdoor else "")
+                   + (f"; not run at {cfg.profile}: {', '.join(cut)}" if cut else ""))
 
 
 def fig_alpha(cfg, vic: dict, sweep: dict, res: Results):
@@ -164,6 +176,26 @@ def fig_alpha(cfg, vic: dict, sweep: dict, res: Results):
     ax.legend(fontsize=7)
     return _finish(fig, cfg, res, "TL-1d",
                    f"TL-1d: sensitivity to alpha, {100 * cfg.systematic_rate:g}% systematic noise (one seed; no claim)")
+
+
+# --------------------------------------------------------------------------- power
+RECOVERY_SPREAD = 0.05  # assumed SD over seeds of ITLM - plain (5 points; not measured before the run)
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """The power of the headline claim at this profile, before the run: the paper's motivating
+    drop (>90% -> ~70%) as what ITLM recovers, against the claim's margin, paired over the victim
+    seeds, with an assumed spread; one headline, so Holm changes nothing (``poisonrepro.power``)."""
+    from ... import power as PW
+    from ...reference import get
+    drop = get("trimmed_loss", "motivating_accuracy_drop").value
+    return PW.power_table([PW.plan_row(
+        f"ITLM beats plain training by at least {100 * cfg.recovery_margin:g} points at "
+        f"{100 * cfg.systematic_rate:g}% systematic noise", "a victim seed (its own bad set; one plain and one ITLM "
+        "training)", cfg.victim_seeds, "one-sided paired t bound over the seeds", f"recovers the motivating drop: "
+        f"+{100 * drop:g} points (Sec. 1, approximate)", f"plain training on the bad set (margin {100 * cfg.recovery_margin:g} "
+        f"points); SD of the paired difference {100 * RECOVERY_SPREAD:g} points (assumed)",
+        lambda n, level: PW.mean_difference_power(n, drop, RECOVERY_SPREAD, cfg.recovery_margin, level), 1)])
 
 
 # --------------------------------------------------------------------------- claims
@@ -193,7 +225,7 @@ def record_claims(cfg, vic: dict, res: Results):
               "test accuracy, ITLM - plain", S.paired_difference_test(itlm, plain, cfg.recovery_margin), role="headline",
               setting=f"{noise}, alpha {cfg.alpha_of('systematic'):.2f}, {n} seeds (paired: ITLM and plain share each "
                       "seed's bad set)", requires=[floor, costs])
-    for kind in KINDS:
+    for kind in cfg.kinds:
         aurocs = [early_auroc(r) for r in vic[kind]["itlm"]]
         res.claim("TL-1", "bad samples have higher loss than clean ones early in training",
                   "AUROC of the first round's losses (bad vs clean)", S.mean_test(aurocs, 0.5), role="supporting",

@@ -63,8 +63,6 @@ def _base_arch(cfg, name: str) -> str:
 # --------------------------------------------------------------------------- data
 # the shared evaluation's CIFAR-10 (``poisonrepro.evaluation``): the first ``per_class`` training
 # images of every class, and a fixed draw of test images for clean accuracy
-training_set = EV.cifar10_training_set
-test_set = EV.cifar10_test_set
 DATASET = "cifar10"
 
 
@@ -75,7 +73,7 @@ def make_setups(cfg) -> dict:
     the target's class (its sources)."""
     rng = np.random.default_rng([cfg.seed, 4])
     test = D.load_cifar10("test")
-    _, y = training_set(cfg.train_per_class)
+    _, y = EV.cifar10_training_set(cfg.train_per_class)
     y = y.numpy()
     target_index = rng.choice(len(test.y), cfg.n_targets, replace=False)
     target_label = test.y[target_index].astype(int)
@@ -89,7 +87,7 @@ def make_setups(cfg) -> dict:
 
 def prepare_data(cfg) -> dict:
     """The training set, the setups, the targets (uint8) and the trigger patch."""
-    x, y = training_set(cfg.train_per_class)
+    x, y = EV.cifar10_training_set(cfg.train_per_class)
     setups = make_setups(cfg)
     test = D.load_cifar10("test")
     return {"source": test.source, "train_x": x, "train_y": y, **setups,
@@ -110,7 +108,6 @@ def recipe_fields(cfg, epochs: float, adversarial_eps: float = 0.0) -> dict:
     return fields
 
 
-_recipe = EV.recipe_from
 
 
 # --------------------------------------------------------------------------- surrogates (trials)
@@ -137,10 +134,10 @@ def surrogate_specs(cfg) -> list[dict]:
 
 def surrogate_trial(*, arch: str, seed: int, per_class: int, recipe: dict, test_images: int) -> dict:
     """One attacker's network trained on the clean training set; its weights and clean accuracy."""
-    x, y = training_set(per_class)
+    x, y = EV.cifar10_training_set(per_class)
     model = M.build_model(arch).to(T.default_device())
-    T.train_victim(model, x, y, _recipe(recipe), seed=seed, desc=f"surrogate {arch}")
-    acc = T.victim_accuracy(model, *test_set(test_images), flip_tta=False)
+    T.train_victim(model, x, y, EV.recipe_from(recipe), seed=seed, desc=f"surrogate {arch}")
+    acc = T.victim_accuracy(model, *EV.cifar10_test_set(test_images), flip_tta=False)
     model = model.cpu().to(memory_format=torch.contiguous_format)
     return {**{f"state.{k}": v.contiguous() for k, v in model.state_dict().items()}, "test_accuracy": torch.tensor(acc)}
 
