@@ -38,7 +38,8 @@ def test_bad_input_is_refused_by_the_config(override, match):
 
 def test_cpu_and_paper_run_three_seeds_or_more_smoke_and_a_dry_run_may_run_one():
     assert load_config("abl", "cpu").victim_seeds >= 3 and load_config("abl", "paper").victim_seeds >= 3
-    assert load_config("abl", "smoke").victim_seeds == 1
+    assert load_config("abl", "smoke").victim_seeds == load_config("abl", "cpu").victim_seeds  # the same tables
+    assert load_config("abl", "smoke").attacks == load_config("abl", "cpu").attacks
     assert dry_run(load_config("abl", "paper")).victim_seeds == 1
     with pytest.raises(ConfigError, match="paper profile needs at least 3"):
         load_config("abl", "paper", victim_seeds=2)
@@ -52,11 +53,15 @@ def _toy(per_class=20):
     return {"x": torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), "y": torch.arange(n) % 10}
 
 
+NO_NETWORKS = dict(model="convnet_bn_padded", attacker_key="", surrogate_key="")  # attacks that need none
+
+
 @pytest.mark.parametrize("attack", ["badnets", "blend", "sig"])
 def test_each_attack_poisons_the_stated_share_of_the_stated_classes_and_copies_the_images(attack):
     d = _toy()
     x0, y0 = d["x"].clone(), d["y"].clone()
-    s, apply = E.poisoned_set(attack, d, rate=0.1, target_class=0, trigger_size=3, seed=1)
+    s = E.poisoned_set(attack, d["x"], d["y"], rate=0.1, target_class=0, trigger_size=3, seed=1, **NO_NETWORKS)
+    apply = E.trigger_of(attack, trigger_size=3, seed=1)[0]
     assert torch.equal(d["x"], x0) and torch.equal(d["y"], y0)
     chosen = s.poisoned
     if attack in E.DIRTY_LABEL:
@@ -92,8 +97,8 @@ def test_clean_label_poisons_keep_the_budget_outside_the_visible_trigger():
     surrogate = M.build_model("convnet_bn_padded").eval()
     d = _toy(4)
     eps = 8 / 255
-    s, apply = E.poisoned_set("clean_label", d, rate=0.5, target_class=0, trigger_size=3, seed=0,
-                              surrogate=surrogate, cl_eps=eps, cl_steps=3)
+    craft = E.clean_label_apply(surrogate, target_class=0, trigger_size=3, eps=eps, steps=3, seed=0)
+    s = E.BP.poison_training_set(d["x"], d["y"], craft, rate=0.5, target_class=0, clean_label=True, seed=0)
     assert len(s.poisoned) > 0
     base, poison = d["x"][s.poisoned].float(), s.images[s.poisoned].float()
     assert (d["y"][s.poisoned] == 0).all() and torch.equal(s.labels, d["y"])
@@ -137,22 +142,23 @@ def test_the_victim_sees_the_corner_that_convnet_bn_cuts_off():
 
 
 def test_early_auroc_reads_lower_poison_losses_as_above_half():
-    r = {"tracked": torch.arange(6), "poisoned": torch.tensor([0, 1]),
+    r = {"bad": torch.tensor([True, True, False, False, False, False]),
          "epoch_loss": torch.tensor([[0.1, 0.2, 2.0, 2.1, 1.9, 2.2]])}
     assert R.early_auroc(r) == 1.0
     r["epoch_loss"] = -r["epoch_loss"]
     assert R.early_auroc(r) == 0.0
     r["isolated"] = torch.tensor([0, 3])
     assert R.isolation_precision([r, r]).tolist() == [0.5, 0.5]
-    assert R.poisoned_share([r], 40).tolist() == [0.05]
-    assert np.isnan(R.early_auroc({**r, "poisoned": torch.tensor([], dtype=torch.long)}))
+    assert R.poisoned_share([r]).tolist() == [pytest.approx(1 / 3)]
+    assert np.isnan(R.early_auroc({**r, "bad": torch.zeros(6, dtype=torch.bool)}))
 
 
 # --------------------------------------------------------------------------- claims over seeds
-def _victim(correct, hits, *, tested=100, triggered=90, isolated=(0, 1), poisoned=(0, 1, 2, 3, 4)):
-    return {"correct": torch.tensor(correct), "tested": torch.tensor(tested), "hits": torch.tensor(hits),
-            "triggered": torch.tensor(triggered), "isolated": torch.tensor(isolated),
-            "poisoned": torch.tensor(poisoned)}
+def _victim(correct, hits, *, tested=100, triggered=90, isolated=(0, 1), poisoned=(0, 1, 2, 3, 4), n=50):
+    bad = torch.zeros(n, dtype=torch.bool)
+    bad[list(poisoned)] = True
+    return {"test_accuracy": torch.tensor(correct / tested), "attack_success_rate": torch.tensor(hits / triggered),
+            "isolated": torch.tensor(isolated), "bad": bad}
 
 
 def _claims(plain, abl, seeds=3, **cfg):
@@ -196,3 +202,25 @@ def test_one_seed_decides_nothing(isolated_artifacts):
     one = _claims(plain=(88, 89), abl=(87, 1), seeds=1, victim_seeds=3)
     assert one["ABL-2:clean-accuracy-without-abl:badnets"]["verdict"] == "inconclusive"
     assert one["ABL-2:joint:badnets"]["verdict"] == "untested"
+
+
+def test_a_victim_pair_runs_through_the_shared_evaluation(mirror, isolated_artifacts):
+    """On a tiny set: the poisoned set is the producer's (10% relabelled to the target), the
+    trigger probe scores the ASR, the plain learner records every sample's loss per epoch, and
+    the ABL learner its isolated 1%, its LGA losses and the scores after its phases."""
+    from poisonrepro.cache import ArtifactCache
+    from poisonrepro.evaluation import evaluation_trial
+    cfg = load_config("abl", "smoke", train_per_class=20, test_per_class=5, epochs=1, isolation_epochs=1,
+                      finetune_epochs=1, unlearning_steps=1, isolation_ratio=0.05)
+    assert len(E.attacker_trials(cfg)) == 1 and E.attacker_keys(cfg)[1] == ""   # no surrogate without CL
+    E.attackers(cfg, ArtifactCache())
+    keys = E.attacker_keys(cfg)
+    plain = evaluation_trial(**E.victim_trial(cfg, "plain", "badnets", 100, keys).spec)
+    ablr = evaluation_trial(**E.victim_trial(cfg, "abl", "badnets", 100, keys).spec)
+    for r in (plain, ablr):
+        assert int(r["bad"].sum()) == 20 and 0 <= float(r["attack_success_rate"]) <= 1
+    assert plain["epoch_loss"].shape == (1, 200)
+    assert len(ablr["isolated"]) == 10 and ablr["lga_loss"].shape == (1, 200)
+    assert {"isolation.test_accuracy", "finetune.attack_success_rate"} <= set(ablr)
+    look = E.attack_trial(per_class=20, test_per_class=5, **E._producer_args(cfg, "badnets", 100, keys))
+    assert int(look["poisons"]) == 20 and look["examples"].shape == (2, 3, 32, 32)

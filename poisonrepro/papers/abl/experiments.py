@@ -20,22 +20,29 @@ Stages (each trial through ``poisonrepro.executor``):
 1. ``attacker``: the attacker's networks on the clean set: a standard one (the Trojan trigger's
    network, and the row "no attack" of ABL-2) and an adversarially trained one (Madry et al.,
    at the clean-label budget; the clean-label PGD's surrogate).
-2. ``victims``: for every attack and seed, the poisoned set (rebuilt in the trial: deterministic,
-   seconds) and one victim on it, ``plain`` (the per-sample training loss of every poison and of
-   ``tracked_clean`` clean samples after every epoch: ABL-1) or ``abl``
-   (``defenses.abl.anti_backdoor_learning``: the same samples' losses after every LGA epoch, the
-   isolated 1%, and the test scores after each phase: ABL-2).
+2. ``attacks``: per attack and seed, what the poisoned set looks like (two poisoned images, the
+   number of poisons) and the trigger's base rate: the share of triggered test images that the
+   attacker's clean network already sends to the target class.
+3. ``victims``: for every attack and seed, one victim on the attack's poisoned set, each a trial of
+   the shared evaluation (``evaluation.evaluate_poisons``; ``poisoned_training_set`` is its
+   producer, ``apply_test_trigger`` its trigger probe): ``plain`` (``PlainLearner``: every training
+   sample's loss after every epoch, ABL-1) or ``abl`` (``ABLLearner``,
+   ``defenses.abl.anti_backdoor_learning``: every sample's loss after every LGA epoch, the isolated
+   1%, the LGA ascent steps, and the test scores after each phase: ABL-2).
 
-Every victim is scored on the clean test subset (accuracy) and on its non-target images with the
+Every victim is scored on the clean test images (accuracy) and on the non-target ones with the
 attack's trigger (the attack success rate: the share classified as the target class).
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from ... import data as D
+from ... import evaluation as EV
 from ... import models as M
 from ... import train as T
 from ...attacks import backdoor_poisoning as BP
@@ -67,8 +74,12 @@ NAME = {"badnets": "BadNets", "blend": "Blend", "sig": "SIG (clean label)", "tro
         "clean_label": "CL (clean label)"}
 
 
-def split(per_class: int, test_per_class: int, seed: int) -> dict:
-    return D.cifar10_split(per_class, test_per_class, seed)
+DATASET = "cifar10"  # the shared evaluation's: the first ``per_class`` training images of each class
+
+
+def test_set(test_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared evaluation's fixed draw of ``10 * test_per_class`` test images."""
+    return EV.cifar10_test_set(10 * test_per_class)
 
 
 def recipe(name: str, epochs: float, **fields) -> T.VictimRecipe:
@@ -92,30 +103,39 @@ def schedule(*, recipe_name: str, isolation: str, isolation_epochs: float, finet
 
 
 # --------------------------------------------------------------------------- the attacker's networks
-def attacker_trial(*, model: str, recipe_name: str, epochs: float, seed: int, data_seed: int, per_class: int,
-                   test_per_class: int, adversarial_eps: float = 0.0) -> dict:
-    """One of the attacker's networks, trained on the clean training subset (adversarially at
+def attacker_trial(*, model: str, recipe_name: str, epochs: float, seed: int, per_class: int, test_per_class: int,
+                   adversarial_eps: float = 0.0) -> dict:
+    """One of the attacker's networks, trained on the clean training set (adversarially at
     ``adversarial_eps``): its weights and clean test accuracy."""
-    d = split(per_class, test_per_class, data_seed)
+    x, y = EV.cifar10_training_set(per_class)
+    test_x, test_y = test_set(test_per_class)
     net = M.build_model(model).to(T.default_device())
     fields = {"adversarial_eps": adversarial_eps, "adversarial_step_size": 2.5 * adversarial_eps / 7} \
         if adversarial_eps else {}
-    T.train_victim(net, d["x"], d["y"], recipe(recipe_name, epochs, **fields), seed=seed,
+    T.train_victim(net, x, y, recipe(recipe_name, epochs, **fields), seed=seed,
                    desc="attacker's network" + (" (adversarial)" if adversarial_eps else ""))
-    acc = T.victim_accuracy(net, d["test_x"], d["test_y"], flip_tta=False)
+    acc = T.victim_accuracy(net, test_x, test_y, flip_tta=False)
     net = net.cpu().to(memory_format=torch.contiguous_format)
     return {**{f"state.{k}": v.contiguous() for k, v in net.state_dict().items()}, "test_accuracy": torch.tensor(acc)}
 
 
 def attacker_trials(cfg) -> list[Trial]:
-    """The standard network (the Trojan trigger's, and ABL-2's "no attack") and the adversarially
-    trained surrogate of the clean-label PGD."""
-    common = {"model": cfg.model, "recipe_name": cfg.recipe, "data_seed": cfg.seed, "per_class": cfg.train_per_class,
+    """The standard network (the Trojan trigger's, and ABL-2's "no attack") and, where the
+    clean-label backdoor runs, the adversarially trained surrogate of its PGD."""
+    common = {"model": cfg.model, "recipe_name": cfg.recipe, "per_class": cfg.train_per_class,
               "test_per_class": cfg.test_per_class}
     fn = f"{__name__}:attacker_trial"
-    return [Trial("attacker", fn, {**common, "epochs": cfg.epochs, "seed": cfg.seed + 50}),
-            Trial("attacker", fn, {**common, "epochs": cfg.surrogate_epochs, "seed": cfg.seed + 60,
-                                   "adversarial_eps": cfg.cl_eps})]
+    trials = [Trial("attacker", fn, {**common, "epochs": cfg.epochs, "seed": cfg.seed + 50})]
+    if "clean_label" in cfg.attacks:
+        trials.append(Trial("attacker", fn, {**common, "epochs": cfg.surrogate_epochs, "seed": cfg.seed + 60,
+                                             "adversarial_eps": cfg.cl_eps}))
+    return trials
+
+
+def attacker_keys(cfg) -> tuple[str, str]:
+    """The cache keys of the standard network and of the surrogate ("" where none is trained)."""
+    keys = [trial_key(t) for t in attacker_trials(cfg)]
+    return keys[0], (keys[1] if len(keys) > 1 else "")
 
 
 def attackers(cfg, cache) -> list[dict]:
@@ -174,128 +194,170 @@ def clean_label_apply(surrogate, *, target_class: int, trigger_size: int, eps: f
     return apply
 
 
-def poisoned_set(attack: str, d: dict, *, rate: float, target_class: int, trigger_size: int, seed: int,
-                 network=None, surrogate=None, trojan_steps: int = 200, cl_eps: float = 16 / 255,
-                 cl_steps: int = 10) -> tuple[BP.BackdoorSet, callable]:
-    """``attack``'s poisoned copy of the training set ``d`` and its test-time trigger."""
-    apply, _ = trigger_of(attack, trigger_size=trigger_size, seed=seed, network=network, trojan_steps=trojan_steps)
-    craft = apply
+@lru_cache(maxsize=8)
+def _trigger(attack: str, trigger_size: int, seed: int, model: str, attacker_key: str, trojan_steps: int):
+    """``trigger_of`` for the attacker's network in the cache (the Trojan's is optimised on it):
+    computed once per process, shared by the producer and the trigger probe of a trial."""
+    network = load_network(model, attacker_key) if attack == "trojan" else None
+    return trigger_of(attack, trigger_size=trigger_size, seed=seed, network=network, trojan_steps=trojan_steps)[0]
+
+
+def poisoned_set(attack: str, x: torch.Tensor, y: torch.Tensor, *, rate: float, target_class: int, trigger_size: int,
+                 seed: int, model: str, attacker_key: str, surrogate_key: str, trojan_steps: int = 200,
+                 cl_eps: float = 16 / 255, cl_steps: int = 10) -> BP.BackdoorSet:
+    """``attack``'s poisoned copy of the training set ``x``, ``y`` (drawn with ``seed``)."""
+    craft = _trigger(attack, trigger_size, seed, model, attacker_key, trojan_steps)
     if attack == "clean_label":
-        craft = clean_label_apply(surrogate, target_class=target_class, trigger_size=trigger_size, eps=cl_eps,
-                                  steps=cl_steps, seed=seed)
-    s = BP.poison_training_set(d["x"], d["y"], craft, rate=rate, target_class=target_class,
-                               clean_label=attack not in DIRTY_LABEL, seed=seed)
-    return s, apply
+        craft = clean_label_apply(load_network(model, surrogate_key), target_class=target_class,
+                                  trigger_size=trigger_size, eps=cl_eps, steps=cl_steps, seed=seed)
+    return BP.poison_training_set(x, y, craft, rate=rate, target_class=target_class,
+                                  clean_label=attack not in DIRTY_LABEL, seed=seed)
 
 
-# --------------------------------------------------------------------------- victims
-def scores(net, d: dict, triggered: torch.Tensor, target_class: int) -> dict:
-    """Clean test accuracy and the attack success rate, as counts (no test-time augmentation)."""
-    device = next(net.parameters()).device
-    correct = (T.predict_logits(net, T.to_unit(d["test_x"].to(device))).argmax(1).cpu() == d["test_y"]).sum()
-    hits = (T.predict_logits(net, T.to_unit(triggered.to(device))).argmax(1).cpu() == target_class).sum()
-    return {"correct": correct, "tested": torch.tensor(len(d["test_y"])), "hits": hits,
-            "triggered": torch.tensor(len(triggered))}
+def poisoned_training_set(x, y, **attack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The shared evaluation's producer: the poisoned images, labels, and the poisons' mask."""
+    s = poisoned_set(attack.pop("attack"), x, y, **attack)
+    bad = torch.zeros(len(y), dtype=torch.bool)
+    bad[s.poisoned] = True
+    return s.images, s.labels, bad
 
 
-def tracked_samples(poisoned: torch.Tensor, n: int, clean: int, seed: int) -> torch.Tensor:
-    """ABL-1's samples: every poison and ``clean`` others drawn by ``seed``, sorted."""
-    is_poison = torch.zeros(n, dtype=torch.bool)
-    is_poison[poisoned] = True
-    others = torch.nonzero(~is_poison).flatten()
-    pick = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:clean]]
-    return torch.cat([poisoned, pick]).sort().values
+def apply_test_trigger(images: torch.Tensor, generator=None, *, attack: str, trigger_size: int, seed: int, model: str,
+                 attacker_key: str, trojan_steps: int) -> torch.Tensor:
+    """The shared evaluation's trigger probe: ``attack``'s test-time trigger on ``images``."""
+    return _trigger(attack, trigger_size, seed, model, attacker_key, trojan_steps)(images, generator)
 
 
-def victim_trial(*, arm: str, attack: str, seed: int, data_seed: int, per_class: int, test_per_class: int,
-                 model: str, recipe_name: str, epochs: float, rate: float, target_class: int, trigger_size: int,
-                 attacker_key: str, surrogate_key: str, trojan_steps: int, cl_eps: float, cl_steps: int,
-                 tracked_clean: int, isolation: str = "repository", isolation_epochs: float = 1,
-                 finetune_epochs: float = 1,
-                 unlearning_steps: int = 1, unlearning_lr: float = 5e-4, gamma: float = 0.5,
-                 isolation_ratio: float = 0.01, isolation_batch: int = 64) -> dict:
-    """One victim of ``arm`` on ``attack``'s poisoned set drawn with ``seed``.
+# --------------------------------------------------------------------------- the learners
+@dataclass(frozen=True)
+class PlainLearner(EV.SupervisedLearner):
+    """Plain training on the poisoned set, recording every training sample's loss after every
+    epoch: ``epoch_loss`` [epochs, N] (ABL-1)."""
 
-    Returns ``poisoned`` (indices), ``tracked`` (ABL-1's samples), the scores (``correct``/``tested``,
-    ``hits``/``triggered``), the attacker's clean network's ``clean_hits`` on the same triggered
-    images (the trigger's base rate), ``examples`` (two poisoned images); plain also ``epoch_loss``
-    [epochs, tracked]; abl ``lga_loss`` [isolation epochs, tracked], ``isolated``, and the scores
-    after each phase (``<phase>.correct``, ``<phase>.hits``)."""
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
-    d = split(per_class, test_per_class, data_seed)
-    network = load_network(model, attacker_key)
-    surrogate = load_network(model, surrogate_key) if attack == "clean_label" else None
-    s, apply = poisoned_set(attack, d, rate=rate, target_class=target_class, trigger_size=trigger_size, seed=seed,
-                            network=network, surrogate=surrogate, trojan_steps=trojan_steps, cl_eps=cl_eps,
-                            cl_steps=cl_steps)
-    triggered, _ = BP.triggered_test_set(d["test_x"], d["test_y"], apply, target_class)
-    tracked = tracked_samples(s.poisoned, len(s.labels), tracked_clean, seed)
-    out = {"poisoned": s.poisoned, "tracked": tracked, "examples": s.images[s.poisoned[:2]],
-           "clean_hits": scores(network, d, triggered, target_class)["hits"]}
-    net = M.build_model(model).to(T.default_device())
-    if arm == "plain":
-        r = recipe(recipe_name, epochs)
-        per_epoch, losses = max(1, len(s.labels) // r.batch_size), []
+    def train(self, x, y, recipe, seed, *, score=None):
+        model = M.build_model(self.arch).to(T.default_device())
+        per_epoch, losses = max(1, len(y) // recipe.batch_size), []
 
         def track(step, total):
             if step % per_epoch == 0 or step == total:
-                losses.append(T.per_sample_losses(net, s.images[tracked], s.labels[tracked])[0])
-        T.train_victim(net, s.images, s.labels, r, seed=seed, desc=f"plain victim, {attack}", on_step=track)
-        out["epoch_loss"] = torch.stack(losses)
-    else:
-        isolated = max(1, int(isolation_ratio * len(s.labels)))
-        plan = schedule(recipe_name=recipe_name, isolation=isolation, isolation_epochs=isolation_epochs,
-                        finetune_epochs=finetune_epochs,
-                        unlearning_lr=unlearning_lr, gamma=gamma, isolation_ratio=isolation_ratio,
-                        isolation_batch=isolation_batch, isolated=isolated, unlearning_steps=unlearning_steps)
+                losses.append(T.per_sample_losses(model, x, y)[0])
+        T.train_victim(model, x, y, recipe, seed=seed, desc="plain victim", on_step=track)
+        return model, {"epoch_loss": torch.stack(losses)}
+
+
+@dataclass(frozen=True)
+class ABLLearner(EV.SupervisedLearner):
+    """ABL (``defenses.abl``) with the schedule of ``schedule``: LGA isolation, fine-tuning on the
+    rest, unlearning of the isolated samples. Diagnostics: ``isolated`` (indices), ``isolation_loss``
+    [N], ``ascent_steps`` (LGA steps that ascended), ``lga_loss`` [isolation epochs, N], and the
+    trial's scores after the isolation and the fine-tuning (``isolation.test_accuracy``, ...)."""
+    recipe_name: str = "fast"
+    isolation: str = "victim"
+    isolation_epochs: float = 1.0
+    finetune_epochs: float = 1.0
+    unlearning_steps: int = 1
+    unlearning_lr: float = 5e-4
+    gamma: float = 0.5
+    isolation_ratio: float = 0.01
+    isolation_batch: int = 64
+
+    def train(self, x, y, recipe, seed, *, score=None):
+        sched = schedule(recipe_name=self.recipe_name, isolation=self.isolation, isolation_epochs=self.isolation_epochs,
+                        finetune_epochs=self.finetune_epochs, unlearning_lr=self.unlearning_lr, gamma=self.gamma,
+                        isolation_ratio=self.isolation_ratio, isolation_batch=self.isolation_batch,
+                        isolated=max(1, int(self.isolation_ratio * len(y))), unlearning_steps=self.unlearning_steps)
         phases = {}
-        res = abl.anti_backdoor_learning(
-            net, s.images, s.labels, plan, seed=seed, track_losses=True,
-            on_phase=lambda name, m: phases.update({f"{name}.{k}": v for k, v in
-                                                    scores(m, d, triggered, target_class).items()}))
-        out.update(phases, isolated=torch.as_tensor(res.isolated), isolation_loss=res.isolation_losses,
-                   ascent_steps=torch.tensor(res.ascent_steps),
-                   lga_loss=torch.stack(res.epoch_losses)[:, tracked])
-    out.update(scores(net, d, triggered, target_class))
-    return out
+
+        def on_phase(name, model):
+            if score is not None and name != "unlearning":  # the last phase's scores are the trial's own
+                phases.update({f"{name}.{k}": v for k, v in score(model).items()})
+        model = M.build_model(self.arch).to(T.default_device())
+        res = abl.anti_backdoor_learning(model, x, y, sched, seed=seed, track_losses=True, on_phase=on_phase)
+        return res.model, {**phases, "isolated": torch.as_tensor(res.isolated), "isolation_loss": res.isolation_losses,
+                           "ascent_steps": torch.tensor(res.ascent_steps), "lga_loss": torch.stack(res.epoch_losses)}
 
 
+# --------------------------------------------------------------------------- trials
 def seeds(cfg) -> list[int]:
     return [cfg.seed + 100 + j for j in range(cfg.victim_seeds)]
 
 
+def _attack_args(cfg, attack: str, seed: int, keys: tuple[str, str]) -> dict:
+    """What the producer and the trigger probe of ``attack``'s set drawn with ``seed`` need."""
+    return {"attack": attack, "trigger_size": cfg.trigger_size, "seed": int(seed), "model": cfg.model,
+            "attacker_key": keys[0], "trojan_steps": cfg.trojan_steps}
+
+
+def _producer_args(cfg, attack: str, seed: int, keys: tuple[str, str]) -> dict:
+    return {**_attack_args(cfg, attack, seed, keys), "rate": cfg.poison_rate,
+            "target_class": D.class_index(cfg.target_class), "surrogate_key": keys[1], "cl_eps": cfg.cl_eps,
+            "cl_steps": cfg.cl_steps}
+
+
+def victim_trial(cfg, arm: str, attack: str, seed: int, keys: tuple[str, str]) -> Trial:
+    """The evaluation trial of one victim of ``arm`` on ``attack``'s poisoned set drawn with ``seed``;
+    ``keys``: the attacker's two networks in the cache."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
+    learner = {"kind": f"{__name__}:PlainLearner", "arch": cfg.model}
+    if arm == "abl":
+        learner = {"kind": f"{__name__}:ABLLearner", "arch": cfg.model, "recipe_name": cfg.recipe,
+                   "isolation": cfg.isolation, "isolation_epochs": float(cfg.isolation_epochs),
+                   "finetune_epochs": float(cfg.finetune_epochs), "unlearning_steps": cfg.unlearning_steps,
+                   "unlearning_lr": cfg.unlearning_lr, "gamma": cfg.gamma, "isolation_ratio": cfg.isolation_ratio,
+                   "isolation_batch": cfg.isolation_batch}
+    probes = {"test_images": 10 * cfg.test_per_class,
+              "trigger": {"fn": f"{__name__}:apply_test_trigger", "args": _attack_args(cfg, attack, seed, keys),
+                          "target_class": D.class_index(cfg.target_class)}}
+    recipe_fields = {**RECIPES[cfg.recipe], "epochs": float(cfg.epochs)}
+    return EV.evaluate_poisons({"name": DATASET, "per_class": cfg.train_per_class},
+                               {"producer": f"{__name__}:poisoned_training_set",
+                                "args": _producer_args(cfg, attack, seed, keys)},
+                               learner, recipe_fields, seed, probes)
+
+
+def attack_trial(*, per_class: int, test_per_class: int, **args) -> dict:
+    """What ``args``' poisoned set looks like (two poisoned images, the poisons' count) and the
+    trigger's base rate: the share of the triggered non-target test images that the attacker's
+    clean network classifies as the target class."""
+    x, y = EV.cifar10_training_set(per_class)
+    s = poisoned_set(args["attack"], x, y, **{k: v for k, v in args.items() if k != "attack"})
+    test_x, test_y = test_set(test_per_class)
+    apply = _trigger(args["attack"], args["trigger_size"], args["seed"], args["model"], args["attacker_key"],
+                     args["trojan_steps"])
+    triggered, _ = BP.triggered_test_set(test_x, test_y, apply, args["target_class"])
+    network = load_network(args["model"], args["attacker_key"])
+    hits = T.predict_logits(network, T.to_unit(triggered)).argmax(1)
+    return {"examples": s.images[s.poisoned[:2]], "poisons": torch.tensor(len(s.poisoned)),
+            "clean_asr": torch.tensor(BP.attack_success_rate(hits, args["target_class"]))}
+
+
+def attack_trials(cfg, keys: tuple[str, str]) -> list[Trial]:
+    return [Trial("attacks", f"{__name__}:attack_trial",
+                  {"per_class": cfg.train_per_class, "test_per_class": cfg.test_per_class,
+                   **_producer_args(cfg, attack, s, keys)})
+            for attack in cfg.attacks for s in seeds(cfg)]
+
+
 def victim_trials(cfg, keys: tuple[str, str]) -> list[Trial]:
     """Every (attack, seed) plainly and with ABL; ``keys``: the attacker's two networks in the cache."""
-    common = {"data_seed": cfg.seed, "per_class": cfg.train_per_class, "test_per_class": cfg.test_per_class,
-              "model": cfg.model, "recipe_name": cfg.recipe, "epochs": cfg.epochs, "rate": cfg.poison_rate,
-              "target_class": D.class_index(cfg.target_class), "trigger_size": cfg.trigger_size,
-              "attacker_key": keys[0], "surrogate_key": keys[1], "trojan_steps": cfg.trojan_steps,
-              "cl_eps": cfg.cl_eps, "cl_steps": cfg.cl_steps, "tracked_clean": cfg.tracked_clean}
-    method = {"isolation": cfg.isolation, "isolation_epochs": cfg.isolation_epochs, "finetune_epochs": cfg.finetune_epochs,
-              "unlearning_steps": cfg.unlearning_steps, "unlearning_lr": cfg.unlearning_lr, "gamma": cfg.gamma,
-              "isolation_ratio": cfg.isolation_ratio, "isolation_batch": cfg.isolation_batch}
-    fn = f"{__name__}:victim_trial"
-    trials = []
-    for attack in cfg.attacks:
-        for s in seeds(cfg):
-            trials.append(Trial("victims", fn, {**common, "arm": "plain", "attack": attack, "seed": s}))
-            trials.append(Trial("victims", fn, {**common, **method, "arm": "abl", "attack": attack, "seed": s}))
-    return trials
+    return [victim_trial(cfg, arm, attack, s, keys) for attack in cfg.attacks for s in seeds(cfg) for arm in ARMS]
 
 
 def victims(cfg, cache) -> dict:
-    """{attack: {arm: [the result of each seed]}}, trained (or loaded from the cache); the
-    attacker's networks first."""
-    nets = attacker_trials(cfg)
+    """{attack: {arm: [the result of each seed]}}, trained (or loaded from the cache), each result
+    with its poisoned set's ``examples``, ``poisons`` and ``clean_asr``; the attacker's networks
+    first."""
     attackers(cfg, cache)
-    keys = tuple(trial_key(t) for t in nets)
+    keys = attacker_keys(cfg)
+    looks = iter(run_trials(attack_trials(cfg, keys), cache, desc="the poisoned sets and their triggers"))
     results = iter(run_trials(victim_trials(cfg, keys), cache, desc="victims: plain and ABL"))
     out = {a: {arm: [] for arm in ARMS} for a in cfg.attacks}
     for attack in cfg.attacks:
         for _ in seeds(cfg):
+            look = next(looks)
             for arm in ARMS:
-                out[attack][arm].append(next(results))
+                out[attack][arm].append({**next(results), **look})
     return out
 
 
@@ -308,9 +370,11 @@ def plan(cfg) -> list[dict]:
     adversarial = 1 + 7  # seven PGD steps per batch (train.VictimRecipe's default)
     abl_images = n * (cfg.isolation_epochs + cfg.finetune_epochs * (1 - cfg.isolation_ratio))
     runs = len(cfg.attacks) * len(seeds(cfg))
-    return [{"stage": "attacker's networks", "trials": 2, "flops_per_trial": one(n * (cfg.epochs + adversarial
-                                                                                      * cfg.surrogate_epochs)) / 2,
-             "basis": f"{n} images x {cfg.epochs} epochs, and x {cfg.surrogate_epochs} adversarial epochs"},
+    surrogate = "clean_label" in cfg.attacks
+    return [{"stage": "attacker's networks", "trials": 1 + surrogate,
+             "flops_per_trial": one(n * (cfg.epochs + surrogate * adversarial * cfg.surrogate_epochs)) / (1 + surrogate),
+             "basis": f"{n} images x {cfg.epochs} epochs" + (f", and x {cfg.surrogate_epochs} adversarial epochs"
+                                                           if surrogate else "")},
             {"stage": "plain victims", "trials": runs, "flops_per_trial": one(n * cfg.epochs),
              "basis": f"{n} images x {cfg.epochs} epochs"},
             {"stage": "ABL victims", "trials": runs, "flops_per_trial": one(abl_images),

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from ... import models as M
 from ... import plots as P
 from ... import stats as S
+from ...config.abl import ATTACKS
 from ...data import class_index
 from ...results import Results
 from .experiments import NAME
@@ -30,13 +31,13 @@ def standin_label(cfg) -> str:
 
 
 def _poison_mask(r: dict) -> np.ndarray:
-    """Which of ``r``'s tracked samples are poisons."""
-    return np.isin(r["tracked"].numpy(), r["poisoned"].numpy())
+    """Which of ``r``'s training samples are poisons."""
+    return r["bad"].numpy()
 
 
-def per_seed(rs, hits: str, trials: str) -> np.ndarray:
-    """Each victim's (seed's) rate ``hits / trials``, e.g. its clean accuracy or ASR, in seed order."""
-    return np.array([int(r[hits]) / int(r[trials]) if int(r[trials]) else np.nan for r in rs])
+def per_seed(rs, key: str) -> np.ndarray:
+    """Each victim's (seed's) score ``key`` (e.g. ``test_accuracy``, ``attack_success_rate``), in seed order."""
+    return np.array([float(r[key]) for r in rs])
 
 
 def seed_interval(values) -> tuple[float, float]:
@@ -52,13 +53,13 @@ def seed_interval(values) -> tuple[float, float]:
 
 def isolation_precision(rs) -> np.ndarray:
     """Per seed, the share of the isolated samples that are poisons."""
-    return np.array([np.isin(r["isolated"].numpy(), r["poisoned"].numpy()).mean() for r in rs])
+    return np.array([float(r["bad"][r["isolated"]].float().mean()) for r in rs])
 
 
-def poisoned_share(rs, n_train: int) -> np.ndarray:
+def poisoned_share(rs) -> np.ndarray:
     """Per seed, the share of the training set that is poisoned (a clean-label attack's varies
     with the draw): the isolation precision of a random pick."""
-    return np.array([len(r["poisoned"]) / n_train for r in rs])
+    return np.array([float(r["bad"].float().mean()) for r in rs])
 
 
 def early_auroc(r: dict, key: str = "epoch_loss", epoch: int = 0) -> float:
@@ -113,23 +114,26 @@ def outcome_table(cfg, vic: dict, attacker: list, res: Results) -> pd.DataFrame:
     for attack in cfg.attacks:
         for arm in ("plain", "abl"):
             rs = vic[attack][arm]
-            clean, asr = per_seed(rs, "correct", "tested"), per_seed(rs, "hits", "triggered")
+            clean, asr = per_seed(rs, "test_accuracy"), per_seed(rs, "attack_success_rate")
             row = {"attack": NAME[attack], "arm": ARM_LABEL[arm], "seeds": len(rs),
-                   "poisons": float(np.mean([len(r["poisoned"]) for r in rs])),
+                   "poisons": float(np.mean([int(r["bad"].sum()) for r in rs])),
                    "clean accuracy": float(np.mean(clean)),
                    **dict(zip(("clean ci_low", "clean ci_high"), seed_interval(clean))),
                    "attack success rate": float(np.mean(asr)),
                    **dict(zip(("asr ci_low", "asr ci_high"), seed_interval(asr))),
-                   "trigger on the clean network": float(np.mean(per_seed(rs, "clean_hits", "triggered")))}
+                   "trigger on the clean network": float(np.mean(per_seed(rs, "clean_asr")))}
             if arm == "abl":
                 row.update({"isolated": float(np.mean([len(r["isolated"]) for r in rs])),
                             "isolation precision": float(np.mean(isolation_precision(rs))),
                             "LGA ascent steps": float(np.mean([int(r["ascent_steps"]) for r in rs]))})
                 for phase in ("isolation", "finetune"):
-                    row[f"clean accuracy after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.correct",
-                                                                                  f"{phase}.tested")))
-                    row[f"ASR after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.hits", f"{phase}.triggered")))
+                    row[f"clean accuracy after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.test_accuracy")))
+                    row[f"ASR after {phase}"] = float(np.mean(per_seed(rs, f"{phase}.attack_success_rate")))
             rows.append(row)
+    for attack in ATTACKS:
+        if attack not in cfg.attacks:  # cut from this profile for the budget: listed, never silently dropped
+            rows += [{"attack": NAME[attack], "arm": ARM_LABEL[arm], "seeds": 0,
+                      "note": f"not run at {cfg.profile} (paper profile)"} for arm in ("plain", "abl")]
     table = pd.DataFrame(rows).set_index(["attack", "arm"])
     res.save_table(table, "ABL-2")
     return table
@@ -147,7 +151,7 @@ def fig_examples(cfg, vic: dict, res: Results):
 
 def fig_losses(cfg, vic: dict, res: Results):
     """ABL-1: training loss of poisons and of clean samples (median and interquartile band over
-    the tracked samples, first seed) after every epoch of plain training (top) and of ABL's LGA
+    the training samples, first seed) after every epoch of plain training (top) and of ABL's LGA
     isolation (bottom, gamma marked)."""
     n = len(cfg.attacks)
     fig, axes = plt.subplots(2, n, figsize=(2.9 * n, 5.2), squeeze=False, sharey="row")
@@ -181,6 +185,7 @@ def fig_outcome(cfg, table: pd.DataFrame, res: Results):
     intervals over seeds), the ASR ceiling of the claim and the paper's BadNets numbers marked."""
     from ...reference import get
     body = table.drop(index="no attack", level="attack")
+    body = body[body["seeds"] > 0]  # the attacks that ran
     attacks = list(dict.fromkeys(body.index.get_level_values("attack")))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.arange(len(attacks))
@@ -216,14 +221,13 @@ def record_claims(cfg, vic: dict, res: Results):
     whose parts are supporting claims that require the preconditions, so that an ASR falling
     while the network collapses never holds. The isolation precision is a supporting diagnostic."""
     target = class_index(cfg.target_class)
-    n_train = 10 * cfg.train_per_class
     for attack in cfg.attacks:
         plain, ablr = vic[attack]["plain"], vic[attack]["abl"]
         n_seeds = len(plain)
         setting = (f"{NAME[attack]}, {cfg.poison_rate:.0%} poisoned, target {target}; {n_seeds} seed(s), one plain "
                    "and one ABL victim each (the unit: a victim training)")
-        plain_acc, abl_acc = per_seed(plain, "correct", "tested"), per_seed(ablr, "correct", "tested")
-        plain_asr, abl_asr = per_seed(plain, "hits", "triggered"), per_seed(ablr, "hits", "triggered")
+        plain_acc, abl_acc = per_seed(plain, "test_accuracy"), per_seed(ablr, "test_accuracy")
+        plain_asr, abl_asr = per_seed(plain, "attack_success_rate"), per_seed(ablr, "attack_success_rate")
         floor = res.claim("ABL-2", f"the plain victims reach the accuracy floor: clean accuracy above "
                                    f"{cfg.accuracy_floor:.0%} (precondition)",
                           "clean accuracy without ABL", S.mean_test(plain_acc, cfg.accuracy_floor, ">"),
@@ -248,7 +252,7 @@ def record_claims(cfg, vic: dict, res: Results):
         res.claim("ABL-2", "the isolated lowest-loss samples are mostly poisons: isolation precision above the "
                            "poisoned share of the training set (a random pick's precision)",
                   "isolation precision - poisoned share",
-                  S.paired_difference_test(isolation_precision(ablr), poisoned_share(ablr, n_train), 0.0, ">"),
+                  S.paired_difference_test(isolation_precision(ablr), poisoned_share(ablr), 0.0, ">"),
                   role="supporting", key=attack,
                   setting=f"{NAME[attack]}; the {cfg.isolation_ratio:.0%} lowest-loss samples after "
                           f"{cfg.isolation_epochs:g} LGA epochs, {n_seeds} seed(s)")
