@@ -11,7 +11,6 @@ import torch
 from poisonrepro import models as M
 from poisonrepro import train as T
 from poisonrepro.attacks import badnets, trojan
-from poisonrepro import stats as S
 from poisonrepro.config import ConfigError, dry_run, load_config
 from poisonrepro.papers.abl import experiments as E
 from poisonrepro.papers.abl import report as R
