@@ -221,5 +221,38 @@ def test_a_victim_pair_runs_through_the_shared_evaluation(mirror, isolated_artif
     assert plain["epoch_loss"].shape == (1, 200)
     assert len(ablr["isolated"]) == 10 and ablr["lga_loss"].shape == (1, 200)
     assert {"isolation.test_accuracy", "finetune.attack_success_rate"} <= set(ablr)
-    look = E.attack_trial(per_class=20, test_per_class=5, **E._producer_args(cfg, "badnets", 100, keys))
+    look = E.attack_trial(per_class=20, test_per_class=5, clean_network_key=keys[0],
+                          **E._producer_args(cfg, "badnets", 100, keys))
     assert int(look["poisons"]) == 20 and look["examples"].shape == (2, 3, 32, 32)
+    assert 0 <= float(look["clean_asr"]) <= 1
+
+
+def test_the_paper_only_attacks_run_through_the_shared_evaluation_and_repeat_exactly(mirror, isolated_artifacts):
+    """Trojan and CL (the paper profile's): the surrogate is trained only for CL, each attack's
+    victims carry only the networks it uses in their keys, the probe's trigger is the producer's,
+    and a Trojan victim is the same whether or not its trigger was cached in the process (the
+    trigger's optimisation leaves the global generators alone)."""
+    from poisonrepro.cache import ArtifactCache
+    from poisonrepro.evaluation import evaluation_trial, poisoned_training_set
+    cfg = load_config("abl", "smoke", attacks=("badnets", "trojan", "clean_label"), train_per_class=20,
+                      test_per_class=5, epochs=0.5, surrogate_epochs=0.2, trojan_steps=3, cl_steps=1)
+    assert len(E.attacker_trials(cfg)) == 2
+    E.attackers(cfg, ArtifactCache())
+    keys = E.attacker_keys(cfg)
+    trojan, cl, badnets_ = (E.victim_trial(cfg, "plain", a, 100, keys) for a in ("trojan", "clean_label", "badnets"))
+    assert trojan.spec["poisons"]["args"]["attacker_key"] == keys[0] and not trojan.spec["poisons"]["args"]["surrogate_key"]
+    assert cl.spec["poisons"]["args"]["surrogate_key"] == keys[1] and not cl.spec["poisons"]["args"]["attacker_key"]
+    assert not badnets_.spec["poisons"]["args"]["attacker_key"] and not badnets_.spec["poisons"]["args"]["surrogate_key"]
+    x, y, positions = poisoned_training_set(trojan.spec["dataset"], trojan.spec["poisons"])
+    probe = trojan.spec["probes"]["trigger"]
+    clean_x = E.EV.cifar10_training_set(20)[0][positions]
+    assert torch.equal(x[positions], E.apply_test_trigger(clean_x, None, **probe["args"]))  # train = test trigger
+    E._trigger.cache_clear()
+    from poisonrepro.executor import execute_trial
+    import json
+    first = execute_trial(trojan.fn, json.dumps(trojan.spec), 1)
+    second = execute_trial(trojan.fn, json.dumps(trojan.spec), 1)  # the trigger now cached in the process
+    assert float(first["test_accuracy"]) == float(second["test_accuracy"])
+    assert torch.equal(first["epoch_loss"], second["epoch_loss"])
+    out = evaluation_trial(**cl.spec)
+    assert int(out["bad"].sum()) > 0 and 0 <= float(out["attack_success_rate"]) <= 1

@@ -44,6 +44,7 @@ import torch
 from ... import data as D
 from ... import evaluation as EV
 from ... import models as M
+from ... import rng
 from ... import train as T
 from ...attacks import backdoor_poisoning as BP
 from ...attacks import badnets, blend, sig, trojan
@@ -149,7 +150,8 @@ def load_network(model: str, key: str) -> torch.nn.Module:
         raise FileNotFoundError("the attacker's network is not in the artifact cache: run experiments.attackers "
                                 "first, with the same POISONREPRO_ARTIFACTS")
     state = ArtifactCache().tensors("attacker", key, missing)
-    net = M.build_model(model)
+    with rng.preserved():  # building draws initial weights: the caller's generators stay where they were
+        net = M.build_model(model)
     net.load_state_dict({k[len("state."):]: v for k, v in state.items() if k.startswith("state.")})
     return net.eval()
 
@@ -197,9 +199,12 @@ def clean_label_apply(surrogate, *, target_class: int, trigger_size: int, eps: f
 @lru_cache(maxsize=8)
 def _trigger(attack: str, trigger_size: int, seed: int, model: str, attacker_key: str, trojan_steps: int):
     """``trigger_of`` for the attacker's network in the cache (the Trojan's is optimised on it):
-    computed once per process, shared by the producer and the trigger probe of a trial."""
-    network = load_network(model, attacker_key) if attack == "trojan" else None
-    return trigger_of(attack, trigger_size=trigger_size, seed=seed, network=network, trojan_steps=trojan_steps)[0]
+    computed once per process, shared by the producer and the trigger probe of a trial. It leaves
+    the global random generators untouched, so that a victim's initial weights do not depend on
+    whether the trigger was cached (a resumed run, another worker)."""
+    with rng.preserved():
+        network = load_network(model, attacker_key) if attack == "trojan" else None
+        return trigger_of(attack, trigger_size=trigger_size, seed=seed, network=network, trojan_steps=trojan_steps)[0]
 
 
 def poisoned_set(attack: str, x: torch.Tensor, y: torch.Tensor, *, rate: float, target_class: int, trigger_size: int,
@@ -283,15 +288,17 @@ def seeds(cfg) -> list[int]:
 
 
 def _attack_args(cfg, attack: str, seed: int, keys: tuple[str, str]) -> dict:
-    """What the producer and the trigger probe of ``attack``'s set drawn with ``seed`` need."""
+    """What the producer and the trigger probe of ``attack``'s set drawn with ``seed`` need; the
+    attacker's networks only where the attack uses them, so that other attacks' victims keep their
+    cache keys when those networks change."""
     return {"attack": attack, "trigger_size": cfg.trigger_size, "seed": int(seed), "model": cfg.model,
-            "attacker_key": keys[0], "trojan_steps": cfg.trojan_steps}
+            "attacker_key": keys[0] if attack == "trojan" else "", "trojan_steps": cfg.trojan_steps}
 
 
 def _producer_args(cfg, attack: str, seed: int, keys: tuple[str, str]) -> dict:
     return {**_attack_args(cfg, attack, seed, keys), "rate": cfg.poison_rate,
-            "target_class": D.class_index(cfg.target_class), "surrogate_key": keys[1], "cl_eps": cfg.cl_eps,
-            "cl_steps": cfg.cl_steps}
+            "target_class": D.class_index(cfg.target_class),
+            "surrogate_key": keys[1] if attack == "clean_label" else "", "cl_eps": cfg.cl_eps, "cl_steps": cfg.cl_steps}
 
 
 def victim_trial(cfg, arm: str, attack: str, seed: int, keys: tuple[str, str]) -> Trial:
@@ -316,17 +323,17 @@ def victim_trial(cfg, arm: str, attack: str, seed: int, keys: tuple[str, str]) -
                                learner, recipe_fields, seed, probes)
 
 
-def attack_trial(*, per_class: int, test_per_class: int, **args) -> dict:
+def attack_trial(*, per_class: int, test_per_class: int, clean_network_key: str, **args) -> dict:
     """What ``args``' poisoned set looks like (two poisoned images, the poisons' count) and the
     trigger's base rate: the share of the triggered non-target test images that the attacker's
-    clean network classifies as the target class."""
+    clean network (``clean_network_key``) classifies as the target class."""
     x, y = EV.cifar10_training_set(per_class)
     s = poisoned_set(args["attack"], x, y, **{k: v for k, v in args.items() if k != "attack"})
     test_x, test_y = test_set(test_per_class)
     apply = _trigger(args["attack"], args["trigger_size"], args["seed"], args["model"], args["attacker_key"],
                      args["trojan_steps"])
     triggered, _ = BP.triggered_test_set(test_x, test_y, apply, args["target_class"])
-    network = load_network(args["model"], args["attacker_key"])
+    network = load_network(args["model"], clean_network_key)
     hits = T.predict_logits(network, T.to_unit(triggered)).argmax(1)
     return {"examples": s.images[s.poisoned[:2]], "poisons": torch.tensor(len(s.poisoned)),
             "clean_asr": torch.tensor(BP.attack_success_rate(hits, args["target_class"]))}
@@ -335,7 +342,7 @@ def attack_trial(*, per_class: int, test_per_class: int, **args) -> dict:
 def attack_trials(cfg, keys: tuple[str, str]) -> list[Trial]:
     return [Trial("attacks", f"{__name__}:attack_trial",
                   {"per_class": cfg.train_per_class, "test_per_class": cfg.test_per_class,
-                   **_producer_args(cfg, attack, s, keys)})
+                   "clean_network_key": keys[0], **_producer_args(cfg, attack, s, keys)})
             for attack in cfg.attacks for s in seeds(cfg)]
 
 
