@@ -51,8 +51,10 @@ def test_every_field_declares_its_stages_and_every_cached_stage_is_declared(name
     for stage in declared:
         assert "seed" in stage_inputs(cfg, stage)  # the seed feeds every stage
         assert "profile" not in stage_inputs(cfg, stage)
-    # every stage the experiments key (``_key(cfg, stage)``) or run as trials (``Trial(stage, ...)``)
-    # is declared: a typo would key on the seed alone
+    # every stage the experiments key (``_key(cfg, stage)``), run as trials (``Trial(stage, ...)``)
+    # or evaluate through the shared trial (``evaluate_poisons(..., stage=...)``, "victims" by
+    # default; a ``stage`` passed on, or a function's ``stage`` default) is declared: a typo would
+    # key on the seed alone
     source = (REPO / "poisonrepro" / "papers" / name / "experiments.py")
     if source.exists():
         module = importlib.import_module(EXPERIMENTS.format(name))
@@ -62,6 +64,17 @@ def test_every_field_declares_its_stages_and_every_cached_stage_is_declared(name
                 arg = node.args[1 if node.func.id == "_key" else 0]
                 used.add(arg.value if isinstance(arg, ast.Constant) else eval(compile(ast.Expression(arg), "", "eval"),
                                                                                vars(module)))
+            elif isinstance(node, ast.Call):
+                kw = {k.arg: k.value for k in node.keywords}
+                if isinstance(kw.get("stage"), ast.Constant):
+                    used.add(kw["stage"].value)
+                elif getattr(node.func, "attr", None) == "evaluate_poisons" and "stage" not in kw:
+                    used.add("victims")
+            elif isinstance(node, ast.FunctionDef):
+                names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                defaults = dict(zip(names[::-1], node.args.kw_defaults[::-1] + node.args.defaults[::-1]))
+                if isinstance(defaults.get("stage"), ast.Constant):
+                    used.add(defaults["stage"].value)
         assert used and used <= declared, used - declared
 
 

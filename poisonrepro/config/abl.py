@@ -27,18 +27,19 @@ class Config(BaseConfig):
     of the isolated samples: ABL-2). The attacker's networks (a standard one for the Trojan
     trigger, an adversarially trained one for the clean-label backdoor's PGD) are trained on the
     clean set first; the standard one is also the row "no attack" of ABL-2."""
-    UPSTREAM = {"victims": ("attacker",)}
-    EVERY = ("attacker", "victims")
+    UPSTREAM = {"attacks": ("attacker",), "victims": ("attacker",)}
+    EVERY = ("attacker", "attacks", "victims")
+    ATTACK_SET = ("attacks", "victims")  # what draws a poisoned set and its trigger
 
     model: str = param(choices=("convnet_bn_padded", "wrn16_1"), stage=EVERY)
     recipe: str = param(choices=("fast", "abl"), stage=EVERY)  # plain training and fine-tuning: experiments.RECIPES
     train_per_class: int = param(min=1, max=5000, dry=20, stage=EVERY)
     test_per_class: int = param(min=1, max=1000, dry=5, stage=EVERY)
-    attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage="victims")  # a dry run: the first
+    attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage=ATTACK_SET)  # a dry run: the first
     # a share of the whole training set (clean label: the target-class images among such a draw)
-    poison_rate: float = param(min=0, below=1, stage="victims")
-    target_class: str = param(choices=C, stage="victims")
-    trigger_size: int = param(min=1, stage="victims")  # BadNets', Trojan's and the clean-label grid
+    poison_rate: float = param(min=0, below=1, stage=ATTACK_SET)
+    target_class: str = param(choices=C, stage=ATTACK_SET)
+    trigger_size: int = param(min=1, stage=ATTACK_SET)  # BadNets', Trojan's and the clean-label grid
     epochs: float = param(min=0, loop=True, stage=("attacker", "victims"))  # plain training (and the attacker's net)
     isolation: str = param(choices=("repository", "victim"), stage="victims")  # the LGA phase's recipe: experiments.ISOLATION
     isolation_epochs: float = param(min=0, loop=True, stage="victims")  # T_te, under LGA
@@ -48,11 +49,11 @@ class Config(BaseConfig):
     gamma: float = param(min=0, max=10, stage="victims")  # LGA's loss threshold
     isolation_ratio: float = param(min=0, max=1, stage="victims")
     isolation_batch: int = param(min=1, max=4096, stage="victims")  # the repository's isolation, and unlearning, batch
-    trojan_steps: int = param(min=1, loop=True, stage="victims")  # trigger generation (Adam steps)
-    cl_eps: float = param(min=0, max=1, epsilon=True, stage=("attacker", "victims"))  # Turner's L-inf budget
-    cl_steps: int = param(min=1, loop=True, stage="victims")
+    trojan_steps: int = param(min=1, loop=True, stage=ATTACK_SET)  # trigger generation (Adam steps)
+    cl_eps: float = param(min=0, max=1, epsilon=True, stage=EVERY)  # Turner's L-inf budget
+    cl_steps: int = param(min=1, loop=True, stage=ATTACK_SET)
     surrogate_epochs: float = param(min=0, loop=True, stage="attacker")  # the adversarially trained surrogate
-    victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")  # the claims' unit: one training per arm
+    victim_seeds: int = param(min=1, max=100, dry=1, stage=ATTACK_SET)  # the claims' unit: one training per arm
     accuracy_floor: float = param(min=0, max=1, stage=())  # precondition: plain victims' clean accuracy above it
     asr_ceiling: float = param(min=0, max=1, stage=())  # the claim: ASR <= this with ABL
     clean_margin: float = param(min=0, max=1, stage=())  # the claim: clean accuracy within this of no ABL
