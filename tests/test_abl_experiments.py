@@ -210,7 +210,7 @@ def test_a_victim_pair_runs_through_the_shared_evaluation(mirror, isolated_artif
     from poisonrepro.cache import ArtifactCache
     from poisonrepro.evaluation import evaluation_trial
     cfg = load_config("abl", "smoke", train_per_class=20, test_per_class=5, epochs=1, isolation_epochs=1,
-                      finetune_epochs=1, unlearning_steps=1, isolation_ratio=0.05)
+                      finetune_epochs=1, unlearning_steps=1, isolation_ratio=0.05, track_sample=50)
     assert len(E.attacker_trials(cfg)) == 1 and E.attacker_keys(cfg)[1] == ""   # no surrogate without CL
     E.attackers(cfg, ArtifactCache())
     keys = E.attacker_keys(cfg)
@@ -218,8 +218,10 @@ def test_a_victim_pair_runs_through_the_shared_evaluation(mirror, isolated_artif
     ablr = evaluation_trial(**E.victim_trial(cfg, "abl", "badnets", 100, keys).spec)
     for r in (plain, ablr):
         assert int(r["bad"].sum()) == 20 and 0 <= float(r["attack_success_rate"]) <= 1
-    assert plain["epoch_loss"].shape == (1, 200)
-    assert len(ablr["isolated"]) == 10 and ablr["lga_loss"].shape == (1, 200)
+    assert plain["epoch_loss"].shape == (1, 50) and ablr["lga_loss"].shape == (1, 50)   # a sample of 50 tracked
+    assert torch.equal(plain["tracked"], ablr["tracked"]) and ablr["isolation_loss"].shape == (200,)
+    assert len(ablr["isolated"]) == 10
+    assert R._poison_mask(plain).shape == (50,) and R._poison_mask(plain).sum() == plain["bad"][plain["tracked"]].sum()
     assert {"isolation.test_accuracy", "finetune.attack_success_rate"} <= set(ablr)
     look = E.attack_trial(per_class=20, test_per_class=5, clean_network_key=keys[0],
                           **E._producer_args(cfg, "badnets", 100, keys))

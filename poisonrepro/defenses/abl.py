@@ -37,7 +37,7 @@ project's one; the isolated subset is ``trimmed_loss.lowest_loss_subset`` at the
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -100,7 +100,6 @@ class ABLResult:
     model: nn.Module
     isolated: np.ndarray                                 # indices of D_b
     isolation_losses: torch.Tensor                       # every sample's loss when it was isolated
-    epoch_losses: list = field(default_factory=list)     # per isolation epoch: every sample's loss
     ascent_steps: int = 0                                # isolation steps whose batch loss was below gamma
 
 
@@ -109,28 +108,23 @@ class ABLResult:
                           "unlearn the isolated samples by gradient ascent",
                   defends=[("causative", "integrity", "targeted"), ("causative", "integrity", "indiscriminate")])
 def anti_backdoor_learning(model: nn.Module, images, labels, schedule: ABLSchedule, *, seed: int = 0,
-                           track_losses: bool = False, on_phase=None) -> ABLResult:
+                           on_isolation_step=None, on_phase=None) -> ABLResult:
     """ABL on the (possibly poisoned) training set: ``model`` trained from scratch with LGA for the
-    isolation epochs, D_b isolated, then fine-tuned on the rest and unlearned on D_b. With
-    ``track_losses`` the loss of every sample after every isolation epoch is recorded;
+    isolation epochs, D_b isolated, then fine-tuned on the rest and unlearned on D_b.
+    ``on_isolation_step(step, total)`` is called after every isolation step (e.g.
+    ``tracking.EpochLosses``, the losses of the samples after every LGA epoch);
     ``on_phase(name, model)`` is called after each phase ("isolation", "finetune", "unlearning"),
     e.g. to score the model there."""
     x, y = T.as_nchw(images), torch.as_tensor(labels).long()
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
-    epoch_losses = []
-    per_epoch = max(1, len(y) // schedule.isolation.batch_size)
-
-    def track(step, total):
-        if track_losses and (step % per_epoch == 0 or step == total):
-            epoch_losses.append(T.per_sample_losses(model, x, y)[0])
     lga, ascents = lga_loss(schedule.gamma), []
 
     def counted(logits, labels):  # LGA, counting the steps where it ascends
         loss = lga(logits, labels)
         ascents.append(bool(loss < 0))
         return loss
-    T.train_victim(model, x, y, schedule.isolation, seed=seed, desc="ABL isolation (LGA)", on_step=track,
+    T.train_victim(model, x, y, schedule.isolation, seed=seed, desc="ABL isolation (LGA)", on_step=on_isolation_step,
                    loss_fn=counted)
     phase = on_phase if on_phase is not None else (lambda name, m: None)
     phase("isolation", model)
@@ -145,7 +139,7 @@ def anti_backdoor_learning(model: nn.Module, images, labels, schedule: ABLSchedu
     T.train_victim(model, x[isolated], y[isolated], schedule.unlearning, seed=seed + 2, desc="ABL unlearning",
                    loss_fn=ascent_loss, precision="fp32")
     phase("unlearning", model)
-    return ABLResult(model.eval(), isolated, losses, epoch_losses, sum(ascents))
+    return ABLResult(model.eval(), isolated, losses, sum(ascents))
 
 
 def constant(recipe: T.VictimRecipe, **fields) -> T.VictimRecipe:

@@ -45,6 +45,7 @@ from ... import data as D
 from ... import evaluation as EV
 from ... import models as M
 from ... import rng
+from ... import tracking
 from ... import train as T
 from ...attacks import backdoor_poisoning as BP
 from ...attacks import badnets, blend, sig, trojan
@@ -235,26 +236,11 @@ def apply_test_trigger(images: torch.Tensor, generator=None, *, attack: str, tri
 
 # --------------------------------------------------------------------------- the learners
 @dataclass(frozen=True)
-class PlainLearner(EV.SupervisedLearner):
-    """Plain training on the poisoned set, recording every training sample's loss after every
-    epoch: ``epoch_loss`` [epochs, N] (ABL-1)."""
-
-    def train(self, x, y, recipe, seed, *, score=None):
-        model = M.build_model(self.arch).to(T.default_device())
-        per_epoch, losses = max(1, len(y) // recipe.batch_size), []
-
-        def track(step, total):
-            if step % per_epoch == 0 or step == total:
-                losses.append(T.per_sample_losses(model, x, y)[0])
-        T.train_victim(model, x, y, recipe, seed=seed, desc="plain victim", on_step=track)
-        return model, {"epoch_loss": torch.stack(losses)}
-
-
-@dataclass(frozen=True)
 class ABLLearner(EV.SupervisedLearner):
     """ABL (``defenses.abl``) with the schedule of ``schedule``: LGA isolation, fine-tuning on the
     rest, unlearning of the isolated samples. Diagnostics: ``isolated`` (indices), ``isolation_loss``
-    [N], ``ascent_steps`` (LGA steps that ascended), ``lga_loss`` [isolation epochs, N], and the
+    [N], ``ascent_steps`` (LGA steps that ascended), ``tracked`` and ``lga_loss`` [isolation epochs,
+    tracked samples] (``tracking.EpochLosses`` of ``track_sample`` samples, 0: all), and the
     trial's scores after the isolation and the fine-tuning (``isolation.test_accuracy``, ...)."""
     recipe_name: str = "fast"
     isolation: str = "victim"
@@ -265,6 +251,7 @@ class ABLLearner(EV.SupervisedLearner):
     gamma: float = 0.5
     isolation_ratio: float = 0.01
     isolation_batch: int = 64
+    track_sample: int = 0
 
     def train(self, x, y, recipe, seed, *, score=None):
         sched = schedule(recipe_name=self.recipe_name, isolation=self.isolation, isolation_epochs=self.isolation_epochs,
@@ -277,9 +264,10 @@ class ABLLearner(EV.SupervisedLearner):
             if score is not None and name != "unlearning":  # the last phase's scores are the trial's own
                 phases.update({f"{name}.{k}": v for k, v in score(model).items()})
         model = M.build_model(self.arch).to(T.default_device())
-        res = abl.anti_backdoor_learning(model, x, y, sched, seed=seed, track_losses=True, on_phase=on_phase)
+        tracker = tracking.EpochLosses(model, x, y, sched.isolation.batch_size, sample=self.track_sample)
+        res = abl.anti_backdoor_learning(model, x, y, sched, seed=seed, on_isolation_step=tracker, on_phase=on_phase)
         return res.model, {**phases, "isolated": torch.as_tensor(res.isolated), "isolation_loss": res.isolation_losses,
-                           "ascent_steps": torch.tensor(res.ascent_steps), "lga_loss": torch.stack(res.epoch_losses)}
+                           "ascent_steps": torch.tensor(res.ascent_steps), **tracker.diagnostics("lga")}
 
 
 # --------------------------------------------------------------------------- trials
@@ -306,13 +294,13 @@ def victim_trial(cfg, arm: str, attack: str, seed: int, keys: tuple[str, str]) -
     ``keys``: the attacker's two networks in the cache."""
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
-    learner = {"kind": f"{__name__}:PlainLearner", "arch": cfg.model}
+    learner = {"kind": "poisonrepro.tracking:LossTrackingLearner", "arch": cfg.model, "track_sample": cfg.track_sample}
     if arm == "abl":
         learner = {"kind": f"{__name__}:ABLLearner", "arch": cfg.model, "recipe_name": cfg.recipe,
                    "isolation": cfg.isolation, "isolation_epochs": float(cfg.isolation_epochs),
                    "finetune_epochs": float(cfg.finetune_epochs), "unlearning_steps": cfg.unlearning_steps,
                    "unlearning_lr": cfg.unlearning_lr, "gamma": cfg.gamma, "isolation_ratio": cfg.isolation_ratio,
-                   "isolation_batch": cfg.isolation_batch}
+                   "isolation_batch": cfg.isolation_batch, "track_sample": cfg.track_sample}
     probes = {"test_images": 10 * cfg.test_per_class,
               "trigger": {"fn": f"{__name__}:apply_test_trigger", "args": _attack_args(cfg, attack, seed, keys),
                           "target_class": D.class_index(cfg.target_class)}}

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from ... import models as M
 from ... import plots as P
+from ... import tracking
 from ... import stats as S
 from ...config.abl import ATTACKS
 from ...data import class_index
@@ -31,8 +32,9 @@ def standin_label(cfg) -> str:
 
 
 def _poison_mask(r: dict) -> np.ndarray:
-    """Which of ``r``'s training samples are poisons."""
-    return r["bad"].numpy()
+    """Which of ``r``'s tracked training samples (``tracking``: those whose losses were recorded)
+    are poisons."""
+    return tracking.at_tracked(r, r["bad"].numpy())
 
 
 def per_seed(rs, key: str) -> np.ndarray:
@@ -79,8 +81,8 @@ def _mean_defined(values) -> float:
 
 # --------------------------------------------------------------------------- tables
 def loss_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
-    """ABL-1 (saved): per attack, the mean training loss of poisons and of clean samples after the
-    first and the last epoch of plain training, the AUROC of "lower loss" for poisons after the
+    """ABL-1 (saved): per attack, the mean training loss of poisons and of clean samples (those
+    tracked: ``cfg.track_sample``) after the first and the last epoch of plain training, the AUROC of "lower loss" for poisons after the
     first epoch, and the same after the first LGA epoch of ABL (means over seeds)."""
     rows = []
     for attack in cfg.attacks:
@@ -176,7 +178,9 @@ def fig_losses(cfg, vic: dict, res: Results):
     axes[0, 0].set_ylabel("training loss (median, IQR)")
     axes[1, 0].set_ylabel("training loss (median, IQR)")
     axes[1, 0].legend(fontsize=6)
-    title = "ABL-1: training loss of poisoned and clean samples in the early epochs (first seed)"
+    tracked = (f"a random {cfg.track_sample:,} of the training samples" if cfg.track_sample
+               and cfg.track_sample < 10 * cfg.train_per_class else "every training sample")
+    title = f"ABL-1: training loss of poisoned and clean samples in the early epochs (first seed; {tracked})"
     return P.finish(fig, res, "ABL-1", title, standin_label(cfg))
 
 
