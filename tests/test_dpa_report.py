@@ -68,3 +68,27 @@ def test_the_headline_is_untested_where_the_base_classifiers_fall_short_of_the_p
     head = c["DPA-1:certified-accuracy-at-the-paper-s-median-radius:cifar-k50"]
     assert head["verdict"] == "untested" and "base-classifier-accuracy:cifar-k50" in head["reason"]
     assert c["DPA-1:certified-accuracy-at-the-paper-s-median-radius:mnist-k100"]["verdict"] == "holds"
+
+
+def test_table_1_rows_that_no_k_stands_for_are_listed_as_not_run(isolated_artifacts):
+    cfg = load_config("dpa", "cpu")
+    res = Results("10_dpa", "cpu", "dpa")
+    results = {"cifar": {50: {**_result(50, 50_000, 0.6), "batched_s": torch.tensor(1.0),
+                              "loop_s_per_partition": torch.tensor(0.1), "loop_agreement": torch.tensor(1.0),
+                              "rebatched_agreement": torch.tensor(1.0)}}, "mnist": {}}
+    table = R.summary_table(cfg, results, res)
+    cifar = table.loc["CIFAR-10"]
+    assert list(cifar.index) == [50, 250, 1000] and cifar.loc[50, "note"] == ""
+    for k in (250, 1000):   # the paper's values beside an empty measurement
+        assert cifar.loc[k, "note"] == "not run at cpu (paper profile)" and np.isnan(cifar.loc[k, "base classifier accuracy"])
+    assert cifar.loc[250, "paper base classifier accuracy"] == pytest.approx(0.352)
+
+
+def test_the_power_of_the_headline_is_that_of_its_own_test():
+    from poisonrepro import power as PW
+    for n, share in ((40, 0.7), (60, 0.55), (25, 0.9)):
+        assert R.share_power(n, share, 0.5, 0.05) == pytest.approx(PW.rate_power(n, share, 0.5, 0.05), abs=1e-9)
+    # at the paper's own k its share is half a step above one half; the MNIST radius, rounded up, lies past it
+    assert 0.5 < R.assumed_share("cifar", 50, 50) < 0.52
+    assert R.assumed_share("mnist", 100, 1200) < 0.5
+    assert R.share_power(10_000, 0.49, 0.5, 0.05) < 0.01 < 0.5 < R.share_power(10_000, 0.52, 0.5, 0.05)

@@ -21,6 +21,7 @@ from ... import stats as S
 from ...defenses import dpa
 from ...reference import get as reference
 from ...results import Results
+from . import experiments as E
 from .experiments import DATASETS, NUM_CLASSES
 
 plt = P.plt
@@ -87,9 +88,7 @@ def summary_table(cfg, results: dict, res: Results) -> pd.DataFrame:
                      "paper base classifier accuracy": np.nan, "paper median radius, scaled to k": np.nan}
             if pk:
                 radius = paper_radius(name, k, pk)
-                paper.update({"paper clean accuracy": reference("dpa", f"{name}_k{pk}_clean_accuracy").value,
-                              "paper base classifier accuracy": reference("dpa", f"{name}_k{pk}_base_accuracy").value,
-                              "paper median radius, scaled to k": np.nan if radius is None else radius})
+                paper.update({**_paper_row(name, pk), "paper median radius, scaled to k": np.nan if radius is None else radius})
             loop_s = float(r["loop_s_per_partition"]) * k
             rows.append({"dataset": NAME[name], "k": k, "partition size (mean)": sizes.mean().item(),
                          "empty partitions": int((sizes == 0).sum()), "test images": len(rad),
@@ -100,10 +99,25 @@ def summary_table(cfg, results: dict, res: Results) -> pd.DataFrame:
                          "batched train+vote (s)": float(r["batched_s"]), "loop, extrapolated (s)": loop_s,
                          "speed-up": loop_s / float(r["batched_s"]),
                          "loop (alone) votes = batch votes": float(r["loop_agreement"]),
-                         "re-batched votes = batch votes": float(r["rebatched_agreement"])})
+                         "re-batched votes = batch votes": float(r["rebatched_agreement"]), "note": ""})
+        rows += _not_run_rows(cfg, name, results[name])
     table = pd.DataFrame(rows).set_index(["dataset", "k"])
     res.save_table(table, "DPA-1")
     return table
+
+
+def _paper_row(name: str, pk: int) -> dict:
+    return {"paper k (Table 1 row)": pk, "paper clean accuracy": reference("dpa", f"{name}_k{pk}_clean_accuracy").value,
+            "paper base classifier accuracy": reference("dpa", f"{name}_k{pk}_base_accuracy").value,
+            "paper median radius, scaled to k": reference("dpa", f"{name}_k{pk}_median_robustness").value}
+
+
+def _not_run_rows(cfg, name: str, results: dict) -> list[dict]:
+    """The Table 1 rows of ``name`` that no k of this profile stands for (cut for the budget):
+    listed with the paper's values, never silently dropped."""
+    stood = {paper_k(name, k, _n_train(r)) for k, r in results.items()}
+    return [{"dataset": NAME[name], "k": pk, **_paper_row(name, pk), "note": f"not run at {cfg.profile} (paper profile)"}
+            for pk in PAPER_ROWS[name][1] if pk not in stood]
 
 
 def planted_table(cfg, rows: list[dict], res: Results) -> pd.DataFrame:
@@ -146,6 +160,88 @@ def fig_certified(cfg, results: dict, res: Results):
     P.standin_note(fig, standin_label(cfg))
     res.save_figure(fig, "DPA-1")
     return fig
+
+
+# --------------------------------------------------------------------------- power
+def assumed_share(name: str, k: int, pk: int) -> float:
+    """The certified share at this k's radius if the paper's ensemble were reproduced exactly.
+
+    Table 1 gives a median m (paper units), not the share there: by its definition the share is
+    at least half at m and below half at m + 1. Assumed: the certified-accuracy curve falls
+    linearly from the clean accuracy at 0 to half at m + 1/2 (its mean slope s, per paper unit),
+    read at this k's radius r, which is ``paper_radius`` = ceil(m k / pk) in units of pk / k paper
+    units: 0.5 + s (m + 1/2 - r pk / k). At r = m (the paper's own k) that is half a step above 0.5;
+    where the ceiling moves r past m k / pk it can fall below 0.5, and no ensemble as good as the
+    paper's would then hold the claim (clipped to [0, 1]: a small k's radius is far from the row's)."""
+    median = reference("dpa", f"{name}_k{pk}_median_robustness").value
+    clean = reference("dpa", f"{name}_k{pk}_clean_accuracy").value
+    slope = (clean - 0.5) / (median + 0.5)
+    return float(np.clip(0.5 + slope * (median + 0.5 - paper_radius(name, k, pk) * pk / k), 0.0, 1.0))
+
+
+def share_power(n: int, share: float, threshold: float, level: float) -> float:
+    """The power of ``stats.rate_test`` (the headline's test) over ``n`` test images each certified
+    with probability ``share``: the binomial tail above the smallest count that holds at ``level``
+    (found by bisection: whether a count holds is monotone in the count)."""
+    from scipy.stats import binom
+
+    def holds(count: int) -> bool:
+        d = S.rate_test(count, n, threshold)
+        return d.verdict == "holds" and not d.p > level
+    lo, hi = 0, n + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(mid) if mid <= n else True:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(binom.sf(lo - 1, n, share)) if lo <= n else 0.0
+
+
+def images_for(share: float, threshold: float, level: float, target: float = 0.8, n_max: int = 10_000) -> float:
+    """The fewest test images giving ``target`` power (inf above ``n_max``, the test set's size)."""
+    if share <= threshold or share_power(n_max, share, threshold, level) < target:
+        return math.inf
+    lo, hi = 1, n_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if share_power(mid, share, threshold, level) >= target else (mid + 1, hi)
+    return lo
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """Before the run: for each headline (a k standing for a Table 1 row with a median), the
+    units (the test images this one ensemble certifies or not), the share assumed for an exact
+    reproduction (``assumed_share``), and the power of the headline's test at 0.05 and at Holm's
+    level over the headlines. The precondition (the base classifiers' floor) is listed beside it:
+    its units are the k base classifiers."""
+    from ... import power as PW
+    share = reference("dpa", "certified_share_at_median").value
+    heads = []
+    for name, ks, n_train, n_test in (("cifar", cfg.cifar_ks, cfg.cifar_train, cfg.cifar_test),
+                                      ("mnist", cfg.mnist_ks, len(E.dataset("mnist", cfg.mnist_train or None, cfg.mnist_test)["y"]),
+                                       cfg.mnist_test)):
+        for k in ks:
+            pk = paper_k(name, k, n_train)
+            if pk is not None and paper_radius(name, k, pk) is not None:
+                heads.append((name, k, pk, n_test))
+    holm = S.ALPHA / max(len(heads), 1)
+    rows = []
+    for name, k, pk, n_test in heads:
+        assumed = assumed_share(name, k, pk)
+        radius = paper_radius(name, k, pk)
+        rows.append({"claim": f"{NAME[name]}, k = {k}: at least half certified against {radius}",
+                     "Table 1 row": f"k = {pk}: median {reference('dpa', f'{name}_k{pk}_median_robustness').value:g}, "
+                                    f"clean {reference('dpa', f'{name}_k{pk}_clean_accuracy').value:.1%}",
+                     "unit": "a test image (certified or not by this one ensemble)", "units (this profile)": n_test,
+                     "assumed certified share (exact reproduction)": round(assumed, 4),
+                     f"power at {S.ALPHA:g}": round(share_power(n_test, assumed, share, S.ALPHA), 2),
+                     f"power at {holm:.3g} (Holm, {len(heads)} headlines)": round(share_power(n_test, assumed, share, holm), 2),
+                     f"test images for {PW.TARGET_POWER:.0%} at {holm:.3g}": images_for(assumed, share, holm, PW.TARGET_POWER),
+                     "precondition": f"{k} base classifiers at >= {reference('dpa', f'{name}_k{pk}_base_accuracy').value - cfg.base_floor_margin:.1%} "
+                                     f"(paper {reference('dpa', f'{name}_k{pk}_base_accuracy').value:.1%} less "
+                                     f"{100 * cfg.base_floor_margin:g} points)"})
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame(columns=["claim"]).set_index("claim")
 
 
 # --------------------------------------------------------------------------- claims
