@@ -16,10 +16,16 @@ T = 40  # targets
 
 
 # --------------------------------------------------------------------------- 02 Convex Polytope
+# 3 substitutes, 2 gray-box and 2 black-box victims (the profiles' own lists change with their scale)
+NETWORKS = dict(substitutes=("convnet_bn", "vgg11_standin", "regnetx_1_6gf_standin"),
+                graybox_victims=("convnet_bn", "vgg11_standin"),
+                blackbox_victims=("resnet18_standin", "efficientnet_b1_standin"))
+
+
 def _cp_run(accuracy=None, success=None):
-    """The smoke profile's networks (3 substitutes, 2 gray-box, 2 black-box victims) with planted
-    accuracies and per-target successes ``success[role] = {method: [T] bools}`` (default: none)."""
-    cfg = load_config("convex_polytope", "smoke", n_targets=T, test_images=2000)
+    """``NETWORKS`` at the smoke profile, with planted accuracies and per-target successes
+    ``success[role] = {method: [T] bools}`` (default: none)."""
+    cfg = load_config("convex_polytope", "smoke", n_targets=T, test_images=2000, **NETWORKS)
     specs = network_specs(cfg)
     accuracy = accuracy or {}
     networks = [{**s, "test_accuracy": accuracy.get(i, 0.9)} for i, s in enumerate(specs)]
@@ -33,8 +39,9 @@ def _cp_run(accuracy=None, success=None):
 
 
 def _role(role):
-    """The indices of the smoke profile's networks of ``role``."""
-    return [i for i, s in enumerate(network_specs(load_config("convex_polytope", "smoke"))) if s["role"] == role]
+    """The indices of ``NETWORKS`` of ``role``."""
+    return [i for i, s in enumerate(network_specs(load_config("convex_polytope", "smoke", **NETWORKS)))
+            if s["role"] == role]
 
 
 def _claims(res):
@@ -192,3 +199,13 @@ def test_01_upsampled_comparison_is_paired_per_target(isolated_artifacts):
     _, claims = _record_pf(*_pf_run(upsampled=True))
     row = claims["PF-F5:clean-label-success-upsampled-success-32x32-same-targets"]
     assert "McNemar" in row["test"] and row["n"] == 10
+
+
+def test_02_cpu_profile_is_sized_by_its_power_analysis():
+    """The cpu profile gives CP beats FC 80% power at Holm's level; "more than 50%" is shown as
+    unpowerable (the paper's own black-box mean is below the threshold), not sized."""
+    table = CPR.power_analysis(load_config("convex_polytope", "cpu"))
+    holm = [c for c in table.columns if c.startswith("power at 0.025")][0]
+    assert table.loc["CP beats FC on black-box victims", holm] >= 0.8
+    assert table.loc["CP succeeds more than 50% of the time (black-box)", holm] < 0.05
+    assert table.loc["CP succeeds more than 50% of the time (black-box)"].filter(like="units for").item() == float("inf")

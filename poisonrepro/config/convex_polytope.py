@@ -79,21 +79,27 @@ _COMMON = dict(seed=0, target_class="frog", poison_class="ship", finetune_per_cl
                # the accuracy floor of issue 23, at every profile (smoke's networks do not reach it)
                accuracy_floor=0.8)
 
-_STANDINS = dict(substitutes=("convnet_bn", "vgg11_standin", "regnetx_1_6gf_standin"),
+# issue 23's floor decides the stand-ins (docs/probes/02_standin_floor_probe.json, the fast recipe on
+# 48,000 images, 8 epochs, AMD EPYC): VGG-11 82.8% in 128 s and ResNet-18 82.8% in 223 s are kept;
+# RegNetX-1.6GF (73.3%) is below the floor, and EfficientNet-B1 (about 2 steps/s: some 13 minutes
+# for 8 epochs) does not fit the budget; both stay in the paper profile's architectures
+_STANDINS = dict(substitutes=("convnet_bn", "vgg11_standin"),
                  graybox_victims=("convnet_bn", "vgg11_standin"),
-                 blackbox_victims=("resnet18_standin", "efficientnet_b1_standin"))
+                 blackbox_victims=("resnet18_standin",))
 
 PROFILES = {
     # the cpu profile's networks (so that the tables' rows, which nbval compares, are the same), tiny
     "smoke": dict(_COMMON, **_STANDINS, test_images=100, pretrain_per_class=20, pretrain_epochs=1, finetune_per_class=10,
                   n_targets=3, craft_steps=3, retrain_epochs=2, e2e_epochs=1, e2e_targets=1, e2e_victims=("convnet_bn",),
                   toy_instances=4, dropouts=(0.2,)),
-    # sized for 20 minutes on 2 cores (the first cpu run, with 1,000 images per class, 300 crafting
-    # steps, three gray-box victims, MobileNet-V2 as a black-box victim and two end-to-end victims
-    # for 10 epochs, took 34 minutes)
-    "cpu": dict(_COMMON, **_STANDINS, pretrain_per_class=800, pretrain_epochs=4, n_targets=30, craft_steps=200,
+    # issue 23: the paper's pretraining set (4,800 images per class), 10 epochs of the fast recipe
+    # so that every network clears the 80% floor with a margin (8 epochs gave 82.8% on the probe's
+    # VGG-11 and ResNet-18 stand-ins; ConvNet-BN reaches 80-81% at 8 on 50,000); 60 targets, the
+    # power analysis's 55 for 80% at Holm's level (CP beats FC; the paper's 50 give 0.76); all
+    # 10,000 test images for the floors (one network each: its test images are the units)
+    "cpu": dict(_COMMON, **_STANDINS, pretrain_per_class=4800, pretrain_epochs=10, n_targets=60, craft_steps=200,
                 retrain_epochs=60, e2e_epochs=5, e2e_targets=10, e2e_victims=("convnet_bn",),
-                toy_instances=100, dropouts=(0.2,)),
+                toy_instances=100, dropouts=(0.2,), test_images=10_000),
     "paper": dict(_COMMON, substitutes=("resnet18", "vgg11", "regnetx_1_6gf"),
                   graybox_victims=("resnet18", "vgg11", "regnetx_1_6gf"),
                   blackbox_victims=("mobilenet_v2", "efficientnet_b1"),

@@ -230,6 +230,33 @@ def accuracy_floors(cfg, networks, res: Results) -> list[dict]:
     return rows
 
 
+# --------------------------------------------------------------------------- power (before the run)
+HEADLINES = 2  # on black-box victims: CP beats FC; CP succeeds more than 50% of the time
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """The power of CP-2's two headline claims at this profile, before the run: Fig. 5's black-box
+    bars (the mean of its two victims) as the paper's effect, the targets (each with its own
+    poisons) as the units, and the tests that will decide them (``poisonrepro.power``). With one
+    black-box victim the tests are exact (McNemar, Wilson); with several, a target's share of them
+    is its outcome, which only adds precision, so the one-victim power is a lower bound."""
+    from ... import power as PW
+    from ...reference import get as reference
+    cp = reference("convex_polytope", "cp_blackbox_success").value
+    fc = reference("convex_polytope", "fc_blackbox_success").value
+    n = cfg.n_targets
+    unit = f"a target with its own poisons ({len(cfg.blackbox_victims)} black-box victim(s) each)"
+    several = "" if len(cfg.blackbox_victims) == 1 else " (for one victim: a lower bound on the t tests' power)"
+    return PW.power_table([
+        PW.plan_row("CP beats FC on black-box victims", unit, n, "exact McNemar and Newcombe's paired bound" + several,
+                    f"CP {cp:.0%} (Fig. 5, black-box mean)", f"FC {fc:.0%} on the same targets (Fig. 5)",
+                    lambda k, level: PW.paired_success_power(k, cp, fc, level), HEADLINES),
+        PW.plan_row(f"CP succeeds more than {HEADLINE:.0%} of the time (black-box)", unit, n,
+                    f"Wilson bound against {HEADLINE:.0%}" + several, f"CP {cp:.0%} (Fig. 5, black-box mean)",
+                    f"{HEADLINE:.0%} (the abstract's threshold)",
+                    lambda k, level: PW.rate_power(k, cp, HEADLINE, level), HEADLINES)])
+
+
 def record_claims(cfg, networks, tr, e2e, res: Results):
     """The claims of Sec. 5 (Fig. 5, Fig. 7) and the clean-accuracy bound, each decided by its test.
 
