@@ -9,6 +9,8 @@ Usage: python docs/probes/01_floor_probe.py CASE [CASE ...]; CASE is one of
   e2e-adam:EPOCHS:PER_CLASS        the end-to-end victim, the notebook's recipe
   e2e-fast:EPOCHS:PER_CLASS        the end-to-end victim, the fast victim recipe
   finetune:PER_CLASS               one epoch of the end-to-end fine-tuning (Adam 1e-4, no augmentation)
+  e2ebn-fast:EPOCHS:PER_CLASS      an end-to-end victim with batch norm (ConvNet-BN), the fast victim recipe
+  finetunebn:PER_CLASS             one epoch of the end-to-end fine-tuning of ConvNet-BN
 Prints one JSON line per case. Run it alone on the machine (it is a timing)."""
 import json
 import sys
@@ -38,16 +40,16 @@ SEEN = [c for c in range(10) if c not in (D.class_index("airplane"), D.class_ind
 E2E = [D.class_index("bird"), D.class_index("dog")]
 for case in sys.argv[1:]:
     kind, *rest = case.split(":")
-    if kind == "finetune":
+    if kind in ("finetune", "finetunebn"):
         per_class, epochs = int(rest[0]), 1
     else:
         epochs, per_class = float(rest[0]), int(rest[1])
-    net, recipe = kind.split("-") if "-" in kind else ("e2e", "finetune")
+    net, recipe = kind.split("-") if "-" in kind else (kind.replace("finetune", "e2e"), "finetune")
     classes = SEEN if net == "extractor" else E2E
     x, y, tx, ty = task(classes, per_class)
     width = 32 if net == "extractor" else 16
     torch.manual_seed(0)
-    model = M.convnet(len(classes), width=width)
+    model = M.convnet_bn(len(classes)) if net.endswith("bn") else M.convnet(len(classes), width=width)
     t0 = time.perf_counter()
     if recipe == "fast":
         T.train_victim(model, x, y, T.VictimRecipe(epochs=epochs), seed=0, desc=case)

@@ -21,6 +21,9 @@ class Config(ExtractorConfig):
     UPSTREAM = {"task": ("extractor",), "influence_loo": ("task",), "influence_attack": ("task",),
                 "influence_control": ("task",)}
 
+    # the stand-in extractor's recipe (``pretrained.cifar_standin``): issue 23's floor needs "fast"
+    standin_recipe: str = param(choices=("adam", "fast"), stage="extractor")
+
     class_a: str = param(choices=C, stage="task")
     class_b: str = param(choices=C, stage="task")
     train_per_class: int = param(min=2, max=4500, dry=6, stage="task")
@@ -42,13 +45,13 @@ class Config(ExtractorConfig):
 
 
 # the stand-in extractor's settings equal notebook 01's, so both share one cached extractor
-_STANDIN = dict(extractor="standin_convnet", standin_width=32, standin_per_class=2500, standin_epochs=8,
-                standin_lr=1e-3)
+_STANDIN = dict(extractor="standin_convnet", standin_width=32, standin_per_class=5000, standin_epochs=14,
+                standin_lr=1e-3, standin_recipe="fast")
 _COMMON = dict(seed=0, class_a="airplane", class_b="frog", weight_decay=0.001, perturb_counts=(1, 2, 3, 5, 10))
 
 PROFILES = {
     "smoke": dict(_COMMON, extractor="standin_convnet", standin_width=8, standin_per_class=60, standin_epochs=1,
-                  standin_lr=1e-3, train_per_class=30, test_per_class=20, loo_points=8, n_targets=2,
+                  standin_lr=1e-3, standin_recipe="fast", train_per_class=30, test_per_class=20, loo_points=8, n_targets=2,
                   eps=(2 / 255, 16 / 255), step_fraction=0.5, attack_iters=2),
     "cpu": dict(_COMMON, **_STANDIN, train_per_class=300, test_per_class=200, loo_points=40, n_targets=20,
                 eps=(2 / 255, 16 / 255), step_fraction=0.25, attack_iters=5),

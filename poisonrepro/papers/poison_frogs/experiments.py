@@ -214,20 +214,40 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
 
 
 # --------------------------------------------------------------------------- end-to-end
+def e2e_network(cfg) -> M.Classifier:
+    """An untrained end-to-end victim of ``cfg.e2e_model``."""
+    if cfg.e2e_model == "convnet":
+        return M.convnet(cfg.e2e_num_classes, width=cfg.e2e_width)
+    if cfg.e2e_model == "convnet_bn":
+        return M.convnet_bn(cfg.e2e_num_classes)
+    return M.alexnet_cifar(cfg.e2e_num_classes)
+
+
+def e2e_name(cfg) -> str:
+    return f"{cfg.e2e_model}-{cfg.e2e_width}" if cfg.e2e_model == "convnet" else cfg.e2e_model
+
+
+def train_from_scratch(cfg, model, x, y, seed: int, desc: str):
+    """The end-to-end victim's from-scratch recipe: ConvNet-BN with the project's fast recipe
+    (``train.train_victim``, ``e2e_pretrain_epochs``; issue 23's floor), the others with Adam at
+    ``e2e_pretrain_lr`` and augmentation."""
+    if cfg.e2e_model == "convnet_bn":
+        return T.train_victim(model, x, y, T.VictimRecipe(epochs=cfg.e2e_pretrain_epochs), seed=seed, desc=desc)
+    return T.train_classifier(model, x, y, epochs=cfg.e2e_pretrain_epochs, lr=cfg.e2e_pretrain_lr,
+                              optimizer="adam", augment=True, seed=seed, desc=desc)
+
+
 def e2e_victim(cfg, data, cache: ArtifactCache) -> M.Classifier:
     """The victim network, trained from scratch on the clean end-to-end task (warm start)."""
     key = _key(cfg, "e2e_victim")
-    make = (lambda: M.convnet(cfg.e2e_num_classes, width=cfg.e2e_width)) if cfg.e2e_model == "convnet" \
-        else (lambda: M.alexnet_cifar(cfg.e2e_num_classes))
 
     def fit():
         T.seed_everything(cfg.seed + 11)
-        m = make()
+        m = e2e_network(cfg)
         tr = data["e2e_train"]
-        T.train_classifier(m, tr.x, tr.y, epochs=cfg.e2e_pretrain_epochs, lr=cfg.e2e_pretrain_lr,
-                           optimizer="adam", augment=True, seed=cfg.seed + 11, desc="train e2e victim")
-        return m.state_dict()
-    model = make()
+        train_from_scratch(cfg, m, tr.x, tr.y, cfg.seed + 11, "train e2e victim")
+        return {k: v.contiguous() for k, v in m.state_dict().items()}
+    model = e2e_network(cfg)
     model.load_state_dict(cache.tensors("e2e_victim", key, fit))
     return model.eval()
 
@@ -249,10 +269,10 @@ def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
     T.unfreeze(model)
     xs = torch.cat([x, poisons])
     ys = torch.cat([y, torch.full((len(poisons),), base_label, dtype=torch.long)])
-    epochs = cfg.e2e_pretrain_epochs if from_scratch else cfg.e2e_finetune_epochs
-    lr = cfg.e2e_pretrain_lr if from_scratch else cfg.e2e_finetune_lr
-    return T.train_classifier(model, xs, ys, epochs=epochs, lr=lr, optimizer="adam",
-                              augment=from_scratch, seed=seed, desc="retrain victim")
+    if from_scratch:
+        return train_from_scratch(cfg, model, xs, ys, seed, "retrain victim")
+    return T.train_classifier(model, xs, ys, epochs=cfg.e2e_finetune_epochs, lr=cfg.e2e_finetune_lr,
+                              optimizer="adam", seed=seed, desc="fine-tune victim")
 
 
 def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
@@ -404,10 +424,9 @@ def plan(cfg) -> list[dict]:
         rows.append(_plan_row("transfer_attack (upsampled)", cfg.upsampled_targets, craft + heads,
                               f"per target, poisons at {cfg.upsampled_size}px resized to 32x32 for the network: "
                               f"{basis}"))
-    victim = M.convnet(cfg.e2e_num_classes, width=cfg.e2e_width) if cfg.e2e_model == "convnet" \
-        else M.alexnet_cifar(cfg.e2e_num_classes)
+    victim = e2e_network(cfg)
     n_train = cfg.e2e_num_classes * cfg.e2e_train_per_class
-    victim_name = f"{cfg.e2e_model}-{cfg.e2e_width}" if cfg.e2e_model == "convnet" else cfg.e2e_model
+    victim_name = e2e_name(cfg)
     rows.append(_plan_row("e2e_victim", 1, P.model_train_flops(victim, shape, n_train * cfg.e2e_pretrain_epochs),
                           f"{victim_name} trained on {n_train} images x {cfg.e2e_pretrain_epochs} epochs, forward x3"))
     nmax, opac, counts = max(cfg.e2e_poison_counts), len(cfg.e2e_opacities), cfg.e2e_poison_counts

@@ -18,6 +18,7 @@ from ... import stats as S
 from ... import train as T
 from ...attacks.evasion_pgd import targeted_pgd
 from ...results import Results, success_columns
+from . import experiments as E
 
 plt = P.plt
 
@@ -311,7 +312,7 @@ def fc1_table(cfg, main, e2e, res: Results) -> pd.DataFrame:
     different tasks on different networks (the ``task`` column says which); row labels are
     the same at every profile."""
     transfer_task = f"{cfg.transfer_class_a} vs {cfg.transfer_class_b}, frozen stand-in extractor + linear head"
-    e2e_task = f"{cfg.e2e_target_class} target vs {cfg.e2e_base_class} bases, {cfg.e2e_model}-{cfg.e2e_width}"
+    e2e_task = f"{cfg.e2e_target_class} target vs {cfg.e2e_base_class} bases, {E.e2e_name(cfg)}"
     rows = [("transfer learning, 1 poison", transfer_task, main["success"]),
             ("end-to-end fine-tuning, 1 poison", e2e_task, e2e["single"]),
             ("from scratch, 1 poison", e2e_task, e2e["scratch_single"])]
@@ -340,7 +341,7 @@ def accuracy_preconditions(cfg, res: Results, main, e2e, label: str) -> dict:
     victim = res.claim(
         "PF-F8", f"the end-to-end victim reaches {floor:.0%} clean accuracy", "victim clean accuracy",
         S.rate_test(int(round(float(e2e["clean_acc_victim"]) * n_e2e)), n_e2e, floor, ">"), role="supporting",
-        setting=f"{cfg.e2e_model}-{cfg.e2e_width} before fine-tuning, {n_e2e} test images of the end-to-end task; "
+        setting=f"{E.e2e_name(cfg)} before fine-tuning, {n_e2e} test images of the end-to-end task; "
                 "one fixed network (every trial fine-tunes it), so its test images are the units")
     scratch = res.claim(
         "FC-1", f"the victims trained from scratch reach {floor:.0%} clean accuracy",
@@ -348,6 +349,78 @@ def accuracy_preconditions(cfg, res: Results, main, e2e, label: str) -> dict:
         S.mean_test(e2e["scratch_clean_acc"].numpy(), floor, ">"), role="supporting",
         setting=f"one victim per target, each trained from scratch with its own seed (the unit), {n_e2e} test images")
     return {"extractor": extractor, "victim": victim, "scratch": scratch}
+
+
+# --------------------------------------------------------------------------- power (before the run)
+HEADLINES = 3  # PF-F5's one-shot kill, PF-F8's rise with the number of poisons, FC-1's transfer vs scratch
+TRANSFER_THRESHOLD = 0.8  # PF-F5: "100%" tested as more than 80% (``record_claims``)
+SCRATCH_MARGIN = 0.5  # FC-1: transfer's rate exceeds the from-scratch rate by more than 0.5
+TREND_CHANGE = 0.1  # PF-F8: the fitted rise over the sweep exceeds 0.1
+TREND_DRAWS = 400
+
+
+def _trend_power(counts: tuple, rates: tuple, m: int, level: float) -> float:
+    """P(``stats.count_trend_test`` holds at ``level``) with ``m`` targets per count, each a
+    success with its count's rate: a seeded Monte Carlo of ``TREND_DRAWS`` outcomes."""
+    if rates[-1] - rates[0] <= TREND_CHANGE:
+        return 0.0  # the assumed rise is within the claim's minimum: no number of targets shows it
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(TREND_DRAWS):
+        d = S.count_trend_test(list(counts), [rng.binomial(m, r) for r in rates], [m] * len(counts), ">",
+                               min_change=TREND_CHANGE)
+        hits += d.verdict == "holds" and not d.p > level
+    return hits / TREND_DRAWS
+
+
+def _difference_power(n1: int, r1: float, n2: int, r2: float, margin: float, level: float) -> float:
+    """P(``stats.rate_difference_test`` holds at ``level``): exact over the binomial outcomes
+    (those of probability above 1e-9)."""
+    from scipy.stats import binom
+    total = 0.0
+    for k1 in range(n1 + 1):
+        p1 = binom.pmf(k1, n1, r1)
+        if p1 < 1e-9:
+            continue
+        for k2 in range(n2 + 1):
+            p2 = binom.pmf(k2, n2, r2)
+            if p2 < 1e-9:
+                continue
+            d = S.rate_difference_test(k1, n1, k2, n2, margin, ">")
+            total += p1 * p2 * (d.verdict == "holds" and not d.p > level)
+    return total
+
+
+def power_analysis(cfg) -> pd.DataFrame:
+    """The power of the three headline claims at this profile, before the run: the paper's
+    effects (reference data), the independent units (targets, each with its own poison; victims
+    retrained from scratch, each its own seed), and the tests that will decide them."""
+    from ... import power as PW
+    from ...reference import get as reference
+    transfer = reference("poison_frogs", "transfer_success_rate").value
+    at50 = reference("poison_frogs", "e2e_success_rate_50_poisons_opacity_0.3").value
+    single = reference("poison_frogs", "e2e_single_poison_success").value
+    counts = tuple(cfg.e2e_poison_counts)
+    # Fig. 6b's curve is read at 50 poisons only: assumed linear in the count from the single
+    # poison's rate to it (a straight line under-states a curve that rises early)
+    rates = tuple(min(1.0, single + (at50 - single) * (c - 1) / 49) for c in counts)
+    scratch_paper = single  # Sec. 4.2: the single poison fails end to end (no from-scratch figure)
+    return PW.power_table([
+        PW.plan_row("one poison per target succeeds in transfer learning", "a target with its own poison",
+                    cfg.n_targets, f"Wilson bound against {TRANSFER_THRESHOLD:.0%}",
+                    f"{transfer:.0%} (Sec. 4.1.1)", f"{TRANSFER_THRESHOLD:.0%} (the claim's threshold)",
+                    lambda k, level: PW.rate_power(k, transfer, TRANSFER_THRESHOLD, level), HEADLINES),
+        PW.plan_row("success rises with the number of watermarked poisons", "a target with its own poisons",
+                    cfg.e2e_targets, f"Cochran-Armitage and the fitted rise > {TREND_CHANGE:g} (per count: the targets)",
+                    f"{at50:.0%} at 50 poisons (Fig. 6b), {single:.0%} for one (Sec. 4.2); assumed "
+                    + ", ".join(f"{r:.0%} at {c}" for c, r in zip(counts, rates)),
+                    "no rise", lambda k, level: _trend_power(counts, rates, k, level), HEADLINES),
+        PW.plan_row("strong for transfer learning, weak from scratch", "a victim retrained from scratch (its seed)",
+                    cfg.scratch_targets, f"Newcombe's bound on the difference against {SCRATCH_MARGIN:g} "
+                                         f"({cfg.n_targets} transfer targets)",
+                    f"transfer {transfer:.0%}, from scratch {scratch_paper:.0%}", "a difference of 0.5",
+                    lambda k, level: _difference_power(cfg.n_targets, transfer, k, scratch_paper, SCRATCH_MARGIN, level),
+                    HEADLINES)])
 
 
 def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dict | None, label: str):
@@ -365,7 +438,7 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dic
     n = len(main["success"])
     clean_hits = _clean_label(main, cfg)
     res.claim("PF-F5", f"one poison per target succeeds in transfer learning (clean-label: {gate})",
-              "clean_label_success_rate", S.rate_test(int(clean_hits.sum()), n, 0.8, ">"), role="headline",
+              "clean_label_success_rate", S.rate_test(int(clean_hits.sum()), n, TRANSFER_THRESHOLD, ">"), role="headline",
               setting=f"{label}; the paper's beta", paper_key="transfer_success_rate", requires=on_extractor)
     within = main["linf_255"] <= cfg.clean_label_linf_255
     res.claim("PF-F5", f"poisons stay close to their base image (clean label: {gate})",
@@ -408,7 +481,7 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dic
     m = len(e2e["targets"])
     res.claim("PF-F8", f"success rises with the number of watermarked poisons (clean-label: {gate} beyond the watermark)",
               "change of success rate over the sweep of poisons",
-              S.count_trend_test(counts, k_counts, [m] * len(counts), ">", min_change=0.1), role="headline",
+              S.count_trend_test(counts, k_counts, [m] * len(counts), ">", min_change=TREND_CHANGE), role="headline",
               setting=f"opacity {gamma:.0%}; per target; minimum change 0.1", requires=on_victim)
     if 50 in counts:
         k50 = k_counts[counts.index(50)]
@@ -432,6 +505,6 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dic
     scratch = e2e["scratch_single"]
     res.claim("FC-1", "strong for transfer learning, weak from scratch (1 poison each; different tasks)",
               "success(transfer, clean-label) - success(from scratch)",
-              S.rate_difference_test(gated, n, int(scratch.sum()), len(scratch), 0.5, ">"), role="headline",
+              S.rate_difference_test(gated, n, int(scratch.sum()), len(scratch), SCRATCH_MARGIN, ">"), role="headline",
               setting="minimum difference 0.5; different targets and tasks, so unpaired",
               requires=[floors["extractor"], floors["scratch"]])
