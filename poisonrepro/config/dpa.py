@@ -32,7 +32,7 @@ class Config(BaseConfig):
     mnist_width: int = param(min=2, max=256, dry=4, stage="mnist")
     batch_size: int = param(min=1, stage=("cifar", "mnist"))
     lr: float = param(min=0, max=10, stage=("cifar", "mnist"))
-    images_per_pass: int = param(min=1, stage=("cifar", "mnist"))  # partitions per batched pass: this many images per step
+    images_per_pass: int = param(min=1, stage=("cifar", "mnist"))  # partitions per batched pass: this many images per step (1: one partition a pass, the loop)
     loop_partitions: int = param(min=0, max=1000, dry=1, stage=("cifar", "mnist"))  # also trained alone, for the speed-up
     planted_k: int = param(min=1, max=60_000, stage="planted")  # MNIST's k for the planted attack in the notebook
     planted_points: int = param(min=0, max=10_000, dry=2, stage="planted")  # certified test points it attacks
@@ -70,12 +70,12 @@ PROFILES = {
     # 60,000 / 1,200; 5,000 / 250 = 20, as 60,000 / 3,000), and k = 25 and 50 for the trade-off, 20
     # epochs (the probe's 200 epochs: 25.2% at k = 100, against 53% at 20 in the run before). Every
     # base classifier votes on all 10,000 test images of each dataset (500 until 2026-12-07: the
-    # headline's power, Power section). 1,280 images per pass: 10 partitions of 128, 20 of 64; 3,200
-    # until 2026-12-06 peaked at 6.43 GiB, over the 6 GiB of issue 23 (the votes do not depend on
-    # it: each partition's steps are its own, ``dpa.plan_passes``)
+    # headline's power, Power section). One partition per pass (images_per_pass=1: the loop), for
+    # time: on these 2 cores the run on 6d577dd measured its batched passes (1,280 images a pass)
+    # slower than the loop, 1,716 s against 901 s extrapolated over every k (speed-up 0.36-0.69)
     "cpu": dict(_COMMON, cifar_ks=(50,), cifar_train=CIFAR_TRAIN, cifar_test=10_000, cifar_epochs=80,
                 cifar_width=8, mnist_ks=(25, 50, 100, 250), mnist_train=0, mnist_test=10_000, mnist_epochs=20, mnist_width=8,
-                images_per_pass=1280, loop_partitions=4, planted_k=50, planted_points=8),
+                images_per_pass=1, loop_partitions=4, planted_k=50, planted_points=8),
     "paper": dict(_COMMON, cifar_ks=(50, 250, 1000), cifar_train=CIFAR_TRAIN, cifar_test=10_000, cifar_epochs=200,
                   cifar_width=64, mnist_ks=(1200, 3000), mnist_train=0, mnist_test=10_000, mnist_epochs=200, mnist_width=32,
                   images_per_pass=6400, loop_partitions=4, planted_k=1200, planted_points=100,
