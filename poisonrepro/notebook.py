@@ -116,8 +116,11 @@ def cpu_model() -> str:
 
 
 def device_name() -> str:
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+    """Where this run trained and crafted (``train.default_device``)."""
+    from .train import default_device
+    device = default_device()
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
@@ -130,22 +133,34 @@ def peak_memory_gib() -> float:
 
 #: the colophon's memory line; ``poisonrepro.reproduce`` reads it back from an executed notebook
 PEAK_MEMORY_LABEL = "peak memory:"
+#: the colophon's data line: each dataset the run loaded, with its fingerprint (``data.DATA_USED``)
+DATA_LABEL = "data used:"
+
+
+def data_used() -> str:
+    from .data import DATA_USED
+    if not DATA_USED:
+        return "none loaded from files (generated or built into a library)"
+    return "; ".join(f"{source} [{fp}]" for source, fp in sorted(DATA_USED.items()))
 
 
 def _cache_summary() -> str:
     from .cache import EVENTS
-    hits = sum(1 for e in EVENTS if e[2] == "hit")
-    return f"artifact cache: {hits} reused, {len(EVENTS) - hits} computed in this run"
+    count = {kind: sum(1 for e in EVENTS if e[2] == kind) for kind in ("hit", "miss", "corrupt")}
+    corrupt = f", {count['corrupt']} of them corrupt in the cache (moved aside)" if count["corrupt"] else ""
+    return f"artifact cache: {count['hit']} reused, {count['miss']} computed in this run{corrupt}"
 
 
 def colophon(profile: str) -> str:
     import numpy, sklearn, pandas  # noqa: E401
     from .precision import describe
+    from .train import default_device
     lines = [f"git commit:  {git_commit()}", f"profile:     {profile}", f"device:      {device_name()}",
              f"processor:   {cpu_model()}",
-             f"arithmetic:  {describe('cuda' if os.environ.get('POISONREPRO_DEVICE', 'cpu').startswith('cuda') else 'cpu')}",
+             f"arithmetic:  {describe(default_device().type)}",
              f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
              f"scikit-learn {sklearn.__version__}, pandas {pandas.__version__}",
+             f"{DATA_LABEL:<13}{data_used()}",
              f"wall time:   {time.time() - _START:.0f} s ({_cache_summary()})",
              f"{PEAK_MEMORY_LABEL:<13}{peak_memory_gib():.2f} GiB resident (the notebook's kernel process)"]
     return "\n".join(lines)

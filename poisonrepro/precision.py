@@ -57,9 +57,9 @@ def resolve(device: torch.device | str | None = None) -> str:
 
 
 def in_force() -> str:
-    """The precision of this process's training and crafting: on ``POISONREPRO_DEVICE``'s kind of
-    device (a CUDA device where it names one, else the CPU)."""
-    return resolve("cuda" if os.environ.get("POISONREPRO_DEVICE", "cpu").startswith("cuda") else "cpu")
+    """The precision of this process's training and crafting, on ``device.default_device()``."""
+    from .device import default_device
+    return resolve(default_device())
 
 
 def autocast(device: torch.device | str | None = None, precision: str | None = None):

@@ -25,18 +25,21 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 
 from . import paths
+from .cache import atomic_write
 from .config import PROFILE_NAMES, ConfigError, check_profile
-from .notebook import PEAK_MEMORY_LABEL
+from .notebook import DATA_LABEL, PEAK_MEMORY_LABEL
+from .progress import LOG_ENV, newest_line
 from .summary import write_summary
 
 NOTEBOOK_DIR = paths.repo_root() / "notebooks"
-README = paths.repo_root() / "README.md"
 
 
 def _kernel_config():
@@ -95,25 +98,56 @@ def peak_memory(path: Path) -> str:
     return " ".join(field.split()[:2]) if field else "?"
 
 
-# ---------------------------------------------------------------- progress across notebooks
-def measured_seconds(profile: str, readme: Path = README) -> dict[str, float]:
-    """The wall time the README measured for each notebook at ``profile``: ``cpu`` from the
-    Notebooks table's `cpu` wall time column (its first number, the cold run), ``smoke`` from
-    the Profiles table's ``NN: X s`` list. Empty where the README gives none (``paper``)."""
-    text = readme.read_text() if readme.is_file() else ""
+# ---------------------------------------------------------------- the runs' record: runs.csv
+#: one row per notebook of a profile's runs (``build/<profile>/runs.csv``; the published cpu run's in
+#: ``figures/cpu/runs.csv``, written by ``make publish``): how it ended, how long it took and on what.
+RUN_COLUMNS = ["notebook", "profile", "status", "wall_s", "peak_memory", "commit", "device", "processor", "data",
+               "finished", "error"]
+RUNS_FILE = "runs.csv"
+
+
+def read_runs(path: Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    return pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=RUN_COLUMNS, fill_value="")
+
+
+def record_run(path: Path, row: dict) -> pd.DataFrame:
+    """Put ``row`` in the runs file ``path`` in place of that notebook's earlier row."""
+    runs = read_runs(path)
+    runs = runs[runs.notebook != row["notebook"]]
+    runs = pd.concat([runs, pd.DataFrame([{c: row.get(c, "") for c in RUN_COLUMNS}])], ignore_index=True)
+    runs = runs.sort_values("notebook").reset_index(drop=True)
+    atomic_write(Path(path), lambda tmp: tmp.write_text(runs.to_csv(index=False)))
+    return runs
+
+
+def run_row(stem: str, nb_path: Path, profile: str, status: str, wall_s: float | None = None,
+            error: str = "") -> dict:
+    """A runs-file row for the executed notebook ``nb_path``, from its colophon where it has one."""
+    field = (lambda label: colophon_field(nb_path, label) or "") if Path(nb_path).is_file() else (lambda label: "")
+    if wall_s is None:  # the colophon's own clock: "1449 s (artifact cache: ...)"
+        m = re.match(r"([\d.]+) s", field("wall time:"))
+        wall_s = float(m.group(1)) if m else None
+    return {"notebook": stem, "profile": profile, "status": status,
+            "wall_s": "" if wall_s is None else f"{wall_s:.0f}", "peak_memory": peak_memory(nb_path) if field(
+                PEAK_MEMORY_LABEL) else "", "commit": field("git commit:"), "device": field("device:"),
+            "processor": field("processor:"), "data": field(DATA_LABEL),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "error": error}
+
+
+def measured_seconds(profile: str) -> dict[str, float]:
+    """Each notebook's wall time at ``profile`` from the runs that finished: this checkout's own
+    runs (``runs.csv`` beside its summary, ``build/<profile>/`` by default) first, then, for ``cpu``, the published run's
+    (``figures/cpu/runs.csv``). Empty where there are none (``paper``, a first ``smoke`` run)."""
     times = {}
-    if profile == "cpu":
-        for stem in re.findall(r"^\| `(\d\d_\w+)` \|", text, flags=re.M):
-            row = next(line for line in text.splitlines() if line.startswith(f"| `{stem}` |"))
-            m = re.search(r"\| ([\d,]+) s\b[^|]*\|\s*$", row)
-            if m:
-                times[stem] = float(m.group(1).replace(",", ""))
-    elif profile == "smoke":
-        row = next((line for line in text.splitlines() if line.startswith("| `smoke` |")), "")
-        stems = {s[:2]: s for s in re.findall(r"^\| `(\d\d_\w+)` \|", text, flags=re.M)}
-        for num, sec in re.findall(r"\b(\d\d): (?:\d+-)?(\d+) s\b", row):
-            if num in stems:
-                times.setdefault(stems[num], float(sec))
+    sources = [paths.figures_dir(profile) / RUNS_FILE]
+    if profile == paths.PUBLISHED_PROFILE:
+        sources.append(paths.published_dir() / RUNS_FILE)
+    for source in sources:
+        runs = read_runs(source)
+        for r in runs[(runs.status == "done") & (runs.wall_s != "")].itertuples():
+            times.setdefault(r.notebook, float(r.wall_s))
     return times
 
 
@@ -124,23 +158,49 @@ def hms(seconds: float) -> str:
 
 def progress_line(i: int, stems: list[str], profile: str, elapsed: float, measured: dict[str, float]) -> str:
     """``[i/N] stem (profile): 0:12:03 elapsed, about 0:40:00 left`` before notebook ``i``
-    (1-based): the time left is the README's measured times of notebooks i..N (those it has no
-    time for are named, not guessed)."""
+    (1-based): the time left is the measured times of notebooks i..N (``measured_seconds``; those
+    without one are named, not guessed)."""
     todo = stems[i - 1:]
     known = [measured[s] for s in todo if s in measured]
     unknown = [s for s in todo if s not in measured]
     head = f"[{i}/{len(stems)}] {stems[i - 1]} ({profile}): {hms(elapsed)} elapsed"
     if not known:
-        return head + f", no measured {profile} times in the README to estimate the rest from"
-    left = f", about {hms(sum(known))} left (the README's measured {profile} times"
+        return head + f", no measured {profile} times yet to estimate the rest from"
+    left = f", about {hms(sum(known))} left (the measured {profile} times in runs.csv"
     return head + left + (f"; none for {', '.join(unknown)})" if unknown else ")")
 
 
 # ---------------------------------------------------------------- a reviewer's run
-def run(profile: str, notebooks: list[str]) -> int:
+class ProgressTail(threading.Thread):
+    """Prints the newest line of a notebook's progress log (``poisonrepro.progress``) while it runs,
+    every ``interval`` seconds where it changed: a long cell is not silent in a batch run."""
+
+    def __init__(self, log: Path, interval: float = 30.0, out=None):
+        super().__init__(daemon=True)
+        self.log, self.interval, self.out = Path(log), interval, out or sys.stdout
+        self.stop = threading.Event()
+        self.shown = None
+
+    def poll(self) -> None:
+        try:
+            line = newest_line(self.log.read_text(encoding="utf-8", errors="replace")) if self.log.is_file() else None
+        except OSError:
+            return
+        if line and line != self.shown:
+            print(f"   ... {line}", file=self.out, flush=True)
+            self.shown = line
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.poll()
+
+
+def run(profile: str, notebooks: list[str], *, tail_interval: float = 30.0) -> int:
     import papermill as pm
     out_dir = paths.build_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = paths.figures_dir(profile)
+    runs_file = figures / RUNS_FILE
     os.environ["POISONREPRO_PROFILE"] = profile
     os.environ["POISONREPRO_BATCH"] = "1"
     measured = measured_seconds(profile)
@@ -150,25 +210,52 @@ def run(profile: str, notebooks: list[str]) -> int:
         t0 = time.time()
         print(progress_line(i, notebooks, profile, t0 - t_start, measured), flush=True)
         out = out_dir / f"{stem}.ipynb"
+        # an earlier run's outputs of this notebook never stand in for this run's
+        shutil.rmtree(paths.figures_dir(profile, stem), ignore_errors=True)
+        out.unlink(missing_ok=True)
+        log = out_dir / f"{stem}.progress.log"
+        log.unlink(missing_ok=True)
+        os.environ[LOG_ENV] = str(log)
+        tail = ProgressTail(log, tail_interval)
+        tail.start()
         try:
             pm.execute_notebook(str(NOTEBOOK_DIR / f"{stem}.ipynb"), str(out), kernel_name="python3",
                                 cwd=str(NOTEBOOK_DIR), progress_bar=sys.stderr.isatty(), config=KERNEL_CONFIG)
-        except pm.PapermillExecutionError as exc:
-            print(f"!! {stem} failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        except Exception as exc:  # a cell's error (PapermillExecutionError), a dead kernel, a full disk
+            error = f"{exc.ename}: {exc.evalue}" if isinstance(exc, pm.PapermillExecutionError) \
+                else f"{type(exc).__name__}: {exc}"
+            print(f"!! {stem} failed: {error}", file=sys.stderr)
             failed.append(stem)
+            record_run(runs_file, run_row(stem, out, profile, "failed", time.time() - t0, error.splitlines()[0][:300]))
             continue
+        finally:
+            tail.stop.set()
+            tail.join()
+            tail.poll()
+            os.environ.pop(LOG_ENV, None)
         clean_metadata(out)
+        record_run(runs_file, run_row(stem, out, profile, "done", time.time() - t0))
         resources.append((stem, time.time() - t0, peak_memory(out)))
         print(f"   done in {resources[-1][1]:.0f} s, peak memory {resources[-1][2]} "
-              f"-> {out.relative_to(paths.repo_root())}", flush=True)
-    if resources:
+              f"-> {_shown(out)}", flush=True)
+    if resources or failed:
         print(f"\n{'notebook':<28}{'wall time':>10}  peak memory (resident)")
         for stem, seconds, peak in resources:
             print(f"{stem:<28}{seconds:>8.0f} s  {peak}")
+        for stem in failed:
+            print(f"{stem:<28}{'FAILED':>10}  (no claims of it in the report)")
         print(f"{'all':<28}{time.time() - t_start:>8.0f} s")
-    summary, report = write_summary(profile, committed=paths.published_dir() / "summary.csv")
+    summary, report = write_summary(profile, committed=paths.published_dir() / "summary.csv",
+                                    runs=read_runs(runs_file), committed_runs=committed_runs())
     print(f"report: {_shown(report)} (the paper, the committed cpu run and this run side by side)")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (marked failed in {_shown(runs_file)} and the report)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def committed_runs() -> pd.DataFrame:
+    """The published cpu run's records (``figures/cpu/runs.csv``)."""
+    return read_runs(paths.published_dir() / RUNS_FILE)
 
 
 def _shown(path: Path) -> str:
@@ -210,6 +297,16 @@ def check_publishable(stems: list[str]) -> list[str]:
     return problems
 
 
+def _published_row(stem: str) -> dict:
+    """The published notebook's row: the build run's record, its time included (the colophon's
+    clock where the run was not recorded)."""
+    runs = read_runs(paths.figures_dir(paths.PUBLISHED_PROFILE) / RUNS_FILE)
+    mine = runs[(runs.notebook == stem) & (runs.status == "done")]
+    if len(mine):
+        return mine.iloc[-1].to_dict()
+    return run_row(stem, NOTEBOOK_DIR / f"{stem}.ipynb", paths.PUBLISHED_PROFILE, "done")
+
+
 def publish(stems: list[str]) -> int:
     problems = check_publishable(stems)
     if problems:
@@ -223,8 +320,9 @@ def publish(stems: list[str]) -> int:
         shutil.copytree(paths.figures_dir(paths.PUBLISHED_PROFILE, stem), staging)
         shutil.rmtree(target, ignore_errors=True)  # swap in the new folder whole: no stale artifact stays
         staging.rename(target)
+        record_run(paths.published_dir() / RUNS_FILE, _published_row(stem))
         print(f"published {stem} -> notebooks/{stem}.ipynb, {_shown(target)}/")
-    _, report = write_summary(paths.PUBLISHED_PROFILE, root=paths.published_dir())
+    _, report = write_summary(paths.PUBLISHED_PROFILE, root=paths.published_dir(), runs=committed_runs())
     print(f"report: {_shown(report)}")
     return 0
 

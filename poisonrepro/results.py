@@ -30,8 +30,8 @@ A run writes ``build/<profile>/<notebook>/`` (``paths.figures_dir``; ``make publ
   Preconditions and parts of joint claims are supporting claims, so that the headline family's
   adjustment cannot change what they decide.
 
-``write_summary`` gathers every notebook's claims into ``summary.csv`` and a readable ``REPORT.md``
-beside them, optionally compared with the committed ``cpu`` run.
+``poisonrepro.summary`` gathers every notebook's claims (``gather_claims``) into ``summary.csv`` and
+a readable ``REPORT.md`` beside them, optionally compared with the committed ``cpu`` run.
 """
 from __future__ import annotations
 
@@ -345,30 +345,6 @@ def tally_by_role(df: pd.DataFrame) -> str:
     return "; ".join(parts) if parts else tally([])
 
 
-#: the columns that name a claim: a run's claim is matched with the committed run's on its notebook
-#: and its id (artifact, metric and key, never the setting: that names the profile's stand-ins and
-#: sizes, e.g. "ConvNet-8" at smoke and "ConvNet-32" at cpu)
-CLAIM_KEY = ["notebook", "id"]
-
-
-_REPORT_INTRO = [
-    "Measured values come from the notebook runs; paper values from `poisonrepro/reference/`",
-    "(the citation in `source`). Each claim is decided by the stated test on the per-trial data",
-    "(`poisonrepro/stats.py`): **holds** when the one-sided 95% bound on the claim's side clears",
-    "the threshold in `check`, **fails** when the other bound falls short of it, **inconclusive**",
-    "otherwise (too little data to tell at 95%; counted as not reproduced). `p` is the one-sided",
-    "p-value of the claim's null (for trends and correlations: of no trend at all; the bound then",
-    "decides against the minimum effect, and a claim holds only if both agree); `trials to decide`",
-    "estimates how many trials would decide an inconclusive claim if the observed effect and",
-    "spread held. **untested**: a precondition that makes the claim a test did not hold (`why` names",
-    "it); the numbers decide nothing. A **joint** claim holds only where every part holds. A",
-    "**headline** claim (a main result of the paper) holds only where its p, Holm-adjusted over the",
-    "notebook's tested headline claims (`p (Holm)`), is below 0.05; **supporting** claims are",
-    "controls, sanity checks and preconditions. Headline claims are counted first."]
-
-_VERDICT_MD = {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*", "untested": "*untested*"}
-
-
 def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every notebook's ``claims.csv`` below ``root`` as one frame (a ``notebook`` column first),
     and the notebooks left out because their claims follow an older results contract."""
@@ -387,22 +363,6 @@ def gather_claims(root: Path, notebooks: list[str] | None = None) -> tuple[pd.Da
     return summary, stale
 
 
-def compare_with(summary: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with the committed run's measured value and verdict of the same claim (matched
-    on ``CLAIM_KEY``: the notebook and the claim's id; empty where the committed run has no such
-    claim) and ``changed``: True where the verdicts differ or the committed run lacks the claim."""
-    committed = _upgrade_summary(committed)
-    theirs = committed[CLAIM_KEY].astype(str).assign(committed_measured=committed.measured.values,
-                                                     committed_verdict=committed.verdict.values)
-    theirs = theirs.drop_duplicates(CLAIM_KEY)
-    out = summary[CLAIM_KEY].astype(str).merge(theirs, on=CLAIM_KEY, how="left")
-    result = summary.copy()
-    result["committed_measured"] = out.committed_measured.values
-    result["committed_verdict"] = out.committed_verdict.values
-    result["changed"] = out.committed_verdict.fillna("").values != summary.verdict.values
-    return result
-
-
 def _upgrade_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """A ``summary.csv`` (a ``notebook`` column, then claims) of any known contract in today's columns."""
     parts = [upgrade(part.drop(columns="notebook")).assign(notebook=nb)
@@ -410,66 +370,3 @@ def _upgrade_summary(summary: pd.DataFrame) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["notebook"] + CLAIM_COLUMNS)
     return pd.concat(parts, ignore_index=True)[["notebook"] + CLAIM_COLUMNS]
-
-
-# Superseded by poisonrepro.summary (its report of a run compared with the committed one failed on the
-# comparison columns); left here until the next change that reruns every notebook anyway, since results.py is
-# in every notebook's code fingerprint. Nothing imports these two.
-def _report_table(part: pd.DataFrame, compared: bool) -> list[str]:
-    r = readable(part)
-    if not compared:
-        lines = ["| claim | role | verdict | why | measured | paper | check | 95% bounds | n | p | p (Holm) | test "
-                 "| trials to decide | setting | source | id |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for x, src in zip(r.itertuples(index=False), part.source.fillna("")):
-            lines.append(f"| {x.claim} | {x.role} | {_VERDICT_MD[x.verdict]} | {x.why} | {x.measured} | {x.paper} | "
-                         f"`{x.check}` | {x._7} | {x.n} | {x.p} | {x._10} | {x.test} | {x._12} | {x.setting} | "
-                         f"{src} | `{x.id}` |")
-        return lines
-    lines = ["| claim | role | verdict | why | this run | committed `cpu` run | same as committed? | paper | check "
-             "| 95% bounds | n | p (Holm) | test | setting | id |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for x, (_, c) in zip(r.itertuples(index=False), part.iterrows()):
-        committed = ("not in the committed run" if pd.isna(c.committed_verdict)
-                     else f"{fmt(c.committed_measured)} ({c.committed_verdict})")
-        same = "**verdict differs**" if c.changed else "yes"
-        lines.append(f"| {x.claim} | {x.role} | {_VERDICT_MD[x.verdict]} | {x.why} | {x.measured} | {committed} | "
-                     f"{same} | {x.paper} | `{x.check}` | {x._7} | {x.n} | {x._10} | {x.test} | {x.setting} | "
-                     f"`{x.id}` |")
-    return lines
-
-
-def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Path | None = None,
-                  committed: Path | None = None) -> tuple[Path, Path]:
-    """``summary.csv`` and ``REPORT.md`` in ``root`` (default ``paths.figures_dir(profile)``) from
-    every notebook's ``claims.csv`` there.
-
-    ``committed``: the ``summary.csv`` of the committed ``cpu`` run. The report then puts the
-    paper, the committed run and this run side by side and flags each claim whose verdict
-    differs from the committed run's (a reviewer's run compares itself)."""
-    root = Path(root) if root is not None else paths.figures_dir(profile)
-    summary, stale = gather_claims(root, notebooks)
-    summary_path = atomic_write(root / "summary.csv",
-                                lambda tmp: tmp.write_text(summary.to_csv(index=False, float_format="%.6g")))
-    compared = committed is not None and Path(committed).is_file()
-    if compared:
-        summary = compare_with(summary, pd.read_csv(committed, keep_default_na=True))
-    lines = [f"# poisonrepro report: profile `{profile}`", "", *_REPORT_INTRO, "",
-             f"Overall: {tally_by_role(summary)}.", ""]
-    if compared:
-        changed = summary[summary.changed]
-        lines += [f"Compared with the committed `cpu` run (`figures/cpu/summary.csv`): {len(changed)} of "
-                  f"{len(summary)} claims have another verdict"
-                  + (" (a `smoke` run's numbers mean nothing: expect many)." if profile == "smoke" else ".")]
-        lines += [f"- {r.notebook} `{r.id}`: committed "
-                  f"{r.committed_verdict if isinstance(r.committed_verdict, str) else 'none'}, this run {r.verdict}"
-                  for r in changed.itertuples()]
-        lines.append("")
-    if stale:
-        lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
-                  f"them): {', '.join(stale)}.", ""]
-    for nb, part in summary.groupby("notebook", sort=True):
-        lines += [f"## {nb}: {tally_by_role(part)}", "", *_report_table(part, compared), ""]
-    report = "\n".join(lines)
-    report_path = atomic_write(root / "REPORT.md", lambda tmp: tmp.write_text(report))
-    return summary_path, report_path

@@ -11,15 +11,14 @@ models at once.
 
 Everything is deterministic on the CPU for a given seed. The victim trainer runs where the model
 is (``model.to("cuda")``): the data move there once, and every random draw still comes from the
-CPU generator, so the draws do not depend on the device. Progress bars are tqdm's, off in batch
-runs so that they never land in a committed notebook.
+CPU generator, so the draws do not depend on the device. Progress bars are tqdm's (``progress``):
+in batch runs they go to a log that ``make reproduce`` prints, never into a committed notebook.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 import math
-import os
 
 import torch
 import torch.nn as nn
@@ -27,26 +26,11 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from . import precision as P
+from . import device as _device
+from .progress import bar as progress  # T.progress as before
 from .rng import seed_everything  # defined once, in rng; T.seed_everything as before
 
-
-def default_device() -> torch.device:
-    """Where trials that train networks from scratch put them: ``POISONREPRO_DEVICE`` (e.g.
-    ``cuda``), else the CPU. Results come back to the CPU, and cache keys do not depend on it."""
-    device = torch.device(os.environ.get("POISONREPRO_DEVICE", "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"POISONREPRO_DEVICE={device}: no CUDA device here")
-    return device
-
-
-def progress(iterable=None, **kwargs):
-    """tqdm for interactive use. Kept out of notebook outputs: in batch runs
-    (``POISONREPRO_BATCH=1``, set by ``make reproduce``; papermill then shows per-cell
-    progress in the terminal) and with ``POISONREPRO_PROGRESS=0`` the bars are off."""
-    if os.environ.get("POISONREPRO_PROGRESS", "1") == "0" or os.environ.get("POISONREPRO_BATCH"):
-        kwargs["disable"] = True
-    from tqdm.auto import tqdm
-    return tqdm(iterable, **kwargs)
+default_device = _device.default_device  # defined once, in device; T.default_device as before
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

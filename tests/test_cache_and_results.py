@@ -186,7 +186,7 @@ def test_claims_are_named_and_checked(isolated_artifacts):
 
 
 def test_the_report_pairs_claims_by_id_not_by_order_or_text(isolated_artifacts, tmp_path):
-    from poisonrepro.results import compare_with
+    from poisonrepro.summary import compare_with
     def run(ks, verdict_of):
         rows = []
         for k in ks:
