@@ -113,7 +113,7 @@ def _runs_section(runs: pd.DataFrame, committed_runs: pd.DataFrame | None) -> tu
     failed = runs[runs.status == "failed"]
     lines = []
     if len(failed):
-        lines += [f"**FAILED** in this run, so none of their claims are in this report: "
+        lines += ["**FAILED** in this run, so none of their claims are in this report: "
                   + "; ".join(f"{r.notebook} ({r.error})" for r in failed.itertuples()), ""]
     theirs = {} if committed_runs is None else dict(zip(committed_runs.notebook, committed_runs.data))
     lines += ["| notebook | status | wall time | commit | data (fingerprints) | data as in the committed run? |",
