@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -354,3 +355,35 @@ def test_the_lock_parser_refuses_a_range():
     assert lock_pins("# c\nnumpy==2.4.6  # why\n\n") == {"numpy": Version("2.4.6")}
     with pytest.raises(AssertionError, match=r"requirements-lock.txt:2: 'numpy>=2' is not an exact pin"):
         lock_pins("torch==2.14.1\nnumpy>=2\n")
+
+
+# ----------------------------------------------------------------------------- CITATION.cff references
+#: the reference types CITATION.cff uses, from the CFF 1.2.0 schema's list (cffconvert --validate
+#: checks the whole schema; this test keeps the fields a reader needs)
+CFF_TYPES = {"conference-paper", "article"}
+
+
+def ascii_letters(name: str) -> str:
+    """Muñoz-González -> Munoz-Gonzalez: the catalogue spells names without accents."""
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+
+
+def test_citation_cff_lists_every_reproduced_paper_under_references():
+    from poisonrepro import catalog
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    refs = cff.get("references", [])
+    papers = [p for p in catalog.PAPERS if p.link]
+    assert len(papers) == 14 and len(refs) == len(papers), f"{len(refs)} references for {len(papers)} papers"
+    for paper, ref in zip(papers, refs):
+        where = f"CITATION.cff references[{refs.index(ref)}] ({paper.notebook})"
+        assert ref["url"] == paper.link, f"{where}: url {ref['url']} is not the catalogue's {paper.link}"
+        # the catalogue's title is "Authors year, Title": the reference's title and year must be in it
+        assert paper.title.endswith(ref["title"]), f"{where}: title {ref['title']!r} vs {paper.title!r}"
+        assert f" {ref['year']}, " in paper.title, f"{where}: year {ref['year']} vs {paper.title!r}"
+        assert ref["type"] in CFF_TYPES, f"{where}: type {ref['type']!r}, allowed {sorted(CFF_TYPES)}"
+        assert ref["authors"] and all({"family-names", "given-names"} <= set(a) for a in ref["authors"]), where
+        first = ref["authors"][0]["family-names"]
+        assert paper.title.startswith(ascii_letters(first)), f"{where}: first author {first}"
+        venue = ref.get("conference", {}).get("name") if ref["type"] == "conference-paper" else ref.get("journal")
+        assert venue, f"{where}: no venue (conference.name or journal)"
+        assert re.fullmatch(r"10\.\d{4,9}/\S+", ref["doi"]), f"{where}: doi {ref['doi']!r}"
