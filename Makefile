@@ -27,11 +27,15 @@ help:
 	@echo "make unit        the unit tests only (tests/), one process"
 	@echo "make notebooks-test  the notebooks only, under nbval at the smoke profile, one process"
 	@echo "make plan [PROFILE=paper]  trials and estimated GPU hours per notebook, totals for 1 and 64 GPUs"
-	@echo "make venv        create/update .venv (editable install of poisonrepro)"
+	@echo "make venv        create/update .venv: an editable install of poisonrepro with the test extra"
+	@echo "    extras: pip install -e . runs the notebooks; .[book] adds make book; .[cluster] Dask clusters"
+	@echo "    (dask-jobqueue); .[test] is what make test needs (book included). requirements-lock.txt pins the"
+	@echo "    exact versions of the committed cpu runs (pip install -r requirements-lock.txt; pip install --no-deps -e .)"
 	@echo "make clean       remove build/ and data/derived/ (caches)"
 	@echo "make help        this list"
 	@echo "Data: POISONREPRO_DATA=$(POISONREPRO_DATA)"
 
+# the test extra: make test's tools, the book's (sphinx, playwright) and dask for the executor's tests
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | grep -v "is ignored" || true

@@ -3,11 +3,17 @@
 - environment.yml (conda) pins the same lower bounds as pyproject.toml, for every package;
 - every lower bound admits the newest API the code uses from that package (``API_MINIMUMS``:
   each entry is checked to be really used, so that the table cannot go stale silently);
-- LICENSE is the MIT license that pyproject declares, and CITATION.cff agrees with pyproject.
+- the extras are split: a plain install and ``.[book]`` pull no test, cluster or browser tools, and
+  ``.[test]`` (what the Makefile installs) holds everything ``make test`` needs;
+- requirements-lock.txt pins every package exactly, satisfies pyproject's ranges, and is the
+  environment the committed notebooks' colophons name;
+- LICENSE is the MIT license that pyproject declares, and CITATION.cff agrees with pyproject and lists
+  the reproduced papers under ``references``.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -66,7 +72,38 @@ def pyproject_requirements(pyproject: dict) -> list[Requirement]:
     for extra in project.get("optional-dependencies", {}).values():
         reqs += extra
     reqs += pyproject.get("build-system", {}).get("requires", [])
-    return [Requirement(r) for r in reqs]
+    # an extra that pulls in another (poisonrepro[book]) names this package, not a dependency
+    return [r for r in map(Requirement, reqs) if canonicalize_name(r.name) != canonicalize_name(project.get("name", ""))]
+
+
+def extra_requirements(project: dict, extra: str | None) -> list[Requirement]:
+    """What ``pip install -e .[extra]`` asks for (``None``: a plain ``pip install -e .``): the
+    runtime dependencies and the extra's, with the extras it names of this package itself
+    (``poisonrepro[book]``) expanded."""
+    extras = project.get("optional-dependencies", {})
+    me = canonicalize_name(project["name"])
+    reqs, todo, seen = [Requirement(r) for r in project.get("dependencies", [])], [extra] if extra else [], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        if name not in extras:
+            raise KeyError(f"pyproject has no extra {name!r}; extras: {', '.join(sorted(extras))}")
+        seen.add(name)
+        for r in map(Requirement, extras[name]):
+            if canonicalize_name(r.name) == me:
+                todo += sorted(r.extras)
+            else:
+                reqs.append(r)
+    return reqs
+
+
+def names(reqs: list[Requirement]) -> set[str]:
+    """Canonical package names, with dask[distributed] counted as dask and distributed."""
+    out = set()
+    for r in reqs:
+        out |= set(conda_names(r))
+    return out
 
 
 def lower_bound(spec: SpecifierSet) -> tuple[Version, bool] | None:
@@ -136,7 +173,7 @@ def test_environment_yml_has_pyprojects_lower_bounds_for_every_package():
     env = environment_specs(yaml.safe_load((REPO / "environment.yml").read_text()))
     project = pyproject["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    reqs += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    reqs += [r for extra in project["optional-dependencies"] for r in extra_requirements(project, extra)]
     missing, differ = [], []
     for req in reqs:
         for name in conda_names(req):
@@ -214,3 +251,139 @@ def test_citation_cff_agrees_with_pyproject():
     assert cff["title"].startswith(f"{project['name']}: ")
     assert all("name" in a or "family-names" in a for a in cff["authors"])
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(cff["date-released"]))
+
+
+# ----------------------------------------------------------------------------- extras
+#: what `make test` runs needs beyond the runtime: pytest and its plugins, dask for the executor's
+#: tests on a local cluster, the book's Sphinx stack and playwright (tests/test_book.py)
+TEST_TOOLS = {"pytest", "pytest-xdist", "nbval", "dask", "distributed", "sphinx", "myst-nb", "sphinx-book-theme",
+              "playwright"}
+BOOK = {"sphinx", "myst-nb", "sphinx-book-theme"}
+NOT_FOR_USERS = {"pytest", "pytest-xdist", "nbval", "dask", "distributed", "dask-jobqueue", "playwright"}
+
+
+def test_a_plain_install_and_the_book_extra_pull_no_test_cluster_or_browser_tools():
+    project = load_pyproject()["project"]
+    plain = names(extra_requirements(project, None))
+    assert not plain & (NOT_FOR_USERS | BOOK), f"pip install -e . would pull {sorted(plain & (NOT_FOR_USERS | BOOK))}"
+    book = names(extra_requirements(project, "book"))
+    assert BOOK <= book, f"the book extra lacks {sorted(BOOK - book)}"
+    assert not book & NOT_FOR_USERS, f"pip install -e .[book] would pull {sorted(book & NOT_FOR_USERS)}"
+    cluster = names(extra_requirements(project, "cluster"))
+    assert {"dask", "distributed", "dask-jobqueue"} <= cluster and not cluster & (BOOK | {"pytest", "playwright"})
+
+
+def test_the_test_extra_holds_what_make_test_needs_and_the_makefile_installs_it():
+    project = load_pyproject()["project"]
+    test = names(extra_requirements(project, "test"))
+    assert TEST_TOOLS <= test, f"the test extra lacks {sorted(TEST_TOOLS - test)}"
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"pip install [^\n]*-e '\.\[test\]'", makefile), "the Makefile's venv must install .[test]"
+
+
+def test_extras_that_name_the_package_itself_are_expanded():
+    fake = {"name": "poisonrepro", "dependencies": ["numpy>=1.26"],
+            "optional-dependencies": {"book": ["sphinx>=8.0"], "cluster": ["dask[distributed]>=2025.4"],
+                                      "test": ["poisonrepro[book,cluster]", "pytest>=8"],
+                                      "all": ["poisonrepro[test]", "poisonrepro[all]"]}}
+    assert names(extra_requirements(fake, None)) == {"numpy"}
+    assert names(extra_requirements(fake, "test")) == {"numpy", "sphinx", "dask", "distributed", "pytest"}
+    assert "poisonrepro" not in names(extra_requirements(fake, "all"))  # a cycle ends
+    with pytest.raises(KeyError, match="no extra 'docs'; extras: all, book, cluster, test"):
+        extra_requirements(fake, "docs")
+
+
+# ----------------------------------------------------------------------------- the lock file
+LOCK = REPO / "requirements-lock.txt"
+
+
+def lock_pins(text: str) -> dict[str, Version]:
+    """name -> exact version of every requirement line; an unpinned line is an error."""
+    pins = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        spec = list(req.specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"requirements-lock.txt:{n}: {line!r} is not an exact pin"
+        pins[canonicalize_name(req.name)] = Version(spec[0].version)
+    return pins
+
+
+def colophon_versions() -> set[str]:
+    """The distinct "python X, torch Y, numpy Z, ..." lines of the committed notebooks' colophons."""
+    import nbformat
+    lines = set()
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cell = nbformat.read(path, as_version=4).cells[-1]
+        for out in cell.get("outputs", []):
+            lines |= {ln.strip() for ln in str(out.get("text", "")).splitlines() if ln.startswith("python ")}
+    return lines
+
+
+def test_the_lock_file_pins_every_package_and_satisfies_pyprojects_ranges():
+    pins = lock_pins(LOCK.read_text())
+    project = load_pyproject()["project"]
+    missing, outside = [], []
+    for req in extra_requirements(project, "test"):
+        name = canonicalize_name(req.name)
+        if name not in pins:
+            missing.append(str(req))
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            outside.append(f"{req} but the lock has {pins[name]}")
+    assert not missing, f"requirements-lock.txt lacks {missing}"
+    assert not outside, f"requirements-lock.txt breaks pyproject's ranges: {outside}"
+    assert "poisonrepro" not in pins  # the package itself is installed editable, not pinned
+
+
+def test_the_lock_file_is_the_environment_the_committed_colophons_name():
+    lines = colophon_versions()
+    assert len(lines) == 1, f"the committed notebooks ran in different environments: {sorted(lines)}"
+    versions = dict(part.strip().split(" ", 1) for part in lines.pop().split(","))
+    text = LOCK.read_text()
+    header = "\n".join(ln for ln in text.splitlines() if ln.startswith("#"))
+    assert f"Python {versions.pop('python')}" in header, "the lock file's header must name the colophons' Python"
+    pins = lock_pins(text)
+    for package, version in versions.items():  # torch 2.14.1+cu130: the local label is the build, not the version
+        assert pins[canonicalize_name(package)] == Version(Version(version).public), \
+            f"requirements-lock.txt pins {package} {pins[canonicalize_name(package)]}, the colophons say {version}"
+    assert f"torch {pins['torch']}" in header
+
+
+def test_the_lock_parser_refuses_a_range():
+    assert lock_pins("# c\nnumpy==2.4.6  # why\n\n") == {"numpy": Version("2.4.6")}
+    with pytest.raises(AssertionError, match=r"requirements-lock.txt:2: 'numpy>=2' is not an exact pin"):
+        lock_pins("torch==2.14.1\nnumpy>=2\n")
+
+
+# ----------------------------------------------------------------------------- CITATION.cff references
+#: the reference types CITATION.cff uses, from the CFF 1.2.0 schema's list (cffconvert --validate
+#: checks the whole schema; this test keeps the fields a reader needs)
+CFF_TYPES = {"conference-paper", "article"}
+
+
+def ascii_letters(name: str) -> str:
+    """Muñoz-González -> Munoz-Gonzalez: the catalogue spells names without accents."""
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+
+
+def test_citation_cff_lists_every_reproduced_paper_under_references():
+    from poisonrepro import catalog
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    refs = cff.get("references", [])
+    papers = [p for p in catalog.PAPERS if p.link]
+    assert len(papers) == 14 and len(refs) == len(papers), f"{len(refs)} references for {len(papers)} papers"
+    for paper, ref in zip(papers, refs):
+        where = f"CITATION.cff references[{refs.index(ref)}] ({paper.notebook})"
+        assert ref["url"] == paper.link, f"{where}: url {ref['url']} is not the catalogue's {paper.link}"
+        # the catalogue's title is "Authors year, Title": the reference's title and year must be in it
+        assert paper.title.endswith(ref["title"]), f"{where}: title {ref['title']!r} vs {paper.title!r}"
+        assert f" {ref['year']}, " in paper.title, f"{where}: year {ref['year']} vs {paper.title!r}"
+        assert ref["type"] in CFF_TYPES, f"{where}: type {ref['type']!r}, allowed {sorted(CFF_TYPES)}"
+        assert ref["authors"] and all({"family-names", "given-names"} <= set(a) for a in ref["authors"]), where
+        first = ref["authors"][0]["family-names"]
+        assert paper.title.startswith(ascii_letters(first)), f"{where}: first author {first}"
+        venue = ref.get("conference", {}).get("name") if ref["type"] == "conference-paper" else ref.get("journal")
+        assert venue, f"{where}: no venue (conference.name or journal)"
+        assert re.fullmatch(r"10\.\d{4,9}/\S+", ref["doi"]), f"{where}: doi {ref['doi']!r}"
