@@ -71,15 +71,16 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     opt = make_optimizer(params, optimizer, lr, weight_decay)
     model.train()
     n = len(y)
+    device = _device_of(model)  # batches move there (a GPU where the model is on one); draws stay on the CPU
     for _ in progress(range(epochs), desc=desc, leave=False):
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            xb = x[idx]
+            xb = x[idx].to(device)
             if augment:
                 xb = augment_batch(xb, gen)
             opt.zero_grad(set_to_none=True)
-            _loss(model, model(xb), y[idx]).backward()
+            _loss(model, model(xb), y[idx].to(device)).backward()
             opt.step()
     model.eval()
     return model
@@ -108,16 +109,26 @@ def reset_head(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits of ``x``, computed where the model is, returned where ``x`` is."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    device = _device_of(model)
+    return torch.cat([model(x[i:i + batch_size].to(device)).to(x.device) for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Features of ``x``, computed where the model is, returned where ``x`` is."""
     model.eval()
-    return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    device = _device_of(model)
+    return torch.cat([model.features(x[i:i + batch_size].to(device)).to(x.device)
+                      for i in range(0, len(x), batch_size)])
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -148,8 +159,10 @@ class ModelStack:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        """Logits [K, N, C] of every model on the same inputs ``x`` [N, ...]."""
-        return torch.cat([self.forward(x[i:i + batch_size], shared_input=True)
+        """Logits [K, N, C] of every model on the same inputs ``x`` [N, ...], computed where the
+        models are, returned where ``x`` is."""
+        device = next(iter(self.params.values())).device
+        return torch.cat([self.forward(x[i:i + batch_size].to(device), shared_input=True).to(x.device)
                           for i in range(0, len(x), batch_size)], dim=1)
 
 
@@ -171,6 +184,7 @@ def train_many(models: list[nn.Module], pool_x: torch.Tensor, pool_y: torch.Tens
     gen = seed_everything(seed)
     opt = make_optimizer(list(stack.params.values()), optimizer, lr, weight_decay)
     steps = math.ceil(longest / batch_size)
+    device = next(iter(stack.params.values())).device  # where the models are; the pool stays where it is
 
     def loss_fn(logits, y):  # the sum over models of each model's mean loss
         if stack.loss == "mse":
@@ -183,13 +197,13 @@ def train_many(models: list[nn.Module], pool_x: torch.Tensor, pool_y: torch.Tens
             pos = order[:, s * batch_size:(s + 1) * batch_size]
             pos = pos % sizes[:, None]  # wrap around for smaller sets
             idx = padded.gather(1, pos)
-            xb = pool_x[idx.reshape(-1)]
+            xb = pool_x[idx.reshape(-1)].to(device)
             if augment:
                 xb = augment_batch(xb, gen)
             xb = xb.reshape(k, -1, *pool_x.shape[1:])
             opt.zero_grad(set_to_none=True)
             # summed over models, so each model's gradient is its own
-            loss_fn(stack.forward(xb), pool_y[idx]).backward()
+            loss_fn(stack.forward(xb), pool_y[idx].to(device)).backward()
             opt.step()
     return stack
 

@@ -59,3 +59,17 @@ def test_convex_polytope_on_cuda_follows_the_cpu(float32):
     assert (poisons - bases).abs().max() <= 0.1 + 1e-6
     assert gpu.loss_history[0, -1] < gpu.loss_history[0, 0]
     torch.testing.assert_close(gpu.loss_history, cpu.loss_history, rtol=1e-3, atol=1e-6)
+
+
+def test_train_classifier_and_train_many_train_where_the_models_are_from_cpu_data():
+    """01, 08 and 10 keep their data on the CPU and put their networks on train.default_device()."""
+    x = torch.randn(256, 20)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(20, 2)).cuda()
+    T.train_classifier(model, x, y, epochs=20, lr=0.05, seed=0)
+    logits = T.predict_logits(model, x)
+    assert logits.device.type == "cpu" and T.accuracy(logits, y) > 0.9  # back where the data are
+    heads = [torch.nn.Linear(20, 2).cuda() for _ in range(3)]
+    stack = T.train_many(heads, x, y, [torch.arange(256)] * 3, epochs=20, lr=0.05, seed=0)
+    pred = stack.predict(x)
+    assert pred.device.type == "cpu" and (pred.argmax(-1) == y).float().mean() > 0.9
