@@ -24,7 +24,7 @@ class Config(BaseConfig):
     gen_n_val: int = param(min=20, max=5000, dry=40, stage="gen_attack")
     gen_n_test: int = param(min=20, max=10000, dry=60, stage="gen_attack")
     gen_source: int = param(min=0, max=9, stage="gen_attack")
-    gen_fraction: float = param(above=0, below=1, stage="gen_attack")  # poisons / clean training points
+    gen_fraction: float = param(min=0, below=1, stage="gen_attack")  # poisons / clean training points
     gen_attack_iters: int = param(min=1, max=2000, loop=True, stage="gen_attack")
     gen_attack_step: float = param(min=0, max=10, stage="gen_attack")
     gen_train_steps: int = param(min=1, max=100000, dry=5, stage="gen_attack")
@@ -43,7 +43,7 @@ class Config(BaseConfig):
     pgan_other_class: int = param(min=0, max=9, stage="pgan_sweep")
     pgan_n_train: int = param(min=20, max=10000, dry=60, stage="pgan_sweep")
     pgan_n_test: int = param(min=20, max=5000, dry=60, stage="pgan_sweep")
-    pgan_fraction: float = param(above=0, below=1, stage="pgan_sweep")
+    pgan_fraction: float = param(min=0, below=1, stage="pgan_sweep")
     pgan_alphas: tuple[float, ...] = param(min=0, max=1, stage="pgan_sweep")
     pgan_lambda: float = param(min=0, max=1, stage="pgan_sweep")
     pgan_pretrain_steps: int = param(min=1, max=100000, loop=True, stage="pgan_sweep")
