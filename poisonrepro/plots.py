@@ -11,8 +11,17 @@ plt.rcParams["figure.constrained_layout.use"] = True  # room for suptitles and s
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
-    """CHW [0, 1] tensor -> HWC array for imshow."""
-    return x.detach().permute(1, 2, 0).clamp(0, 1).numpy()
+    """A CHW image -> an HWC float array in [0, 1] for imshow: uint8 pixels (0-255, as the data
+    sets and the backdoor attacks store them) are divided by 255, floats taken on the [0, 1]
+    scale (clamping uint8 to [0, 1] instead showed every image black)."""
+    x = torch.as_tensor(x).detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    elif x.is_floating_point():
+        x = x.float()
+    else:
+        raise ValueError(f"to_image: an image is uint8 (0-255) or float ([0, 1]), not {x.dtype}")
+    return x.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 def image_row(axes, images, titles):

@@ -36,16 +36,23 @@ from typing import get_args, get_origin
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 #: a field's ``stage`` that feeds every stage of its config (the seed)
 EVERY_STAGE = "*"
+#: the largest seed every use accepts: numpy's legacy ``RandomState`` (behind scikit-learn's
+#: ``random_state``, notebook 07's PCA) takes [0, 2**32 - 1] (torch's generators up to 2**64 - 1;
+#: numpy's new ones no negative seed)
+SEED_MAX = 2 ** 32 - 1
 
 
 class ConfigError(ValueError):
     """A configuration value was rejected before any computation started."""
 
 
-def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=False, dry=None, stage=None, doc=""):
+def spec(*, min=None, max=None, above=None, below=None, choices=None, epsilon=False, loop=False, dry=None, stage=None,
+         doc=""):
     """Field metadata: range, allowed values, how a dry run shrinks the field, and the stages it feeds.
 
-    ``below`` is a strict upper bound (a poisoning fraction lies in [0, 1)).
+    ``min`` and ``max`` are inclusive bounds; ``above`` and ``below`` strict ones (a poisoning
+    fraction lies in [0, 1), ``min=0, below=1``; a poison rate that must poison something in
+    (0, 1), ``above=0, below=1``). A field gives at most one bound of each side.
     ``epsilon=True`` marks a perturbation budget on the [0, 1] pixel scale: a value above 1
     is almost always a 0-255 budget typed by mistake (8 instead of 8/255), so it is refused.
     ``loop=True`` marks an iteration count that a dry run sets to 1 (a tuple of settings: its first
@@ -56,9 +63,11 @@ def spec(*, min=None, max=None, below=None, choices=None, epsilon=False, loop=Fa
     stage (read by the report only, or passed to a stage as an explicit argument that is part of
     its key, such as one value of a sweep). Every field must declare it.
     """
+    if min is not None and above is not None or max is not None and below is not None:
+        raise ValueError("spec: give min or above, max or below, not both of one side")
     if isinstance(stage, str) and stage != EVERY_STAGE:
         stage = (stage,)
-    return {"min": min, "max": max, "below": below, "choices": choices, "epsilon": epsilon,
+    return {"min": min, "max": max, "above": above, "below": below, "choices": choices, "epsilon": epsilon,
             "loop": loop, "dry": dry, "stage": tuple(stage) if isinstance(stage, list) else stage, "doc": doc}
 
 
@@ -71,7 +80,7 @@ def param(**kw):
 class BaseConfig:
     """The leading fields of every paper's config."""
     profile: str = param(choices=PROFILE_NAMES, stage=())  # in no key: results depend on the settings, not the name
-    seed: int = param(min=0, stage=EVERY_STAGE)
+    seed: int = param(min=0, max=SEED_MAX, stage=EVERY_STAGE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +97,20 @@ class ExtractorConfig(BaseConfig):
 
 
 def default_profile() -> str:
-    """The profile named by ``POISONREPRO_PROFILE``, else ``smoke``."""
-    return os.environ.get("POISONREPRO_PROFILE", "smoke") or "smoke"
+    """The profile named by ``POISONREPRO_PROFILE``, else (unset) ``smoke``; set but empty is an
+    error (a typo such as ``POISONREPRO_PROFILE=$PROFILE`` would otherwise run smoke silently)."""
+    profile = os.environ.get("POISONREPRO_PROFILE")
+    if profile is None:
+        return "smoke"
+    if not profile.strip():
+        raise ConfigError(f"POISONREPRO_PROFILE={profile!r} is empty; allowed profiles: {', '.join(PROFILE_NAMES)} "
+                          "(unset it for the default, smoke)")
+    return check_profile(profile)
 
 
 def check_profile(profile: str) -> str:
+    if isinstance(profile, str) and not profile.strip():
+        raise ConfigError(f"profile={profile!r} is empty; allowed profiles: {', '.join(PROFILE_NAMES)}")
     if profile not in PROFILE_NAMES:
         raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILE_NAMES)}")
     return profile
@@ -131,16 +149,21 @@ def _check_scalar(name, value, elem_type, meta):
     if meta.get("epsilon") and value > 1:
         raise ConfigError(f"{name}={value!r}: perturbation budgets are on the [0, 1] pixel scale; "
                           f"did you mean {value}/255 = {value / 255:.5f}?")
-    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{name}={value!r}: allowed values are {', '.join(map(repr, choices))}")
-    below = meta.get("below")
-    if below is not None and value >= below:
-        raise ConfigError(f"{name}={value!r}: must lie in [{lo!r}, {below!r})")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        lo_s = "-inf" if lo is None else repr(lo)
-        hi_s = "inf" if hi is None else repr(hi)
-        raise ConfigError(f"{name}={value!r}: must lie in [{lo_s}, {hi_s}]")
+    lo, hi, above, below = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("below")
+    if (lo is not None and value < lo or above is not None and value <= above
+            or hi is not None and value > hi or below is not None and value >= below):
+        raise ConfigError(f"{name}={value!r}: must lie in {range_text(meta)}")
+
+
+def range_text(meta: dict) -> str:
+    """A field's allowed range as an interval: ``[0, 1)``, ``(0, 1]``, ``[1, inf)``."""
+    lo, hi, above, below = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("below")
+    left = f"({above!r}" if above is not None else "(-inf" if lo is None else f"[{lo!r}"
+    right = f"{below!r})" if below is not None else "inf)" if hi is None else f"{hi!r}]"
+    return f"{left}, {right}"
 
 
 def validate(cfg) -> None:
@@ -178,7 +201,7 @@ def _module(paper: str):
 def load_config(paper: str, profile: str | None = None, **overrides):
     """The validated config of ``paper`` at ``profile`` (default: ``default_profile()``)."""
     mod = _module(paper)
-    profile = check_profile(profile or default_profile())
+    profile = check_profile(default_profile() if profile is None else profile)
     values = {k: v for k, v in mod.PROFILES[profile].items() if not k.startswith("_")}
     names = {f.name for f in dataclasses.fields(mod.Config)}
     unknown = sorted(set(overrides) - names)

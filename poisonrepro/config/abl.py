@@ -36,18 +36,20 @@ class Config(BaseConfig):
     train_per_class: int = param(min=1, max=5000, dry=20, stage=EVERY)
     test_per_class: int = param(min=1, max=1000, dry=5, stage=EVERY)
     attacks: tuple[str, ...] = param(choices=ATTACKS, loop=True, stage=ATTACK_SET)  # a dry run: the first
-    # a share of the whole training set (clean label: the target-class images among such a draw)
-    poison_rate: float = param(min=0, below=1, stage=ATTACK_SET)
+    # a share of the whole training set (clean label: the target-class images among such a draw);
+    # a backdoor experiment poisons something, so 0 is refused
+    poison_rate: float = param(above=0, below=1, stage=ATTACK_SET)
     target_class: str = param(choices=C, stage=ATTACK_SET)
     trigger_size: int = param(min=1, stage=ATTACK_SET)  # BadNets', Trojan's and the clean-label grid
-    epochs: float = param(min=0, loop=True, stage=("attacker", "victims"))  # plain training (and the attacker's net)
+    # epochs > 0: train.VictimRecipe refuses 0 (fractions of an epoch are allowed)
+    epochs: float = param(above=0, loop=True, stage=("attacker", "victims"))  # plain training (and the attacker's net)
     isolation: str = param(choices=("repository", "victim"), stage="victims")  # the LGA phase's recipe: experiments.ISOLATION
-    isolation_epochs: float = param(min=0, loop=True, stage="victims")  # T_te, under LGA
-    finetune_epochs: float = param(min=0, loop=True, stage="victims")  # on the 99% kept
+    isolation_epochs: float = param(above=0, loop=True, stage="victims")  # T_te, under LGA
+    finetune_epochs: float = param(above=0, loop=True, stage="victims")  # on the 99% kept
     unlearning_steps: int = param(min=1, loop=True, stage="victims")  # gradient ascent on the isolated 1%
     unlearning_lr: float = param(min=0, max=1, stage="victims")
     gamma: float = param(min=0, max=10, stage="victims")  # LGA's loss threshold
-    isolation_ratio: float = param(min=0, max=1, stage="victims")
+    isolation_ratio: float = param(above=0, below=1, stage="victims")  # the isolated share (the paper: 0.01)
     isolation_batch: int = param(min=1, max=4096, stage="victims")  # the repository's isolation, and unlearning, batch
     # the training samples whose losses are recorded after every epoch (ABL-1; 0: all): a diagnostic,
     # which changes no network (tracking.EpochLosses)
@@ -55,7 +57,7 @@ class Config(BaseConfig):
     trojan_steps: int = param(min=1, loop=True, stage=ATTACK_SET)  # trigger generation (Adam steps)
     cl_eps: float = param(min=0, max=1, epsilon=True, stage=EVERY)  # Turner's L-inf budget
     cl_steps: int = param(min=1, loop=True, stage=ATTACK_SET)
-    surrogate_epochs: float = param(min=0, loop=True, stage="attacker")  # the adversarially trained surrogate
+    surrogate_epochs: float = param(above=0, loop=True, stage="attacker")  # the adversarially trained surrogate
     victim_seeds: int = param(min=1, max=100, dry=1, stage=ATTACK_SET)  # the claims' unit: one training per arm
     accuracy_floor: float = param(min=0, max=1, stage=())  # precondition: plain victims' clean accuracy above it
     asr_ceiling: float = param(min=0, max=1, stage=())  # the claim: ASR <= this with ABL
@@ -69,9 +71,6 @@ class Config(BaseConfig):
             raise ConfigError(f"attacks: name at least one of {', '.join(ATTACKS)}")
         if len(set(self.attacks)) != len(self.attacks):
             raise ConfigError(f"attacks={self.attacks}: each attack once")
-        if not 0 < self.isolation_ratio < 1:
-            raise ConfigError(f"isolation_ratio={self.isolation_ratio}: the isolated share of the training set "
-                              "must lie in (0, 1) (the paper: 0.01)")
         if self.victim_seeds < MIN_VICTIM_SEEDS[self.profile] and not self._dry():
             raise ConfigError(f"victim_seeds={self.victim_seeds}: the claims are tested over victim trainings, "
                               f"so the {self.profile} profile needs at least {MIN_VICTIM_SEEDS[self.profile]}")

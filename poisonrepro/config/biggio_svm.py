@@ -25,7 +25,7 @@ class Config(BaseConfig):
     n_val: int = param(min=4, max=2000, dry=20, stage=(SINGLE, MULTI))
     n_test: int = param(min=10, max=2500, dry=50, stage=(SINGLE, MULTI))  # per pair, from the MNIST test set
     splits: int = param(min=1, max=100, loop=True, stage=SINGLE)
-    C: float = param(min=0, below=1e6, stage=(SINGLE, MULTI, TOY))
+    C: float = param(above=0, below=1e6, stage=(SINGLE, MULTI, TOY))  # scikit-learn's SVC needs C > 0
     rbf_gamma: float = param(min=0, stage=(SINGLE, MULTI))
     step: float = param(min=0, stage=(SINGLE, MULTI))
     max_iter: int = param(min=1, loop=True, stage=(SINGLE, TOY))

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from . import BaseConfig, ConfigError, param
 
 CIFAR_TRAIN = 50_000
+#: MNIST's training set (torchvision's; the offline mirror has 5,000 of them, checked once loaded:
+#: ``papers.dpa.experiments.check_sizes``)
+MNIST_TRAIN = 60_000
+#: the largest seed torch's generators take
+TORCH_SEED_MAX = 2 ** 64 - 1
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,9 @@ class Config(BaseConfig):
     cifar_test: int = param(min=1, max=10_000, dry=20, stage="cifar")
     cifar_epochs: int = param(min=1, loop=True, stage="cifar")
     cifar_width: int = param(min=2, max=256, dry=4, stage="cifar")
-    mnist_ks: tuple[int, ...] = param(min=1, max=60_000, loop=True, stage="mnist")
-    mnist_train: int = param(min=0, max=60_000, stage="mnist")  # the first n training digits (0: all there are)
+    # k partitions of the training set need k <= n (MNIST's n found at load time, check_sizes)
+    mnist_ks: tuple[int, ...] = param(min=1, max=MNIST_TRAIN, loop=True, stage="mnist")
+    mnist_train: int = param(min=0, max=MNIST_TRAIN, stage="mnist")  # the first n training digits (0: all there are)
     mnist_test: int = param(min=1, max=10_000, dry=20, stage="mnist")
     mnist_epochs: int = param(min=1, loop=True, stage="mnist")
     mnist_width: int = param(min=2, max=256, dry=4, stage="mnist")
@@ -34,7 +40,7 @@ class Config(BaseConfig):
     lr: float = param(min=0, max=10, stage=("cifar", "mnist"))
     images_per_pass: int = param(min=1, stage=("cifar", "mnist"))  # partitions per batched pass: this many images per step (1: one partition a pass, the loop)
     loop_partitions: int = param(min=0, max=1000, dry=1, stage=("cifar", "mnist"))  # also trained alone, for the speed-up
-    planted_k: int = param(min=1, max=60_000, stage="planted")  # MNIST's k for the planted attack in the notebook
+    planted_k: int = param(min=1, max=MNIST_TRAIN, stage="planted")  # MNIST's k for the planted attack in the notebook
     planted_points: int = param(min=0, max=10_000, dry=2, stage="planted")  # certified test points it attacks
     # the base classifiers' accuracy floor at each k: the paper's own base classifier accuracy at
     # the Table 1 row the k stands for, less this margin (the paper's are far below 80%: 23% at
@@ -46,10 +52,26 @@ class Config(BaseConfig):
             if k > self.cifar_train:
                 raise ConfigError(f"cifar_ks: k={k} is larger than the training set (cifar_train={self.cifar_train}): "
                                   "k partitions need at least k samples")
+        for k in self.mnist_ks:
+            if self.mnist_train and k > self.mnist_train:
+                raise ConfigError(f"mnist_ks: k={k} is larger than the training set (mnist_train={self.mnist_train}): "
+                                  "k partitions need at least k samples")
         if not self.cifar_ks or not self.mnist_ks:
             raise ConfigError("cifar_ks and mnist_ks: at least one k each")
+        if self.seed > self.seed_max():
+            raise ConfigError(f"seed={self.seed}: partition i's generator is seeded with (seed x 1,000,003 + i) x "
+                              f"100,003 + epoch + 1 (defenses.dpa), which torch takes up to 2**64 - 1; with these "
+                              f"k and epochs, seed must lie in [0, {self.seed_max()}]")
         if self.planted_k not in self.mnist_ks:
             raise ConfigError(f"planted_k={self.planted_k}: must be one of mnist_ks {self.mnist_ks} (it attacks those votes)")
+
+
+    def seed_max(self) -> int:
+        """The largest seed whose partition generators torch accepts (``defenses.dpa._generator``:
+        (seed x 1,000,003 + partition) x 100,003 + epoch + 1, at the largest k and epoch count)."""
+        k = max(self.cifar_ks + self.mnist_ks)
+        epochs = max(self.cifar_epochs, self.mnist_epochs)
+        return ((TORCH_SEED_MAX - epochs) // 100_003 - (k - 1)) // 1_000_003
 
 
 _COMMON = dict(seed=0, batch_size=128, lr=0.1, base_floor_margin=0.05)

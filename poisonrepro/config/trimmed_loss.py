@@ -26,16 +26,19 @@ class Config(BaseConfig):
     kinds: tuple[str, ...] = param(choices=BAD_KINDS, stage="victims")
     train_per_class: int = param(min=1, max=5000, dry=2, stage=("victims", "alpha_sweep"))
     test_per_class: int = param(min=1, max=1000, dry=2, stage=("victims", "alpha_sweep"))
-    epochs: float = param(min=0, loop=True, stage=("victims", "alpha_sweep"))  # plain training, and ITLM's final fit
+    # epochs > 0: train.VictimRecipe refuses 0 (fractions of an epoch are allowed)
+    epochs: float = param(above=0, loop=True, stage=("victims", "alpha_sweep"))  # plain training, and ITLM's final fit
     rounds: int = param(min=1, max=50, loop=True, stage=("victims", "alpha_sweep"))
-    round_epochs: float = param(min=0, loop=True, stage=("victims", "alpha_sweep"))  # each round's fit, from scratch
-    random_rate: float = param(min=0, below=1, stage="victims")  # labels redrawn uniformly (some keep their class)
-    systematic_rate: float = param(min=0, below=1, stage=("victims", "alpha_sweep"))  # y -> y + 1 mod 10
-    backdoor_rate: float = param(min=0, below=1, stage="victims")  # BadNets, a share of the training set
+    round_epochs: float = param(above=0, loop=True, stage=("victims", "alpha_sweep"))  # each round's fit, from scratch
+    # the bad fractions lie in (0, 1), so that ITLM's alpha = 1 - rate does too
+    random_rate: float = param(above=0, below=1, stage="victims")  # labels redrawn uniformly (some keep their class)
+    systematic_rate: float = param(above=0, below=1, stage=("victims", "alpha_sweep"))  # y -> y + 1 mod 10
+    backdoor_rate: float = param(above=0, below=1, stage="victims")  # BadNets, a share of the training set
     target_class: str = param(choices=C, stage="victims")  # BadNets' target
     trigger_size: int = param(min=1, stage="victims")  # BadNets' grid, pixels per side
     victim_seeds: int = param(min=1, max=100, dry=1, stage="victims")  # noise draws x trainings per arm (a dry run: one)
-    alphas: tuple[float, ...] = param(min=0, max=1, loop=True, stage=())  # the sensitivity sweep (systematic noise)
+    # the sensitivity sweep (systematic noise); check() narrows [0, 1] to (0, 1]
+    alphas: tuple[float, ...] = param(min=0, max=1, loop=True, stage=())
     recovery_margin: float = param(min=0, max=1, stage=())  # ITLM's claimed gain over plain training
     # clean test accuracy plain training on the clean labels must reach for the headline to be a
     # test (issue 23: from-scratch CIFAR-10 victims at 80%; the paper's WRN-16 reaches >90%)
@@ -49,10 +52,6 @@ class Config(BaseConfig):
         if self.trigger_size > 32:
             raise ConfigError(f"trigger_size={self.trigger_size}: a {self.trigger_size}x{self.trigger_size} trigger "
                               "does not fit a 32x32 CIFAR-10 image")
-        for name, rate in (("random_rate", self.random_rate), ("systematic_rate", self.systematic_rate),
-                           ("backdoor_rate", self.backdoor_rate)):
-            if rate <= 0:
-                raise ConfigError(f"{name}={rate}: a bad fraction in (0, 1), so that alpha = 1 - {name} lies in (0, 1)")
         for a in self.alphas:
             if not 0 < a <= 1:
                 raise ConfigError(f"alphas: {a} is outside (0, 1]: alpha is the fraction of samples ITLM keeps")

@@ -28,6 +28,7 @@ import torch
 from ... import data as D
 from ... import models as M
 from ...cache import stage_key
+from ...config import ConfigError
 from ...defenses import dpa
 from ...executor import Trial, run_trials
 
@@ -158,9 +159,19 @@ def trials(cfg) -> list[Trial]:
 
 
 def check_sizes(cfg) -> None:
-    """k against each training set, before any training (MNIST's size is known once it is found)."""
+    """k against each training set, before any training. MNIST's size is known only once it is
+    found (torchvision's 60,000 digits, or the offline mirror's 5,000), so the config's check of
+    ``mnist_train`` and ``mnist_ks`` (at most 60,000) is completed here, naming the key."""
+    train = D.load_mnist("train")
+    found = len(train.y)
+    if cfg.mnist_train > found:
+        raise ConfigError(f"mnist_train={cfg.mnist_train}: the MNIST training set found has {found} digits "
+                          f"({train.source}); allowed: [0, {found}] (0: all of them)")
+    n = cfg.mnist_train or found
     for k in cfg.mnist_ks:
-        dpa.check_k(k, len(dataset("mnist", cfg.mnist_train or None, cfg.mnist_test)["y"]))
+        if k > n:
+            raise ConfigError(f"mnist_ks: k={k} is larger than the MNIST training set ({n} digits, {train.source}): "
+                              f"k partitions need at least k samples, so k must lie in [1, {n}]")
     for k in cfg.cifar_ks:
         dpa.check_k(k, cfg.cifar_train)
 
