@@ -161,20 +161,30 @@ class Results:
 
     # ---- claims
     def claim(self, artifact: str, claim: str, metric: str, decision: Decision, *, role: str,
-              setting: str = "", paper_key: str | None = None, key: str = "", requires=()) -> dict:
+              setting: str = "", paper_key: str | None = None, key: str = "", requires=(),
+              unit: str = "fraction") -> dict:
         """Record one claim, decided by ``decision`` (a test of ``poisonrepro.stats`` run on
         this run's per-trial data).
 
         ``role``: ``"headline"`` or ``"supporting"``. ``paper_key`` looks the paper's number up in
-        the reference data; its citation goes into ``source``. ``key`` tells apart claims of one
-        artifact and metric (an attack, a k); the claim's id is ``<artifact>:<metric>[:<key>]``,
-        unique in the run. ``requires``: the claims (rows returned by ``claim``) whose holding
-        makes this one a test; where one does not hold, this claim is ``untested``."""
+        the reference data; its citation goes into ``source``. ``unit``: the unit of ``measured``
+        (one of ``reference.UNITS``; a rate, accuracy or share is a ``fraction``): the paper's
+        number must be in the same unit, else this raises (a count such as a radius belongs in
+        ``setting``). ``key`` tells apart claims of one artifact and metric (an attack, a k); the
+        claim's id is ``<artifact>:<metric>[:<key>]``, unique in the run. ``requires``: the claims
+        (rows returned by ``claim``) whose holding makes this one a test; where one does not
+        hold, this claim is ``untested``."""
         if not isinstance(decision, Decision):
             raise TypeError(f"{artifact} {claim!r}: pass a poisonrepro.stats Decision, not {type(decision).__name__}")
+        if unit not in reference.UNITS:
+            raise ValueError(f"{artifact} {claim!r}: unit={unit!r}; must be one of {', '.join(reference.UNITS)}")
         paper_value, source = math.nan, ""
         if paper_key is not None:
             ref = reference.get(self.paper, paper_key)
+            if ref.unit != unit:  # the paper column sits beside measured: one unit for both
+                raise ValueError(f"{artifact} {claim!r}: paper_key {paper_key!r} (poisonrepro/reference/{self.paper}.csv) "
+                                 f"is in unit {ref.unit!r}, but the claim's metric {metric!r} is in {unit!r}; "
+                                 "pass a reference value in the claim's unit (or put a count in setting)")
             paper_value, source = ref.value, ref.citation
         d, requires = decision, list(requires)
         row = {"id": self._new_id(artifact, metric, key), "role": self._role(role, artifact, claim),

@@ -235,11 +235,13 @@ def record_claims(cfg, vic: dict, res: Results):
         floor = res.claim("ABL-2", f"the plain victims reach the accuracy floor: clean accuracy above "
                                    f"{cfg.accuracy_floor:.0%} (precondition)",
                           "clean accuracy without ABL", S.mean_test(plain_acc, cfg.accuracy_floor, ">"),
-                          role="supporting", key=attack, setting=setting)
+                          role="supporting", key=attack, setting=setting,
+                          paper_key="badnets_no_defense_clean" if attack == "badnets" else None)
         learned = res.claim("ABL-2", "without ABL the backdoor is learned: ASR above the ceiling (precondition; "
                                      "paper Table 1: 'No Defense' ASR near 100%)",
                             "attack success rate without ABL", S.mean_test(plain_asr, cfg.asr_ceiling, ">"),
-                            role="supporting", key=attack, setting=setting)
+                            role="supporting", key=attack, setting=setting,
+                            paper_key="badnets_no_defense_asr" if attack == "badnets" else None)
         removed = res.claim("ABL-2", f"with ABL the attack success rate falls to at most {cfg.asr_ceiling:.0%}",
                             "attack success rate with ABL", S.mean_test(abl_asr, cfg.asr_ceiling, "<"),
                             role="supporting", key=attack, setting=setting, requires=[floor, learned],

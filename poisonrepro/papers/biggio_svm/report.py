@@ -129,7 +129,8 @@ def record_claims(cfg, single, multi, res: Results, source: str):
                   setting=f"{setting}; lower end {ATTACKED_MIN:g}", paper_key="attacked_error_lower")
         res.claim("BS-1", "one attack point raises the error by at least 10 points (2-5% to 15-20%)",
                   "attacked_test_error - clean_test_error", S.paired_difference_test(attacked, clean, RISE_MIN, ">"),
-                  role="headline", key=key, setting=f"{setting}; minimum rise {RISE_MIN:.2g}")
+                  role="headline", key=key, setting=f"{setting}; minimum rise {RISE_MIN:.2g}",
+                  paper_key="error_rise_lower")
         v = multi["test_error"][pi].numpy()            # [split, fraction]
         x, y = np.tile(frac, v.shape[0]), v.reshape(-1)
         res.claim("BS-1", "more attack points, more error", "change of test_error over the attack fractions",

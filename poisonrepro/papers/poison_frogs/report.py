@@ -501,7 +501,7 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dic
               "success(transfer, clean-label) - success(end-to-end)",
               S.rate_difference_test(gated, n, int(single.sum()), len(single), 0.5, ">"), role="supporting",
               setting="minimum difference 0.5; different targets and tasks, so unpaired",
-              requires=[floors["extractor"], floors["victim"]])
+              paper_key="transfer_minus_e2e_single_success", requires=[floors["extractor"], floors["victim"]])
     scratch = e2e["scratch_single"]
     res.claim("FC-1", "strong for transfer learning, weak from scratch (1 poison each; different tasks)",
               "success(transfer, clean-label) - success(from scratch)",

@@ -264,7 +264,8 @@ def record_claims(cfg, vic: dict, res: Results):
             for vi in range(n_v):
                 res.claim("WB-T1", f"gradient matching K=1 beats {LABELS[b]} on {names[vi]}",
                           "success rate difference, gradient matching K1 - baseline", _paired(k1[vi], s[idx[b], vi]),
-                          role="supporting", key=f"{b} {arch_key[vi]}", setting=per_arch, requires=[floors[vi]])
+                          role="supporting", key=f"{b} {arch_key[vi]}", setting=per_arch,
+                          paper_key=f"k1_minus_{b}.{arch_key[vi]}", requires=[floors[vi]])
         every = "".join(f", {LABELS[b]}" for b in baselines)
         res.joint("WB-T1", f"gradient matching K=1 beats the clean base rate and every baseline that ran{every}, "
                   "on average over the architectures", parts, role="headline", key="K1 vs base rate and baselines",
