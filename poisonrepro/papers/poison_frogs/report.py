@@ -448,7 +448,7 @@ def record_claims(cfg, res: Results, main, e2e, t5: pd.DataFrame, upsampled: dic
     res.claim("PF-F5", "misclassified targets get high wrong-class confidence (most above 0.9)",
               "share_of_successes_above_0.9", S.rate_test(int((wrong > 0.9).sum()), len(wrong), 0.5, ">"),
               role="supporting", setting=f"{label}; clean-label successes",
-              paper_key="transfer_median_wrong_confidence", requires=on_extractor)
+              requires=on_extractor)  # the paper gives a median confidence (0.996), not this share: no paper value
     res.claim("PF-F5", "control without poison puts little confidence on the wrong class",
               "mean_control_wrong_confidence", S.mean_test(main["control_wrong_conf"].numpy(), 0.1, "<"),
               role="supporting", setting=label, paper_key="transfer_control_wrong_confidence", requires=on_extractor)
