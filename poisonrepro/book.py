@@ -340,8 +340,11 @@ def _counts_html(part: pd.DataFrame) -> str:
     for role in (*ROLES, UNMARKED):
         v = part.verdict[part.role == role]
         if len(v):
-            counts = ", ".join(f'<span class="count" data-role="{role}" data-verdict="{k}">{int((v == k).sum())}</span>'
-                               f" {words[k]}" for k in VERDICTS)
+            # (zero counts other than "hold" are kept for the tests and the search, but not shown)
+            counts = "".join(f'<span class="vc{" zero" if k != "holds" and not (v == k).any() else ""}">, '
+                             f'<span class="count" data-role="{role}" data-verdict="{k}">{int((v == k).sum())}</span>'
+                             f" {words[k]}</span>" for k in VERDICTS)
+            counts = counts.replace(", ", "", 1)
             lines.append(f'<div class="counts {role}">{len(v)} {role}: {counts}</div>')
     return "".join(lines)
 
