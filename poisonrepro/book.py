@@ -5,14 +5,20 @@ Book 1) renders the committed notebooks without executing them. This module writ
 sources into ``build/book/src/`` and runs Sphinx into ``build/book/html/`` (``index.html``
 opens from the filesystem or any static host; search works in both):
 
-- ``index``: the dashboard, one row per notebook from the committed run's ``figures/cpu/summary.csv``:
-  the paper with its link, its artifacts (each linked to its figure or table), the claims that
-  hold, fail or are inconclusive, the ``cpu`` wall time, and whether the committed outputs are
-  current or stale since a named commit (``poisonrepro.provenance``);
-- ``report``: paper vs measured for every claim, readable (sensible precision, no NaN, the
-  verdict highlighted, the test and the source shown); each notebook's page repeats its part;
+- ``index``: the dashboard, one row per paper of the catalogue (those without a notebook as not
+  built yet): the paper with its link, its headline verdict computed from the committed run's
+  ``figures/cpu/summary.csv`` (headline and supporting claims counted apart), the one-line reason
+  from ``docs/findings.csv``, whether the committed outputs are current or stale since a named
+  commit (``poisonrepro.provenance``), folded: its artifacts (each linked to its figure or table)
+  and the ``cpu`` wall time; and which data the committed run used;
+- ``report``: paper vs measured for every claim, readable (sensible precision, no NaN; claim,
+  verdict, measured, paper and why at first sight, the test, bounds and source folded per row,
+  to fit a 688 px column); each notebook's page repeats its part, and shows its own claims output
+  in the same form;
+- every ``docs/*.md`` page (but the generated ``artifacts.md``) under "Measurements and notes";
 - ``artifacts``: the artifact catalogue (``docs/artifacts.md``, the same text, is committed);
 - one page per notebook: its figures captioned with their artifact ids (also their alt text),
+  shown at most at their own size and linked to the PNG itself (a click: full size),
   the configuration collapsed, the test plumbing (``NBVAL_CHECK_OUTPUT`` cells) hidden, and links
   to the source of the modules that implement the method (``source/``, each module's code).
 """
