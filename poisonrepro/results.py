@@ -121,6 +121,62 @@ def fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+#: the resolution of the saved figures
+FIGURE_DPI = 110
+#: the width of the book's column, in px: a wider figure is shown scaled down to it
+COLUMN_PX = 672
+#: the smallest height of a text, in px at the column's width, that reads comfortably
+MIN_TEXT_PX = 9.0
+
+
+def png_width(data: bytes) -> int:
+    """The width in pixels of a PNG (its IHDR chunk)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return int.from_bytes(data[16:20], "big")
+
+
+def drawn_texts(fig) -> list[tuple[str, float]]:
+    """Every text ``fig`` draws, as (text, size in points): the renderer's own calls, so hidden
+    axes, tick labels outside the view and empty strings never count."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    class Recorder(RendererAgg):
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if str(s).strip():
+                seen.append((str(s), float(prop.get_size_in_points())))
+
+        def draw_tex(self, gc, x, y, s, prop, angle, *, mtext=None):
+            self.draw_text(gc, x, y, s, prop, angle)
+
+    seen: list[tuple[str, float]] = []
+    width, height = fig.get_size_inches() * fig.dpi
+    fig.draw(Recorder(int(width), int(height), fig.dpi))
+    return seen
+
+
+def check_legible(fig, width_px: int, dpi: float, artifact: str) -> None:
+    """Raise where a text of ``fig``, saved ``width_px`` wide at ``dpi``, would be under
+    ``MIN_TEXT_PX`` tall once the book scales the figure down to its ``COLUMN_PX`` column (the
+    width of a figure in inches, not its dpi, decides: px at display = points x 672 / 72 /
+    width in inches)."""
+    scale = min(1.0, COLUMN_PX / width_px)
+    texts = drawn_texts(fig)
+    if not texts:
+        return
+    text, size = min(texts, key=lambda t: t[1])
+    shown = size * dpi / 72 * scale
+    if shown < MIN_TEXT_PX:
+        width_in = width_px / dpi
+        max_width_in = size * COLUMN_PX / 72 / MIN_TEXT_PX
+        min_size = MIN_TEXT_PX * 72 / COLUMN_PX * width_in
+        raise ValueError(
+            f"figure {artifact}: the text {text[:60]!r} ({size:g} pt) would be {shown:.1f} px tall in the book's "
+            f"{COLUMN_PX} px column (minimum {MIN_TEXT_PX:g} px): the saved figure is {width_in:.1f} in wide; "
+            f"make it at most {max_width_in:.1f} in wide at this font size, or its smallest font at least "
+            f"{min_size:.1f} pt (more rows instead of a wide grid)")
+
+
 @dataclass
 class Results:
     """Collects a notebook's tables, figures and claims and writes them atomically."""
@@ -137,8 +193,11 @@ class Results:
 
     # ---- artifacts
     def save_figure(self, fig, artifact: str) -> Path:
+        """Save ``fig`` as ``<artifact>.png``; raises ``ValueError`` (and writes nothing) where a
+        text of it would be illegible in the book's column (``check_legible``)."""
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
+        check_legible(fig, png_width(buf.getvalue()), FIGURE_DPI, artifact)
         path = atomic_write(self.out_dir / f"{artifact}.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
         self.artifacts.setdefault(artifact, {})["figure"] = "figure"
         return path
