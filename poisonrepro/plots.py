@@ -1,6 +1,8 @@
 """Plot helpers shared by the notebooks (matplotlib + seaborn, PNG output)."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -9,16 +11,42 @@ import torch
 sns.set_theme(context="notebook", style="whitegrid")
 plt.rcParams["figure.constrained_layout.use"] = True  # room for suptitles and stand-in notes
 
+#: the widest a figure should be, in inches: the book shows it in a 672 px column, where an 8-pt
+#: text of a 7.5 in figure is 10 px tall (``results.check_legible`` raises under 9 px)
+WIDTH = 7.5
+#: the smallest font size of any text on a figure, in points
+SMALL = 8
+
+
+def wrap(text: str, width_in: float, fontsize: float = 10) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points (an estimate:
+    0.6 em a character), its own line breaks kept; a long title would otherwise widen the saved
+    figure past its size (``bbox_inches="tight"``) and shrink every text in the book's column."""
+    chars = max(12, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) if line else line
+                     for line in str(text).split("\n"))
+
+
+def suptitle(fig, text: str, fontsize: float = 10):
+    """``fig.suptitle`` wrapped to the figure's width."""
+    return fig.suptitle(wrap(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
+
+
+def title(ax, text: str, fontsize: float = 10, **kw):
+    """``ax.set_title`` wrapped to the axes' width (titles of neighbouring panels must not overlap)."""
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    return ax.set_title(wrap(text, width, fontsize), fontsize=fontsize, **kw)
+
 
 def to_image(x: torch.Tensor) -> np.ndarray:
     """CHW [0, 1] tensor -> HWC array for imshow."""
     return x.detach().permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def image_row(axes, images, titles):
-    for ax, img, title in zip(axes, images, titles):
+def image_row(axes, images, titles, fontsize: float = 9):
+    for ax, img, text in zip(axes, images, titles):
         ax.imshow(to_image(img), interpolation="nearest")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(text, fontsize=fontsize)
         ax.axis("off")
 
 
@@ -39,13 +67,14 @@ def tight(fig):
 
 def standin_note(fig, text: str):
     """Every figure made with a stand-in says so on the figure itself."""
-    fig.text(0.01, -0.02, text, fontsize=8, color="firebrick", ha="left", va="top")
+    fig.text(0.01, -0.02, wrap(text, 0.98 * fig.get_figwidth(), SMALL), fontsize=SMALL, color="firebrick",
+             ha="left", va="top")
 
 
 def finish(fig, res, artifact: str, title: str, standin: str):
     """A notebook figure's last steps: its title, the layout, the stand-in label, saved by ``res``
     (a ``results.Results``) as ``artifact``."""
-    fig.suptitle(title, fontsize=9)
+    suptitle(fig, title, fontsize=9)
     tight(fig)
     standin_note(fig, standin)
     res.save_figure(fig, artifact)
