@@ -8,7 +8,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-sns.set_theme(context="notebook", style="whitegrid")
+sns.set_theme(context="paper", style="whitegrid")  # 8.8-9.6 pt: sized for 7.5 in figures
 plt.rcParams["figure.constrained_layout.use"] = True  # room for suptitles and stand-in notes
 
 #: the widest a figure should be, in inches: the book shows it in a 672 px column, where an 8-pt
@@ -38,6 +38,24 @@ def title(ax, text: str, fontsize: float = 10, **kw):
     return ax.set_title(wrap(text, width, fontsize), fontsize=fontsize, **kw)
 
 
+def panels(n: int, height: float = 3.0, cols: int = 2, width: float = WIDTH, **kw):
+    """``n`` panels in rows of at most ``cols``, the figure ``width`` inches wide (more rows rather
+    than a row too wide for the book's column), each row ``height`` inches; the grid's unused
+    cells hidden. Returns the figure and the ``n`` axes in reading order."""
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False, **kw)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def first_in_row(axes, cols: int = 2):
+    """The axes of ``panels`` that start a row (where a shared y label goes)."""
+    return axes[::max(1, min(cols, len(axes)))]
+
+
 def to_image(x: torch.Tensor) -> np.ndarray:
     """CHW [0, 1] tensor -> HWC array for imshow."""
     return x.detach().permute(1, 2, 0).clamp(0, 1).numpy()
@@ -48,6 +66,17 @@ def image_row(axes, images, titles, fontsize: float = 9):
         ax.imshow(to_image(img), interpolation="nearest")
         ax.set_title(text, fontsize=fontsize)
         ax.axis("off")
+
+
+def row_label(ax, text: str, fontsize: float = SMALL, width_in: float = 1.0):
+    """Name an image row on its first image's left (as a y label: the image axes keeps no frame
+    or ticks), so that the titles above the images can stay short and never overlap."""
+    ax.axis("on")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_ylabel(wrap(text, width_in, fontsize), fontsize=fontsize)
 
 
 def amplified(delta: torch.Tensor) -> torch.Tensor:

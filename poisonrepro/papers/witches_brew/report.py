@@ -170,14 +170,7 @@ def fig_poisons(cfg, data, poisons: dict, res: Results, setup: int = 0, count: i
         P.image_row(axes[ai, 1:k + 1], p, [f"poison {i + 1}" if top else "" for i in range(k)], fontsize=P.SMALL)
         P.image_row(axes[ai, k + 1:], [P.amplified(d) for d in p - bases],
                     [f"change {i + 1}" if top else "" for i in range(k)], fontsize=P.SMALL)
-        # the row's attack in full (its K too) as the first poison's y label: a frameless axes keeps it
-        first = axes[ai, 1]
-        first.axis("on")
-        first.set_xticks([]), first.set_yticks([])
-        first.grid(False)
-        for spine in first.spines.values():
-            spine.set_visible(False)
-        first.set_ylabel(P.wrap(LABELS[attack], 1.0, P.SMALL), fontsize=P.SMALL)
+        P.row_label(axes[ai, 1], LABELS[attack])  # in full, its K too
     target = D.CIFAR10_CLASSES[int(data["target_label"][setup])]
     adv = D.CIFAR10_CLASSES[int(data["adversarial"][setup])]
     P.suptitle(fig, f"WB-T1d poisons of setup {setup + 1} (target: a {target}; bases: {adv}, the adversarial class), "
