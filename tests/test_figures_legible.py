@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from poisonrepro import plots as P  # noqa: E402
 from poisonrepro import results as R  # noqa: E402
-from poisonrepro.results import Results, readable_table  # noqa: E402
+from poisonrepro.results import Results  # noqa: E402
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def _raw() -> pd.DataFrame:
 
 
 def test_readable_table_words_and_plain_numbers():
-    shown = readable_table(_raw())
+    shown = R.readable_table(_raw())
     assert list(shown.columns) == ["beta (pixels on the 0-1 scale)", "95% CI low", "kept", "targets",
                                    "clean label 95% CI high", "note"]
     assert shown.index.name == "poisoned share" and list(shown.index) == ["0.01", "0.1"]
