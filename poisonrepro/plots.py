@@ -34,8 +34,20 @@ def suptitle(fig, text: str, fontsize: float = 10):
 
 def title(ax, text: str, fontsize: float = 10, **kw):
     """``ax.set_title`` wrapped to the axes' width (titles of neighbouring panels must not overlap)."""
-    width = ax.get_position().width * ax.figure.get_figwidth()
-    return ax.set_title(wrap(text, width, fontsize), fontsize=fontsize, **kw)
+    return ax.set_title(wrap(text, axes_width(ax), fontsize), fontsize=fontsize, **kw)
+
+
+def axes_width(ax) -> float:
+    """The width of ``ax`` in inches as the layout will make it: its share of its grid's columns
+    (the positions before the figure is drawn are matplotlib's defaults, narrower), less a margin
+    for the tick labels."""
+    spec = ax.get_subplotspec()
+    if spec is None:
+        return ax.get_position().width * ax.figure.get_figwidth()
+    grid = spec.get_gridspec()
+    ratios = np.asarray(grid.get_width_ratios() or [1] * grid.ncols, float)
+    share = ratios[spec.colspan.start:spec.colspan.stop].sum() / ratios.sum()
+    return 0.85 * share * ax.figure.get_figwidth()
 
 
 def panels(n: int, height: float = 3.0, cols: int = 2, width: float = WIDTH, **kw):
