@@ -29,15 +29,15 @@ def setup(paper: str, profile: str | None = None, seed: int = 0, dry_run: bool =
     validated before any compute (``dry_run``: every loop once, how the tests run the ``paper``
     profile on a CPU); the artifact cache; the ``Results`` collector writing
     ``figures/<profile>/<notebook>/``, the notebook named by the catalog. Also starts the
-    colophon's clock and sets the display options every notebook uses (figures as PNG, three
-    digits in tables).
+    colophon's clock and sets the display options every notebook uses (figures as PNG; tables
+    shown by ``results.readable_table``: columns in words, three significant digits, no NaN).
     """
     import pandas as pd
 
     from . import catalog
     from .cache import ArtifactCache
     from .config import dry_run as every_loop_once, load_config
-    from .results import Results
+    from .results import Results, register_readable_tables
 
     cfg = load_config(paper, profile, seed=seed)
     if dry_run:
@@ -46,6 +46,7 @@ def setup(paper: str, profile: str | None = None, seed: int = 0, dry_run: bool =
     _inline_png()
     pd.set_option("display.precision", 3)
     pd.set_option("display.max_colwidth", 60)
+    register_readable_tables()  # tables in words and plain numbers; the saved CSVs stay machine-readable
     return cfg, ArtifactCache(), Results(catalog.entry(paper).notebook, cfg.profile, paper)
 
 

@@ -121,6 +121,153 @@ def fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+#: how a table's machine-readable column (and index) names read in a notebook (``readable_table``);
+#: names not here get ``_label``'s generic rewording
+COLUMN_LABELS = {
+    "success_rate": "success rate", "ci_low": "95% CI low", "ci_high": "95% CI high",
+    "beta_01": "beta (pixels on the 0-1 scale)", "beta_multiplier": "beta (x the paper's)",
+    "budget_255": "L-inf budget (/255)", "max_linf_255": "largest L-inf (/255)",
+    "median_linf_255": "median L-inf (/255)", "median_l2_255": "median L2 (/255)",
+    "median_linf_255_from_base": "median L-inf from the base (/255)",
+    "median_linf_255_beyond_watermark": "median L-inf beyond the watermark (/255)",
+    "linf_box_255": "L-inf box (/255)", "share_within_gate": "share within the clean-label gate",
+    "median_feature_dist": "median feature distance to the target",
+    "median_base_feature_dist": "median base-target feature distance",
+    "median_wrong_confidence": "median confidence in the wrong class",
+    "mean_control_wrong_confidence": "mean control confidence in the wrong class",
+    "mean_clean_accuracy_drop": "mean clean accuracy drop", "mean_clean_accuracy": "mean clean accuracy",
+    "clean_label_success_rate": "clean-label success rate", "test_accuracy": "test accuracy",
+    "clean_test_error": "clean test error", "attacked_test_error": "attacked test error",
+    "test_error_most_attack_points": "test error, most attack points", "mean_iterations": "mean iterations",
+    "attacked_max": "attacked (max)", "attacked_min": "attacked (min)", "poison_fraction": "poisoned share",
+    "poisons_flagged_by_defender": "poisons the defender flags", "clean_with_detector": "clean, with detector",
+    "attacked_with_detector": "attacked, with detector", "clean_8_as_3": "clean: 8 classified as 3",
+    "attacked_8_as_3": "attacked: 8 classified as 3", "accuracy_drop": "accuracy drop",
+    "accuracy_drop_sd": "accuracy drop (SD)", "amortised_seconds_per_poison": "seconds per poison (amortised)",
+    "seconds_per_poison": "seconds per poison", "training_seconds": "training (s)",
+    "victim_accuracy": "victim accuracy", "generator_seed": "generator seed", "genuine_spread": "genuine spread",
+    "poison_spread": "poison spread", "poisons_flagged": "poisons flagged", "mean_D_score": "mean discriminator score",
+    "early_auroc": "early AUROC", "bad_removed_recall": "bad samples removed (recall)",
+    "removed_bad_precision": "removed samples that are bad (precision)", "truly_bad": "truly bad",
+    "attack_success_rate": "attack success rate", "max_abs_actual": "largest |actual|",
+    "max_abs_predicted": "largest |predicted|", "pearson": "Pearson r", "spearman": "Spearman rho",
+    "perturbed_images": "perturbed images", "control_success_rate": "control success rate",
+    "prediction_stands": "prediction stands", "runner_up": "runner-up", "test_point": "test point",
+    "votes_flipped": "votes flipped", "rho": "rho",
+}
+
+
+def _label(name) -> str:
+    """A column or index name in words: ``COLUMN_LABELS``, else underscores as spaces with the
+    usual abbreviations spelled (``clean_ci_low`` -> ``clean 95% CI low``, ``x_255`` -> ``x (/255)``)."""
+    if not isinstance(name, str):
+        return name
+    if name in COLUMN_LABELS:
+        return COLUMN_LABELS[name]
+    text = re.sub(r"(?<![a-z0-9])ci_(low|high)(?![a-z0-9])", r"95% CI \1", re.sub(r"_255(?=_|$)", " (/255)", name))
+    return re.sub(r"(?<![a-z])linf(?![a-z])", "L-inf", text.replace("_", " "))
+
+
+def _cell(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return fmt(float(x)) if isinstance(x, (float, np.floating)) else fmt(int(x))
+    if x is None or (not isinstance(x, str) and pd.api.types.is_scalar(x) and pd.isna(x)):
+        return ""
+    return str(x)
+
+
+def readable_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a reader sees it in a notebook: column and index names in words (``_label``),
+    numbers at three significant digits without scientific notation (``fmt``), empty for NaN,
+    booleans as yes/no. The saved CSV (``save_table``) keeps the machine-readable original."""
+    out = df.copy()
+    out.columns = (pd.MultiIndex.from_tuples([tuple(_label(n) for n in c) for c in df.columns], names=df.columns.names)
+                   if isinstance(df.columns, pd.MultiIndex) else [_label(c) for c in df.columns])
+    out = out.astype(object)
+    for j in range(out.shape[1]):
+        out.iloc[:, j] = [_cell(x) for x in out.iloc[:, j]]
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = pd.MultiIndex.from_arrays([[_cell(x) for x in out.index.get_level_values(i)]
+                                               for i in range(out.index.nlevels)],
+                                              names=[_label(n) for n in out.index.names])
+    else:
+        out.index = pd.Index([_cell(x) for x in out.index], name=_label(out.index.name))
+    return out
+
+
+def register_readable_tables(shell=None) -> bool:
+    """Show every DataFrame of an IPython session as ``readable_table`` (HTML and text); the
+    objects themselves are unchanged. False outside IPython."""
+    if shell is None:
+        import sys
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(pd.DataFrame, lambda df: readable_table(df).to_html())
+    formatters["text/plain"].for_type(pd.DataFrame, lambda df, p, cycle: p.text(readable_table(df).to_string()))
+    return True
+
+
+#: the resolution of the saved figures
+FIGURE_DPI = 110
+#: the width of the book's column, in px: a wider figure is shown scaled down to it
+COLUMN_PX = 672
+#: the smallest height of a text, in px at the column's width, that reads comfortably
+MIN_TEXT_PX = 9.0
+
+
+def png_width(data: bytes) -> int:
+    """The width in pixels of a PNG (its IHDR chunk)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return int.from_bytes(data[16:20], "big")
+
+
+def drawn_texts(fig) -> list[tuple[str, float]]:
+    """Every text ``fig`` draws, as (text, size in points): the renderer's own calls, so hidden
+    axes, tick labels outside the view and empty strings never count."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    class Recorder(RendererAgg):
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if str(s).strip():
+                seen.append((str(s), float(prop.get_size_in_points())))
+
+        def draw_tex(self, gc, x, y, s, prop, angle, *, mtext=None):
+            self.draw_text(gc, x, y, s, prop, angle)
+
+    seen: list[tuple[str, float]] = []
+    width, height = fig.get_size_inches() * fig.dpi
+    fig.draw(Recorder(int(width), int(height), fig.dpi))
+    return seen
+
+
+def check_legible(fig, width_px: int, dpi: float, artifact: str) -> None:
+    """Raise where a text of ``fig``, saved ``width_px`` wide at ``dpi``, would be under
+    ``MIN_TEXT_PX`` tall once the book scales the figure down to its ``COLUMN_PX`` column (the
+    width of a figure in inches, not its dpi, decides: px at display = points x 672 / 72 /
+    width in inches)."""
+    scale = min(1.0, COLUMN_PX / width_px)
+    texts = drawn_texts(fig)
+    if not texts:
+        return
+    text, size = min(texts, key=lambda t: t[1])
+    shown = size * dpi / 72 * scale
+    if shown < MIN_TEXT_PX:
+        width_in = width_px / dpi
+        max_width_in = size * COLUMN_PX / 72 / MIN_TEXT_PX
+        min_size = MIN_TEXT_PX * 72 / COLUMN_PX * width_in
+        raise ValueError(
+            f"figure {artifact}: the text {text[:60]!r} ({size:g} pt) would be {shown:.1f} px tall in the book's "
+            f"{COLUMN_PX} px column (minimum {MIN_TEXT_PX:g} px): the saved figure is {width_in:.1f} in wide; "
+            f"make it at most {max_width_in:.1f} in wide at this font size, or its smallest font at least "
+            f"{min_size:.1f} pt (more rows instead of a wide grid)")
+
+
 @dataclass
 class Results:
     """Collects a notebook's tables, figures and claims and writes them atomically."""
@@ -137,8 +284,11 @@ class Results:
 
     # ---- artifacts
     def save_figure(self, fig, artifact: str) -> Path:
+        """Save ``fig`` as ``<artifact>.png``; raises ``ValueError`` (and writes nothing) where a
+        text of it would be illegible in the book's column (``check_legible``)."""
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
+        check_legible(fig, png_width(buf.getvalue()), FIGURE_DPI, artifact)
         path = atomic_write(self.out_dir / f"{artifact}.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
         self.artifacts.setdefault(artifact, {})["figure"] = "figure"
         return path

@@ -145,7 +145,7 @@ def outcome_table(cfg, vic: dict, attacker: list, res: Results) -> pd.DataFrame:
 def fig_examples(cfg, vic: dict, res: Results):
     """ABL-1a: one poisoned training image of each attack (the first seed)."""
     attacks = [a for a in cfg.attacks if len(vic[a]["plain"][0]["examples"])]
-    fig, axes = plt.subplots(1, max(1, len(attacks)), figsize=(1.9 * max(1, len(attacks)), 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(attacks)), figsize=(min(P.WIDTH, 1.9 * max(1, len(attacks))), 2.3), squeeze=False)
     P.image_row(axes[0], [vic[a]["plain"][0]["examples"][0] for a in attacks], [NAME[a] for a in attacks])
     title = f"ABL-1a: a poisoned training image of each attack (target class {cfg.target_class})"
     return P.finish(fig, res, "ABL-1a", title, standin_label(cfg))
@@ -156,7 +156,7 @@ def fig_losses(cfg, vic: dict, res: Results):
     the training samples, first seed) after every epoch of plain training (top) and of ABL's LGA
     isolation (bottom, gamma marked)."""
     n = len(cfg.attacks)
-    fig, axes = plt.subplots(2, n, figsize=(2.9 * n, 5.2), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(2, n, figsize=(min(P.WIDTH, 2.9 * n), 5.2), squeeze=False, sharey="row")
     for j, attack in enumerate(cfg.attacks):
         for i, (arm, key) in enumerate((("plain", "epoch_loss"), ("abl", "lga_loss"))):
             r, ax = vic[attack][arm][0], axes[i, j]
@@ -170,14 +170,14 @@ def fig_losses(cfg, vic: dict, res: Results):
                     ax.fill_between(epochs, q[0], q[2], color=color, alpha=0.2)
             if arm == "abl":
                 ax.axhline(cfg.gamma, color="0.4", ls=":", lw=1, label=f"gamma = {cfg.gamma:g}")
-            ax.set_title(f"{NAME[attack]}\n{'plain training' if arm == 'plain' else 'ABL isolation (LGA)'}", fontsize=8)
+            P.title(ax, f"{NAME[attack]}\n{'plain training' if arm == 'plain' else 'ABL isolation (LGA)'}", fontsize=8)
             ax.set_xlabel("epoch")
             ax.set_yscale("symlog", linthresh=0.1)
-            ax.tick_params(labelsize=7)
-        axes[0, j].legend(fontsize=6)
+            ax.tick_params(labelsize=P.SMALL)
+        axes[0, j].legend(fontsize=P.SMALL)
     axes[0, 0].set_ylabel("training loss (median, IQR)")
     axes[1, 0].set_ylabel("training loss (median, IQR)")
-    axes[1, 0].legend(fontsize=6)
+    axes[1, 0].legend(fontsize=P.SMALL)
     tracked = (f"a random {cfg.track_sample:,} of the training samples" if cfg.track_sample
                and cfg.track_sample < 10 * cfg.train_per_class else "every training sample")
     title = f"ABL-1: training loss of poisoned and clean samples in the early epochs (first seed; {tracked})"
@@ -191,7 +191,7 @@ def fig_outcome(cfg, table: pd.DataFrame, res: Results):
     body = table.drop(index="no attack", level="attack")
     body = body[body["seeds"] > 0]  # the attacks that ran
     attacks = list(dict.fromkeys(body.index.get_level_values("attack")))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.4))
     x = np.arange(len(attacks))
     for ax, (col, lo, hi, title) in zip(axes, (("clean accuracy", "clean ci_low", "clean ci_high", "clean accuracy"),
                                                ("attack success rate", "asr ci_low", "asr ci_high",
@@ -200,16 +200,16 @@ def fig_outcome(cfg, table: pd.DataFrame, res: Results):
             sub = body.xs(arm, level="arm").reindex(attacks)
             ax.bar(x + (k - 0.5) * 0.38, sub[col], width=0.38, color=color, label=arm,
                    yerr=P.error_bars(sub[col], sub[lo], sub[hi]), capsize=3)
-        ax.set_xticks(x, attacks, fontsize=7)
+        ax.set_xticks(x, attacks, fontsize=P.SMALL)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{title} (mean over seeds, 95% t interval)", fontsize=9)
+        P.title(ax, f"{title} (mean over seeds, 95% t interval)", fontsize=9)
     axes[1].axhline(cfg.asr_ceiling, color="tab:red", ls="--", lw=1, label=f"claim: <= {cfg.asr_ceiling:.0%} with ABL")
     if NAME["badnets"] in attacks:
         b = attacks.index(NAME["badnets"])
         axes[0].plot([b + 0.19], [get("abl", "badnets_clean").value], "k*", ms=9, label="paper, BadNets with ABL")
         axes[1].plot([b + 0.19], [get("abl", "badnets_asr").value], "k*", ms=9, label="paper, BadNets with ABL")
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=P.SMALL)
     title = f"ABL-2: with and without ABL, {cfg.poison_rate:.0%} poisoned, target {cfg.target_class}"
     return P.finish(fig, res, "ABL-2", title, standin_label(cfg))
 

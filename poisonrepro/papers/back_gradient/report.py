@@ -32,7 +32,7 @@ def _band(ax, x, v, label, **kw):
 def fig_toy(cfg, toy, res: Results):
     grid = toy["grid"].numpy()
     X, y = toy["mg1_X"].numpy(), toy["mg1_y"].numpy()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(P.WIDTH, 3.2))
     titles = {"clean": "clean training set", "generic": "error-generic poisoning",
               "specific": "error-specific poisoning (red -> blue)"}
     for ax, name in zip(axes, ("clean", "generic", "specific")):
@@ -42,12 +42,12 @@ def fig_toy(cfg, toy, res: Results):
         Xp, yp = toy[f"mg1_{name}_poisons"].numpy(), toy[f"mg1_{name}_labels"].numpy().astype(int)
         if len(yp):
             ax.scatter(*Xp.T, c=CLASS_COLORS[yp], marker="X", s=90, edgecolors="k", label="poisons (colour: label)")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_title(f"{titles[name]}\nvalidation error {float(toy[f'mg1_{name}_val_error']):.2f}, "
+            ax.legend(fontsize=P.SMALL, loc="lower right")
+        P.title(ax, f"{titles[name]}\nvalidation error {float(toy[f'mg1_{name}_val_error']):.2f}, "
                      f"red classified blue {float(toy[f'mg1_{name}_red_as_blue']):.2f}", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-    fig.suptitle(f"MG-1 types of poisoning: multiclass logistic regression, {cfg.toy_poisons} back-gradient "
+    P.suptitle(fig, f"MG-1 types of poisoning: multiclass logistic regression, {cfg.toy_poisons} back-gradient "
                  "poisons", fontsize=10)
     res.save_figure(fig, "MG-1")
     return fig
@@ -57,19 +57,19 @@ def fig_trajectory(cfg, toy, res: Results):
     grid = toy["grid"].numpy()
     X, y = toy["mg2_X"].numpy(), toy["mg2_y"].numpy()
     path = toy["mg2_path"].numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.4))
     cs = axes[0].contourf(grid, grid, toy["mg2_surface"].numpy(), levels=20, cmap="viridis")
     fig.colorbar(cs, ax=axes[0], label="validation loss after training")
     axes[0].scatter(*X.T, c=CLASS_COLORS[y], s=12, edgecolors="none")
     axes[0].plot(*path.T, "r.-", ms=3, lw=1, label="poison (label: green class)")
     axes[0].plot(*path[0], "rs", ms=6)
-    axes[0].legend(fontsize=7, loc="lower right")
-    axes[0].set_title("validation loss over the poison's position, and its trajectory", fontsize=10)
+    axes[0].legend(fontsize=P.SMALL, loc="lower right")
+    P.title(axes[0], "validation loss over the poison's position, and its trajectory", fontsize=10)
     axes[1].plot(toy["mg2_objective"].numpy(), color="tab:red")
     axes[1].set_xlabel("attack iteration")
     axes[1].set_ylabel("attacker's objective (validation loss)")
-    axes[1].set_title("objective along the back-gradient ascent", fontsize=10)
-    fig.suptitle("MG-2 optimal (back-gradient) poisoning of logistic regression on synthetic 2-D data",
+    P.title(axes[1], "objective along the back-gradient ascent", fontsize=10)
+    P.suptitle(fig, "MG-2 optimal (back-gradient) poisoning of logistic regression on synthetic 2-D data",
                  fontsize=10)
     res.save_figure(fig, "MG-2")
     return fig
@@ -78,17 +78,17 @@ def fig_trajectory(cfg, toy, res: Results):
 # --------------------------------------------------------------------------- MG-3, MG-5
 def fig_indiscriminate(cfg, ind, res: Results):
     err = ind["test_error"].numpy()
-    fig, axes = plt.subplots(1, len(cfg.datasets), figsize=(4.3 * len(cfg.datasets), 3.6), squeeze=False,
-                             sharey=True)
+    fig, axes = P.panels(len(cfg.datasets), 3.0, sharey=True)
     for di, name in enumerate(cfg.datasets):
-        ax = axes[0, di]
+        ax = axes[di]
         for li, kind in enumerate(cfg.learners):
             _band(ax, _fractions(cfg), err[di, li], kind)
-        ax.set_title(DATASET_LABELS[name] + ("\n(STAND-IN data)" if "standin" in name else ""), fontsize=10)
+        P.title(ax, DATASET_LABELS[name] + ("\n(STAND-IN data)" if "standin" in name else ""), fontsize=10)
         ax.set_xlabel("poisoning points (% of the training set)")
-    axes[0, 0].set_ylabel(f"test error (mean, range over {cfg.splits} splits)")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"MG-3 indiscriminate back-gradient poisoning, {cfg.n_train} training points", fontsize=10)
+    for ax in P.first_in_row(axes):
+        ax.set_ylabel(f"test error (mean, range\nover {cfg.splits} splits)")
+    axes[0].legend(fontsize=8)
+    P.suptitle(fig, f"MG-3 indiscriminate back-gradient poisoning, {cfg.n_train} training points", fontsize=10)
     if any(name.startswith("ransomware_standin") for name in cfg.datasets):
         P.standin_note(fig, f"Ransomware panels: STAND-IN, synthetic {cfg.ransomware_features} binary features (the "
                             "Ransomware data is not available offline); poisons binary (bit flips), the continuous "
@@ -121,7 +121,7 @@ def fig_transfer(cfg, tr, table, res: Results):
     fig, ax = plt.subplots(figsize=(5.2, 4))
     sns.heatmap(table, annot=True, fmt=".3f", cmap="Reds", ax=ax, cbar_kws={"label": "test error increase"})
     ax.set_xticklabels([f"{v}\n(clean {c:.3f})" for v, c in zip(cfg.learners, clean)], fontsize=8, rotation=0)
-    ax.set_title(f"MG-5 transferability, {DATASET_LABELS[cfg.transfer_dataset]}, "
+    P.title(ax, f"MG-5 transferability, {DATASET_LABELS[cfg.transfer_dataset]}, "
                  f"{100 * cfg.poison_fractions[-1]:.0f}% poisons", fontsize=10)
     res.save_figure(fig, "MG-5")
     return fig
@@ -130,7 +130,7 @@ def fig_transfer(cfg, tr, table, res: Results):
 # --------------------------------------------------------------------------- MG-4
 def fig_multiclass(cfg, mc, res: Results):
     frac = 100 * np.asarray(cfg.mc_fractions)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.2))
     for oi, name in enumerate(("error-generic", "error-specific")):
         _band(axes[0], frac, mc["error"][oi].numpy(), name)
         _band(axes[1], frac, mc["rate"][oi].numpy(), name)
@@ -139,7 +139,7 @@ def fig_multiclass(cfg, mc, res: Results):
     for ax in axes:
         ax.set_xlabel("poisoning points (% of the training set)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"MG-4 multiclass MNIST logistic regression, {cfg.mc_n_train} training digits", fontsize=10)
+    P.suptitle(fig, f"MG-4 multiclass MNIST logistic regression, {cfg.mc_n_train} training digits", fontsize=10)
     res.save_figure(fig, "MG-4")
     return fig
 
@@ -161,17 +161,17 @@ def _variants(cfg):
 
 def fig_outlier(cfg, od, res: Results):
     err = od["error"].numpy()
-    fig, axes = plt.subplots(1, len(cfg.defence_datasets), figsize=(4.5 * len(cfg.defence_datasets), 3.6),
-                             squeeze=False, sharey=True)
+    fig, axes = P.panels(len(cfg.defence_datasets), 3.0, sharey=True)
     for di, name in enumerate(cfg.defence_datasets):
-        ax = axes[0, di]
+        ax = axes[di]
         _band(ax, _fractions(cfg), err[di, -1, :, :, 0], "no defence", color="tab:red")
         _band(ax, _fractions(cfg), err[di, -1, :, :, 1], "outlier detection", color="tab:blue")
-        ax.set_title(DATASET_LABELS[name], fontsize=10)
+        P.title(ax, DATASET_LABELS[name], fontsize=10)
         ax.set_xlabel("poisoning points (% of the training set)")
-    axes[0, 0].set_ylabel("test error, logistic regression")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("MG-6 outlier detection against the optimal (unconstrained) attack", fontsize=10)
+    for ax in P.first_in_row(axes):
+        ax.set_ylabel("test error, logistic regression")
+    axes[0].legend(fontsize=8)
+    P.suptitle(fig, "MG-6 outlier detection against the optimal (unconstrained) attack", fontsize=10)
     res.save_figure(fig, "MG-6")
     return fig
 
@@ -180,21 +180,21 @@ def fig_constrained(cfg, od, res: Results):
     err, flagged = od["error"].numpy()[:, :, :, -1].mean(2), od["flagged"].numpy()[:, :, :, -1].mean(2)
     labels = _variants(cfg)
     x = np.arange(len(labels))
-    fig, axes = plt.subplots(1, len(cfg.defence_datasets), figsize=(4.8 * len(cfg.defence_datasets), 3.8),
-                             squeeze=False)
+    fig, axes = P.panels(len(cfg.defence_datasets), 3.4)
     for di, name in enumerate(cfg.defence_datasets):
-        ax = axes[0, di]
+        ax = axes[di]
         ax.plot(x, err[di, :, 0], "o-", color="tab:red", label="no defence")
         ax.plot(x, err[di, :, 1], "s-", color="tab:blue", label="outlier detection")
         ax.plot(x, flagged[di], "^--", color="tab:gray", label="share of poisons the defender flags")
         for xi, f in zip(x, flagged[di]):
-            ax.annotate(f"{f:.2f}", (xi, f), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7,
+            ax.annotate(f"{f:.2f}", (xi, f), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=P.SMALL,
                         color="tab:gray")
         ax.set_xticks(x, labels, rotation=20, fontsize=8)
-        ax.set_title(f"{DATASET_LABELS[name]}, {100 * cfg.poison_fractions[-1]:.0f}% poisons", fontsize=10)
-    axes[0, 0].set_ylabel("test error / share flagged")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("MG-10 detectability constraint: poisons kept within radius x the attacker's own threshold "
+        P.title(ax, f"{DATASET_LABELS[name]}, {100 * cfg.poison_fractions[-1]:.0f}% poisons", fontsize=10)
+    for ax in P.first_in_row(axes):
+        ax.set_ylabel("test error / share flagged")
+    axes[0].legend(fontsize=8)
+    P.suptitle(fig, "MG-10 detectability constraint: poisons kept within radius x the attacker's own threshold "
                  "estimate\n(a detector fitted on its validation data) of their label's centroid; the defender's "
                  "detector decides", fontsize=10)
     res.save_figure(fig, "MG-10")
@@ -218,20 +218,21 @@ def table_outlier(cfg, od, res: Results) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- MG-7, MG-8
-def _flip_panels(cfg, lf, res: Results, artifact: str, attacks, curves, title: str, width: float):
+def _flip_panels(cfg, lf, res: Results, artifact: str, attacks, curves, title: str):
     """One panel per attack of ``attacks`` (indices into FLIP_ATTACKS), one curve per
     (label, defence name, style) of ``curves``: test error against the poisoning fraction."""
     err = lf["error"].numpy()
     names = flip_defences(cfg)
-    fig, axes = plt.subplots(1, len(attacks), figsize=(width, 3.8), sharey=True, squeeze=False)
-    for ax, ai in zip(axes[0], attacks):
+    fig, axes = P.panels(len(attacks), 3.0, sharey=True)
+    for ax, ai in zip(axes, attacks):
         for label, defence, style in curves:
             _band(ax, _fractions(cfg), err[ai, :, :, names.index(defence)], label, **style)
-        ax.set_title(FLIP_ATTACKS[ai], fontsize=10)
+        P.title(ax, FLIP_ATTACKS[ai], fontsize=10)
         ax.set_xlabel("poisoning points (% of the training set)")
-    axes[0, 0].set_ylabel("test error, logistic regression")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    for ax in P.first_in_row(axes):
+        ax.set_ylabel("test error, logistic regression")
+    axes[0].legend(fontsize=8)
+    P.suptitle(fig, title, fontsize=10)
     res.save_figure(fig, artifact)
     return fig
 
@@ -239,13 +240,13 @@ def _flip_panels(cfg, lf, res: Results, artifact: str, attacks, curves, title: s
 def fig_flipping(cfg, lf, res: Results):
     curves = [(d, d, {}) for d in ("no defence", "outlier detection", "noise-robust loss", f"k-NN k={cfg.knn_k}")]
     return _flip_panels(cfg, lf, res, "MG-7", (0, 1, 2), curves, f"MG-7 optimal attack vs label flipping on "
-                        f"{DATASET_LABELS[cfg.flip_dataset]}, with defences", 13)
+                        f"{DATASET_LABELS[cfg.flip_dataset]}, with defences")
 
 
 def fig_knn(cfg, lf, res: Results):
     curves = [("no defence", "no defence", {"color": "k"})] + [(f"k-NN, k={k}", f"k-NN k={k}", {}) for k in cfg.knn_ks]
     return _flip_panels(cfg, lf, res, "MG-8", (1, 2), curves, f"MG-8 k-NN label sanitisation (confidence "
-                        f"{cfg.knn_confidence}) and its sensitivity to k", 9.5)
+                        f"{cfg.knn_confidence}) and its sensitivity to k")
 
 
 def table_flipping(cfg, lf, res: Results) -> pd.DataFrame:
@@ -267,20 +268,20 @@ def table_flipping(cfg, lf, res: Results) -> pd.DataFrame:
 # --------------------------------------------------------------------------- LF-1
 def fig_label_noise(cfg, ln, res: Results):
     frac = 100 * np.asarray(cfg.lf_fractions)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.2), sharey=True)
     names = {"random": "random labels", "flip": "label flipping (y -> y+1)",
              "partial": f"partial flipping ({cfg.lf_source} -> {cfg.lf_target})"}
     for vi, variant in enumerate(LF_VARIANTS):
         _band(axes[0], frac, ln["accuracy"][vi].numpy(), names[variant])
         _band(axes[1], frac, ln["source_accuracy"][vi].numpy(), names[variant])
     axes[0].set_ylabel("test accuracy")
-    axes[0].set_title("all ten classes", fontsize=10)
-    axes[1].set_title(f"test digits {cfg.lf_source}", fontsize=10)
+    P.title(axes[0], "all ten classes", fontsize=10)
+    P.title(axes[1], f"test digits {cfg.lf_source}", fontsize=10)
     # one x label shared by both panels (two per-axes labels overlapped), at the axes labels' size
     fig.supxlabel("poisoned labels (% of the training set; partial: of the source class)",
                   fontsize=axes[0].xaxis.label.get_size())
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"LF-1 label poisoning, MNIST logistic regression (scikit-learn), {cfg.lf_n_train} digits",
+    P.suptitle(fig, f"LF-1 label poisoning, MNIST logistic regression (scikit-learn), {cfg.lf_n_train} digits",
                  fontsize=10)
     res.save_figure(fig, "LF-1")
     table = pd.DataFrame({names[v]: ln["accuracy"][vi].numpy().mean(0) for vi, v in enumerate(LF_VARIANTS)},

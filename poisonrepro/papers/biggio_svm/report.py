@@ -17,7 +17,7 @@ plt = P.plt
 def fig_surfaces(cfg, toy, res: Results):
     """BS-1a: the 2-D error and hinge-loss surfaces with the attack trajectory."""
     kernels = list(cfg.kernels)
-    fig, axes = plt.subplots(len(kernels), 2, figsize=(9, 4 * len(kernels)), squeeze=False)
+    fig, axes = plt.subplots(len(kernels), 2, figsize=(P.WIDTH, 3.4 * len(kernels)), squeeze=False)
     grid = toy["grid"].numpy()
     X, y = toy["X"].numpy(), toy["y"].numpy()
     for r, kernel in enumerate(kernels):
@@ -30,11 +30,11 @@ def fig_surfaces(cfg, toy, res: Results):
             path = toy[f"{kernel}_path"].numpy()
             ax.plot(*path.T, "r.-", ms=3, lw=1, label="attack point (label -1)")
             ax.plot(*path[0], "rs", ms=6)
-            ax.set_title(f"{kernel} kernel: {title}", fontsize=10)
+            P.title(ax, f"{kernel} kernel: {title}", fontsize=10)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
-    axes[0, 1].legend(fontsize=7, loc="lower right")
-    fig.suptitle("BS-1a error and hinge-loss surfaces over the attack point's position, with its trajectory",
+    axes[0, 1].legend(fontsize=P.SMALL, loc="lower right")
+    P.suptitle(fig, "BS-1a error and hinge-loss surfaces over the attack point's position, with its trajectory",
                  fontsize=10)
     res.save_figure(fig, "BS-1a")
     return fig
@@ -43,7 +43,7 @@ def fig_surfaces(cfg, toy, res: Results):
 def fig_iterations(cfg, single, res: Results):
     """BS-1b: validation and test error against the attack iteration (mean over splits, band:
     min to max)."""
-    fig, axes = plt.subplots(len(cfg.kernels), len(cfg.pairs), figsize=(4 * len(cfg.pairs), 3.2 * len(cfg.kernels)),
+    fig, axes = plt.subplots(len(cfg.kernels), len(cfg.pairs), figsize=(min(P.WIDTH, 3.2 * len(cfg.pairs)), 2.8 * len(cfg.kernels)),
                              squeeze=False, sharey=True)
     for ki, kernel in enumerate(cfg.kernels):
         for pi, pair in enumerate(cfg.pairs):
@@ -53,11 +53,11 @@ def fig_iterations(cfg, single, res: Results):
                 it = np.arange(v.shape[1])
                 ax.plot(it, v.mean(0), color=color, label=what.replace("_", " "))
                 ax.fill_between(it, v.min(0), v.max(0), color=color, alpha=0.15)
-            ax.set_title(f"{pair[0]} vs {pair[-1]}, {kernel} kernel", fontsize=10)
+            P.title(ax, f"{pair[0]} vs {pair[-1]}, {kernel} kernel", fontsize=10)
             ax.set_xlabel("attack iteration")
     axes[0, 0].set_ylabel("classification error")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"BS-1b one attack point among {cfg.n_train} training digits "
+    P.suptitle(fig, f"BS-1b one attack point among {cfg.n_train} training digits "
                  f"(mean and range over {cfg.splits} splits)", fontsize=10)
     res.save_figure(fig, "BS-1b")
     return fig
@@ -73,7 +73,7 @@ def fig_fractions(cfg, multi, res: Results):
     ax.set_xlabel("attack points (% of the training set)")
     ax.set_ylabel(f"test error (mean +- sd, {cfg.multi_splits} splits)")
     ax.legend(fontsize=8)
-    ax.set_title(f"BS-1c several attack points, added greedily ({cfg.multi_kernel} kernel)", fontsize=10)
+    P.title(ax, f"BS-1c several attack points, added greedily ({cfg.multi_kernel} kernel)", fontsize=10)
     res.save_figure(fig, "BS-1c")
     return fig
 

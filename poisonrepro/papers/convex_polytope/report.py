@@ -36,7 +36,7 @@ def fig_toy(toy: dict, res: Results, instance: int = 0):
     budget's nearest points to the target, polytope poisons around it; the linear SVM before
     (dashed) and after (solid) adding them."""
     X, y, t, b = toy["X"], toy["y"], toy["targets"][instance], toy["bases"][instance]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.8), sharex=True, sharey=True)
     grid = np.stack(np.meshgrid(np.linspace(0.15, 0.85, 300), np.linspace(0.25, 0.75, 300)), -1).reshape(-1, 2)
     for ax, name in zip(axes, ("feature_collision", "convex_polytope")):
         r = toy[name]
@@ -54,11 +54,11 @@ def fig_toy(toy: dict, res: Results, instance: int = 0):
                        colors="k", linestyles=style, linewidths=1.2)
             ax.plot([], [], "k" + style, label=lab)
         flipped = bool(r["flipped"][instance])
-        ax.set_title(f"{LABELS[name]}: target {'misclassified' if flipped else 'still correct'}", fontsize=10)
+        P.title(ax, f"{LABELS[name]}: target {'misclassified' if flipped else 'still correct'}", fontsize=10)
         ax.set_xlabel("feature 1")
     axes[0].set_ylabel("feature 2")
-    axes[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"CP-1 a linear SVM on 2-D features, {len(b)} poisons within an L-inf budget of {toy['eps']:g} "
+    axes[1].legend(fontsize=P.SMALL, loc="upper right")
+    P.suptitle(fig, f"CP-1 a linear SVM on 2-D features, {len(b)} poisons within an L-inf budget of {toy['eps']:g} "
                  f"(random instance {instance})", fontsize=10)
     res.save_figure(fig, "CP-1")
     return fig
@@ -120,7 +120,7 @@ def e2e_table(networks, e2e: dict, cfg, res: Results) -> pd.DataFrame:
 
 def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: str):
     """CP-2: success per victim and attack with 95% intervals, transfer and end to end."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(2, 1, figsize=(P.WIDTH, 7.0))  # one above the other: each as wide as the column
     colors = {"clean (no poisons)": "0.6", "feature collision (FC)": "tab:orange",
               "convex polytope (CP)": "tab:green", "multi-layer CP": "tab:purple"}
     for ax, table, title in ((axes[0], transfer, "transfer: last layer fine-tuned"),
@@ -135,12 +135,12 @@ def fig_success(transfer: pd.DataFrame, e2e: pd.DataFrame, res: Results, label: 
                    yerr=P.error_bars(sub["success_rate"], sub["ci_low"], sub["ci_high"]), capsize=2)
         ax.axhline(HEADLINE, color="k", lw=0.8, ls=":")
         ax.set_xticks(range(len(victims)), [v.replace(" (a substitute)", "").replace(
-            " (STAND-IN: narrowed, shortened)", "\n(STAND-IN)").replace(": ", ":\n", 1) for v in victims], fontsize=7)
+            " (STAND-IN: narrowed, shortened)", "\n(STAND-IN)").replace(": ", ":\n", 1) for v in victims], fontsize=P.SMALL)
         ax.set_ylim(0, 1)
         ax.set_ylabel("targets classified as the poison class")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7)
-    fig.suptitle("CP-2 success of 5 poisons (1% of the fine-tuning set), 95% Wilson intervals; dotted: the "
+        P.title(ax, title, fontsize=10)
+        ax.legend(fontsize=P.SMALL)
+    P.suptitle(fig, "CP-2 success of 5 poisons (1% of the fine-tuning set), 95% Wilson intervals; dotted: the "
                  "paper's 50%", fontsize=10)
     if label:
         P.standin_note(fig, label)
@@ -159,18 +159,21 @@ def fig_poisons(cfg, data, poisons: dict, res: Results, target: int = 0):
     """CP-2b: the target, the bases and both attacks' poisons for one target, with the
     perturbations amplified."""
     k = len(data["bases"])
-    fig, axes = plt.subplots(5, k + 1, figsize=(1.6 * (k + 1), 8.2))
-    P.image_row([axes[0, 0]], [data["targets"][target]], [f"target ({cfg.target_class})"])
+    fig, axes = plt.subplots(5, k + 1, figsize=(min(P.WIDTH, 1.1 * (k + 1) + 0.5), 1.2 * 5 + 0.5), squeeze=False)
+    P.image_row([axes[0, 0]], [data["targets"][target]], [f"target ({cfg.target_class})"], fontsize=P.SMALL)
     for r in range(1, 5):
         axes[r, 0].axis("off")
-    P.image_row(axes[0, 1:], data["bases"], [f"base {j + 1} ({cfg.poison_class})" for j in range(k)])
+    # short column titles on the first row, each row named on its left: long titles overlapped
+    P.image_row(axes[0, 1:], data["bases"], [f"base {j + 1}" for j in range(k)], fontsize=P.SMALL)
+    P.row_label(axes[0, 1], f"bases ({cfg.poison_class})")
     for r, name in ((1, "feature_collision"), (3, "convex_polytope")):
         p = poisons[f"{name}.poisons"][target]
         short = "FC" if name == "feature_collision" else "CP"
-        P.image_row(axes[r, 1:], p, [f"{short} poison {j + 1}" for j in range(k)])
-        P.image_row(axes[r + 1, 1:], [P.amplified(d) for d in p - data["bases"]],
-                    [f"{short} perturbation (amplified)" for _ in range(k)])
-    fig.suptitle(f"CP-2b poisons for target 1 (L-inf budget {255 * cfg.eps:.1f}/255)", fontsize=10)
+        P.image_row(axes[r, 1:], p, [""] * k)
+        P.row_label(axes[r, 1], f"{short} poisons")
+        P.image_row(axes[r + 1, 1:], [P.amplified(d) for d in p - data["bases"]], [""] * k)
+        P.row_label(axes[r + 1, 1], f"{short} perturbations (amplified)")
+    P.suptitle(fig, f"CP-2b poisons for target 1 (L-inf budget {255 * cfg.eps:.1f}/255)", fontsize=10)
     res.save_figure(fig, "CP-2b")
     return fig
 

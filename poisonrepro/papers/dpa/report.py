@@ -136,7 +136,7 @@ def fig_certified(cfg, results: dict, res: Results):
     """DPA-1: certified accuracy against the number of poisoned samples (insertions or removals),
     one curve per k, each dataset a panel; the Table 1 row each k stands for marked at 50% (its
     median certified robustness, scaled to k)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.4))
     for ax, name in zip(axes, DATASETS):
         for k, r in sorted(results[name].items()):
             rad = radii(r)
@@ -152,9 +152,9 @@ def fig_certified(cfg, results: dict, res: Results):
         ax.set_xlabel("poisoned samples (insertions or removals)")
         ax.set_ylabel("certified accuracy")
         ax.set_ylim(0, 1)
-        ax.set_title(NAME[name], fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("DPA-1: certified accuracy against the number of poisoned training samples, per number of "
+        P.title(ax, NAME[name], fontsize=9)
+        ax.legend(fontsize=P.SMALL)
+    P.suptitle(fig, "DPA-1: certified accuracy against the number of poisoned training samples, per number of "
                  "partitions k (stars: the paper's median certified robustness, Table 1)", fontsize=9)
     P.tight(fig)
     P.standin_note(fig, standin_label(cfg))

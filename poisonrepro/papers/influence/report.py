@@ -42,7 +42,7 @@ def fig_influence(cfg, d, loo, res: Results):
     infl = loo["influence"]
     order = torch.argsort(infl)  # most negative I_up,loss: upweighting lowers the loss (helpful)
     picks = [("helpful", int(i)) for i in order[:3]] + [("harmful", int(i)) for i in order.flip(0)[:3]]
-    fig = plt.figure(figsize=(12, 4))
+    fig = plt.figure(figsize=(P.WIDTH, 3.6))
     grid = fig.add_gridspec(2, 5, width_ratios=[2.5, 1, 1, 1, 1])
     ax = fig.add_subplot(grid[:, 0])
     lim = 0.0
@@ -55,15 +55,15 @@ def fig_influence(cfg, d, loo, res: Results):
     ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
     ax.set_xlabel("actual change in test loss (leave one out)")
     ax.set_ylabel("predicted: -I_up,loss / n")
-    ax.legend(fontsize=8, title=f"{cfg.loo_points} training points each", title_fontsize=8)
-    ax.set_title("influence vs retraining", fontsize=10)
+    ax.legend(fontsize=8, title=f"{cfg.loo_points} training points each", title_fontsize=P.SMALL)
+    P.title(ax, "influence vs retraining", fontsize=10)
     names = [cfg.class_a, cfg.class_b]
     P.image_row([fig.add_subplot(grid[0, 1])], [d["x_te"][t]], [f"test image ({names[int(d['y_te'][t])]})"])
     fig.add_subplot(grid[1, 1]).axis("off")
     for k, (kind, i) in enumerate(picks):
         P.image_row([fig.add_subplot(grid[k // 3, 2 + k % 3])], [d["x_tr"][i]],
                     [f"{kind} ({names[int(d['y_tr'][i])]})\nI = {float(infl[i]):.2g}"])
-    fig.suptitle("INF-1a influence functions on the logistic-regression head", fontsize=10)
+    P.suptitle(fig, "INF-1a influence functions on the logistic-regression head", fontsize=10)
     P.standin_note(fig, d["label"])
     res.save_figure(fig, "INF-1a")
     return fig
@@ -101,8 +101,8 @@ def fig_attack(cfg, table: pd.DataFrame, res: Results, label: str):
             art.set_color(color)
     ax.set_xlabel("perturbed training images")
     ax.set_ylabel("test predictions flipped (95% CI)")
-    ax.legend(fontsize=7)
-    ax.set_title("INF-1b training-set attack and its control", fontsize=10)
+    ax.legend(fontsize=P.SMALL)
+    P.title(ax, "INF-1b training-set attack and its control", fontsize=10)
     P.standin_note(fig, label)
     res.save_figure(fig, "INF-1b")
     return fig

@@ -42,18 +42,20 @@ def fig_mp1(cfg, data, poisons: dict, table: pd.DataFrame, res: Results, target:
     amplified, and success against the budget with the clean base rate."""
     budget = cfg.budgets[-1]
     k = min(count, cfg.poisons_at(budget))
-    fig = plt.figure(figsize=(13, 4.4))
-    grid = fig.add_gridspec(2, k + 2, width_ratios=[1] * (k + 1) + [3.2])
+    # the images in two rows above the curve (beside it, the figure was too wide for the book's column)
+    fig = plt.figure(figsize=(P.WIDTH, 6.6))
+    grid = fig.add_gridspec(3, k + 1, height_ratios=[1, 1, 2.2])
     bases = data["train_x"][data["poison_pos"][:k]].float() / 255
     p = poisons[budget]["poisons"][target][:k].float() / 255
     P.image_row([fig.add_subplot(grid[0, 0])], [data["targets"][target].float() / 255],
-                [f"target ({cfg.target_class})"])
+                [f"target ({cfg.target_class})"], fontsize=P.SMALL)
     fig.add_subplot(grid[1, 0]).axis("off")
     P.image_row([fig.add_subplot(grid[0, j + 1]) for j in range(k)], p,
-                [f"poison {j + 1} ({cfg.poison_class})" for j in range(k)])
-    P.image_row([fig.add_subplot(grid[1, j + 1]) for j in range(k)], [P.amplified(d) for d in p - bases],
-                ["poison - base (amplified)"] * k)
-    ax = fig.add_subplot(grid[:, -1])
+                [f"poison {j + 1} ({cfg.poison_class})" for j in range(k)], fontsize=P.SMALL)
+    changes = [fig.add_subplot(grid[1, j + 1]) for j in range(k)]
+    P.image_row(changes, [P.amplified(d) for d in p - bases], [""] * k)
+    P.row_label(changes[0], "poison - base (amplified)")
+    ax = fig.add_subplot(grid[2, :])
     curve = table.drop(index=0.0)
     P.success_curve(ax, 100 * np.asarray(curve.index), curve.success_rate, curve.ci_low, curve.ci_high, "MetaPoison")
     base = table.loc[0.0]
@@ -63,8 +65,8 @@ def fig_mp1(cfg, data, poisons: dict, table: pd.DataFrame, res: Results, target:
     ax.set_xticks(100 * np.asarray(curve.index), [_pct(b) for b in curve.index])
     ax.set_xlabel("poisoned share of the training set")
     ax.set_ylabel(f"{cfg.target_class} target classified as {cfg.poison_class}")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"MP-1 {cfg.poison_class}-poisoned-as-{cfg.target_class}: poisons at {_pct(budget)}, eps "
+    ax.legend(fontsize=P.SMALL)
+    P.suptitle(fig, f"MP-1 {cfg.poison_class}-poisoned-as-{cfg.target_class}: poisons at {_pct(budget)}, eps "
                  f"{255 * cfg.eps:.0f}/255 + colour shift {cfg.color_eps:g}; success of {ARCH} victims from scratch "
                  f"({10 * cfg.train_per_class} training images), 95% Wilson intervals", fontsize=9)
     P.standin_note(fig, standin_label(cfg))
@@ -107,7 +109,7 @@ def loss_curves(cfg, poisons: dict):
         ax.plot(np.arange(1, loss.shape[1] + 1), loss.mean(0).numpy(), marker=".", label=_pct(b))
     ax.set_xlabel("crafting step")
     ax.set_ylabel("CW loss of the target (mean over targets)")
-    ax.legend(fontsize=7, title="budget")
+    ax.legend(fontsize=P.SMALL, title="budget")
     return fig
 
 

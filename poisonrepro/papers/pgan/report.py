@@ -46,7 +46,7 @@ def fig_generative(cfg, gen, res: Results):
     n = min(8, int(first["n_poisons"]))
     rows = [("source digits", first["source"]), (GEN_METHODS[0], first["direct_data"]),
             (GEN_METHODS[1], first["direct_noise"]), (GEN_METHODS[2], first["generative"])]
-    fig = plt.figure(figsize=(1.2 * n, 1.6 * len(rows)))
+    fig = plt.figure(figsize=(min(P.WIDTH, 0.9 * n), 1.4 * len(rows)))
     acc = dict(zip(GEN_METHODS, GEN_KEYS))
     for r, (sub, (name, images)) in enumerate(zip(fig.subfigures(len(rows), 1), rows)):
         axes = sub.subplots(1, n, squeeze=False)[0]
@@ -56,8 +56,8 @@ def fig_generative(cfg, gen, res: Results):
         k = acc.get(name)
         title = name if k is None else (f"({'abc'[r - 1]}) {name}: victim accuracy {float(first['acc/' + k]):.3f} "
                                         f"(mean of {len(gen)} trials {_per_trial(gen, 'acc/' + k).mean():.3f})")
-        sub.suptitle(title, fontsize=9, x=0.01, ha="left")
-    fig.suptitle(f"GEN-1 poisons labeled '{cfg.gen_source}' ({int(first['n_poisons'])} = "
+        sub.suptitle(P.wrap(title, fig.get_figwidth(), 9), fontsize=9, x=0.01, ha="left")
+    P.suptitle(fig, f"GEN-1 poisons labeled '{cfg.gen_source}' ({int(first['n_poisons'])} = "
                  f"{100 * cfg.gen_fraction:.0f}% of {cfg.gen_n_train} training digits), trial 1 of {len(gen)}; "
                  f"clean accuracy {float(first['acc/clean']):.3f}", fontsize=10)
     res.save_figure(fig, "GEN-1")
@@ -118,19 +118,20 @@ def fig_projection(cfg, sweep, res: Results):
     Z = pca.transform(d["X_tr"])
     alphas = list(cfg.pgan_alphas)
     shown = sorted({0, len(alphas) // 2, len(alphas) - 1})
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.4 * len(shown), 4), squeeze=False, sharex=True, sharey=True)
-    for ax, i in zip(axes[0], shown):
+    fig, axes = P.panels(len(shown), 3.2, sharex=True, sharey=True)
+    for ax, i in zip(axes, shown):
         ax.scatter(*Z[d["y_tr"] == 0].T, s=6, c="tab:green", alpha=0.5,
                    label=f"genuine '{cfg.pgan_other_class}' (target class)")
         ax.scatter(*Z[d["y_tr"] == 1].T, s=6, c="tab:blue", alpha=0.5, label=f"genuine '{cfg.pgan_poison_class}'")
         Zp = pca.transform(first[f"poisons/{i}"].double().numpy())
         ax.scatter(*Zp.T, s=14, c="tab:red", marker="x", label=f"pGAN poisons (label '{cfg.pgan_poison_class}')")
-        ax.set_title(f"alpha = {alphas[i]:g}: accuracy {float(first['accuracy'][i]):.3f}, "
+        P.title(ax, f"alpha = {alphas[i]:g}: accuracy {float(first['accuracy'][i]):.3f}, "
                      f"flagged {float(first['flagged'][i]):.2f}", fontsize=9)
         ax.set_xlabel("PC 1")
-    axes[0, 0].set_ylabel("PC 2")
-    axes[0, 0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"PGAN-1 genuine digits and pGAN poisons ({100 * cfg.pgan_fraction:.0f}% of the training set, "
+    for ax in P.first_in_row(axes):
+        ax.set_ylabel("PC 2")
+    axes[0].legend(fontsize=P.SMALL, loc="best")
+    P.suptitle(fig, f"PGAN-1 genuine digits and pGAN poisons ({100 * cfg.pgan_fraction:.0f}% of the training set, "
                  f"generator seed {int(first['seed'])}), 2-D PCA of the genuine training data", fontsize=10)
     res.save_figure(fig, "PGAN-1")
     return fig
@@ -142,7 +143,7 @@ def fig_tradeoff(cfg, sweep, res: Results) -> pd.DataFrame:
     table = pgan_frame(cfg, sweep)
     mean = table.groupby(level="alpha").mean()
     alphas = mean.index.to_numpy()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     jitter = np.linspace(-0.012, 0.012, len(sweep))
     for column, color, marker, label in (
             ("accuracy_drop", "tab:red", "o", "victim accuracy drop (effectiveness)"),
@@ -158,8 +159,8 @@ def fig_tradeoff(cfg, sweep, res: Results) -> pd.DataFrame:
     if (alphas == 0).any():
         ax.axvspan(-0.05, 0.05, color="0.9", zorder=0, label="alpha = 0 (hollow): left out of the trend tests")
     ax.set_xlabel("alpha (1: plain GAN, only detectability)")
-    ax.legend(fontsize=7)
-    ax.set_title("PGAN-1b detectability vs effectiveness over alpha (one point per generator seed)", fontsize=10)
+    ax.legend(fontsize=P.SMALL)
+    P.title(ax, "PGAN-1b detectability vs effectiveness over alpha (one point per generator seed)", fontsize=10)
     res.save_figure(fig, "PGAN-1b")
     res.save_table(table, "PGAN-1")
     return mean

@@ -59,7 +59,7 @@ def fig_evasion(cfg, data, extractor, setup, res: Results, label: str, n_images:
                 [f"predicted '{names[int(p0.argmax())]}' ({p0.max():.0%})",
                  f"perturbation (amplified)\nL-inf = {255 * (adv[i] - x[i]).abs().max():.1f}/255",
                  f"predicted '{names[int(p1.argmax())]}' ({p1.max():.0%})"])
-    fig.suptitle(f"PF-F1 evasion (test time), targeted PGD towards '{names[1]}': "
+    P.suptitle(fig, f"PF-F1 evasion (test time), targeted PGD towards '{names[1]}': "
                  f"{int(flipped.sum())}/{len(x)} {names[0]} images flipped", fontsize=10)
     P.standin_note(fig, label + "; classifier = frozen extractor + clean linear head")
     res.save_figure(fig, "PF-F1")
@@ -77,12 +77,12 @@ def fig_poison_example(cfg, data, tr_res, res: Results, label: str):
     b_lab = 1 - t_lab
     before = 1 - float(tr_res["control_wrong_conf"][i])
     after = float(tr_res["wrong_conf"][i])
-    fig, axes = plt.subplots(1, 4, figsize=(9.5, 2.9))
+    fig, axes = plt.subplots(1, 4, figsize=(P.WIDTH, 2.5))
     P.image_row(axes, [base, P.amplified(poison - base), poison, te.x[t]],
                 [f"base (label '{names[b_lab]}')", "perturbation (amplified)",
                  f"poison (label '{names[b_lab]}')",
                  f"target: '{names[t_lab]}' {before:.0%} without the poison,\n'{names[b_lab]}' {after:.0%} with it"])
-    fig.suptitle("PF-F2 targeted clean-label poisoning (transfer learning, one poison)", fontsize=10)
+    P.suptitle(fig, "PF-F2 targeted clean-label poisoning (transfer learning, one poison)", fontsize=10)
     P.standin_note(fig, label)
     res.save_figure(fig, "PF-F2")
     return fig
@@ -103,7 +103,7 @@ def fig_feature_collision(cfg, data, setup, tr_res, res: Results, label: str):
     pts = P.project(f, origin, u, v)
     tgt = P.project(setup["f_test"][t:t + 1], origin, u, v)[0]
     poi = P.project(tr_res["f_poison"][i:i + 1], origin, u, v)[0]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.6), sharex=True, sharey=True)
     for ax, (w, b, title) in zip(axes, [(w_clean, b_clean, "clean head"), (w_p, b_p, "head retrained with the poison")]):
         for c, col in ((0, "tab:blue"), (1, "tab:orange")):
             ax.scatter(*pts[tr.y.numpy() == c].T, s=5, alpha=0.35, color=col, label=f"{names[c]} (train)")
@@ -116,11 +116,11 @@ def fig_feature_collision(cfg, data, setup, tr_res, res: Results, label: str):
         if abs(cv) > 1e-9:
             ax.plot(xs, -(c0 + cu * xs) / cv, "k--", lw=1.2, label="decision boundary (in this plane)")
         ax.set_ylim(pts[:, 1].min() - 1, pts[:, 1].max() + 1)
-        ax.set_title(title, fontsize=10)
+        P.title(ax, title, fontsize=10)
         ax.set_xlabel("centroid axis")
     axes[0].set_ylabel("head-normal axis")
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle("PF-F3 feature collision: the poison sits on the target in feature space", fontsize=10)
+    axes[1].legend(fontsize=P.SMALL, loc="best")
+    P.suptitle(fig, "PF-F3 feature collision: the poison sits on the target in feature space", fontsize=10)
     P.standin_note(fig, label)
     res.save_figure(fig, "PF-F3")
     return fig
@@ -132,7 +132,7 @@ def fig_training_contexts(cfg, extractor, victim, res: Results):
     T.freeze_for_transfer(extractor)
     transfer = M.trainable_summary(extractor)
     e2e = M.trainable_summary(T.unfreeze(copy.deepcopy(victim)))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.0))
     for ax, rows, title in ((axes[0], transfer, "transfer learning: frozen extractor, head retrained"),
                             (axes[1], e2e, "end-to-end: every layer of the victim retrained")):
         names = [r[0] for r in rows]
@@ -143,8 +143,8 @@ def fig_training_contexts(cfg, extractor, victim, res: Results):
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("parameters (green: trained, grey: frozen)")
-        ax.set_title(title, fontsize=10)
-    fig.suptitle("PF-F4 the two training contexts", fontsize=10)
+        P.title(ax, title, fontsize=10)
+    P.suptitle(fig, "PF-F4 the two training contexts", fontsize=10)
     res.save_figure(fig, "PF-F4")
     return fig
 
@@ -188,12 +188,12 @@ def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
     """PF-F5: one-shot kill: confidence in the wrong class with the poison and in the paired
     control (same cold start, the clean base instead of the poison), and the beta sweep
     (success against perturbation size, with the clean-label gate)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.6))
     bins = np.linspace(0, 1, 21)
     axes[0].hist(main["control_wrong_conf"].numpy(), bins=bins, alpha=0.7, label="control (clean base, no poison)")
     axes[0].hist(main["wrong_conf"].numpy(), bins=bins, alpha=0.7, label="one poison")
     k, n = int(main["success"].sum()), len(main["success"])
-    axes[0].set_title(f"paper's beta: targets' confidence in the wrong class\nsuccess {k}/{n} = {k / n:.0%}, "
+    P.title(axes[0], f"paper's beta: targets' confidence in the wrong class\nsuccess {k}/{n} = {k / n:.0%}, "
                       f"median L-inf {float(main['linf_255'].median()):.1f}/255", fontsize=10)
     axes[0].set_xlabel("probability of the base class")
     axes[0].set_ylabel("targets")
@@ -206,7 +206,7 @@ def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
                     f"success with L-inf <= {cfg.clean_label_linf_255:g}/255", marker="s")
     for name, r in sweep.iterrows():
         ax.annotate(f"x{r.beta_multiplier:.2g}", (max(r.median_linf_255, 0.01), r.success_rate),
-                    textcoords="offset points", xytext=(4, 6), fontsize=7)
+                    textcoords="offset points", xytext=(4, 6), fontsize=P.SMALL)
     up = table[table.resolution != 32]
     for name, r in up.iterrows():
         ax.errorbar([max(r.median_linf_255, 0.01)], [r.success_rate],
@@ -216,9 +216,9 @@ def fig_transfer(cfg, main, table: pd.DataFrame, res: Results, label: str):
     ax.set_xscale("log")
     ax.set_xlabel("median L-inf of the perturbation (0-255 pixel levels)")
     ax.set_ylabel("poison success rate")
-    ax.set_title("beta sweep (x: multiple of the paper's beta): success vs size", fontsize=10)
-    ax.legend(fontsize=7, loc="center left")
-    fig.suptitle(f"PF-F5 one-shot kill, transfer learning ({cfg.transfer_class_a} vs {cfg.transfer_class_b})",
+    P.title(ax, "beta sweep (x: multiple of the paper's beta): success vs size", fontsize=10)
+    ax.legend(fontsize=P.SMALL, loc="center left")
+    P.suptitle(fig, f"PF-F5 one-shot kill, transfer learning ({cfg.transfer_class_a} vs {cfg.transfer_class_b})",
                  fontsize=10)
     P.standin_note(fig, label)
     res.save_figure(fig, "PF-F5")
@@ -230,7 +230,7 @@ def fig_e2e_projection(cfg, data, e2e, tag: str, artifact: str, res: Results):
     end-to-end retraining (centroid axis x principal residual axis)."""
     te = data["e2e_test"]
     tl, bl = data["e2e_target_label"], data["e2e_base_label"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(P.WIDTH, 3.6))
     for ax, when in zip(axes, ("before", "after")):
         ft = e2e[f"{tag}_{when}_test"]
         fp = e2e[f"{tag}_{when}_feats"]
@@ -241,12 +241,12 @@ def fig_e2e_projection(cfg, data, e2e, tag: str, artifact: str, res: Results):
         q = P.project(fp, origin, u, v)
         ax.scatter(*q[1:].T, marker="P", s=60, color="red", label=f"poisons ({len(q) - 1})")
         ax.scatter(*q[0], marker="*", s=250, color="black", label="target")
-        ax.set_title(f"{when} retraining", fontsize=10)
+        P.title(ax, f"{when} retraining", fontsize=10)
         ax.set_xlabel(f"centroid axis ({cfg.e2e_target_class} -> {cfg.e2e_base_class})")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=P.SMALL)
     n = len(e2e[f"{tag}_before_feats"]) - 1
     what = "single poison, no watermark" if tag == "single" else f"{n} poisons, watermark {cfg.e2e_opacities[-1]:.0%}"
-    fig.suptitle(f"{artifact} end-to-end feature space: {what}", fontsize=10)
+    P.suptitle(fig, f"{artifact} end-to-end feature space: {what}", fontsize=10)
     res.save_figure(fig, artifact)
     return fig
 
@@ -288,7 +288,7 @@ def fig_e2e_success(cfg, table: pd.DataFrame, res: Results):
     ax.set_xlabel("number of poisons")
     ax.set_ylabel("attack success rate (95% CI)")
     ax.legend(fontsize=8)
-    ax.set_title(f"PF-F8 end-to-end: {cfg.e2e_target_class} targets, {cfg.e2e_base_class} bases", fontsize=10)
+    P.title(ax, f"PF-F8 end-to-end: {cfg.e2e_target_class} targets, {cfg.e2e_base_class} bases", fontsize=10)
     res.save_figure(fig, "PF-F8")
     return fig
 
@@ -297,10 +297,10 @@ def fig_poison_grid(cfg, e2e, res: Results):
     """PF-F9: crafted poisons (watermarked) above their bases."""
     poisons = e2e[f"poisons_o{len(cfg.e2e_opacities) - 1}"]
     n = min(8, len(poisons))
-    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3), squeeze=False)
-    P.image_row(axes[0], e2e["bases"][:n], [f"base {i}" for i in range(n)])
-    P.image_row(axes[1], poisons[:n], [f"poison {i}" for i in range(n)])
-    fig.suptitle(f"PF-F9 poison {cfg.e2e_base_class}s for one {cfg.e2e_target_class} target "
+    fig, axes = plt.subplots(2, n, figsize=(min(P.WIDTH, 0.95 * n), 2.6), squeeze=False)
+    P.image_row(axes[0], e2e["bases"][:n], [f"base {i}" for i in range(n)], fontsize=P.SMALL)
+    P.image_row(axes[1], poisons[:n], [f"poison {i}" for i in range(n)], fontsize=P.SMALL)
+    P.suptitle(fig, f"PF-F9 poison {cfg.e2e_base_class}s for one {cfg.e2e_target_class} target "
                  f"(opacity {cfg.e2e_opacities[-1]:.0%})", fontsize=10)
     res.save_figure(fig, "PF-F9")
     return fig

@@ -80,7 +80,7 @@ def _finish(fig, cfg, res: Results, artifact: str, title: str):
 
 def fig_loss_histograms(cfg, vic: dict, res: Results):
     """TL-1a: the losses ITLM ranks after each round (first seed), clean against bad samples."""
-    fig, axes = plt.subplots(len(cfg.kinds), cfg.rounds, figsize=(3.3 * cfg.rounds, 2.6 * len(cfg.kinds) + 0.4),
+    fig, axes = plt.subplots(len(cfg.kinds), cfg.rounds, figsize=(min(P.WIDTH, 2.6 * cfg.rounds), 2.4 * len(cfg.kinds) + 0.4),
                              squeeze=False)
     for i, kind in enumerate(cfg.kinds):
         r = vic[kind]["itlm"][0]
@@ -94,9 +94,9 @@ def fig_loss_histograms(cfg, vic: dict, res: Results):
             cut = loss[kept.numpy()].max()
             axes[i, t].axvline(cut, color="0.3", ls="--", lw=1)
             auroc = roc_auc_score(bad, loss) if 0 < bad.sum() < len(bad) else float("nan")
-            axes[i, t].set_title(f"{LABEL[kind]}\nafter round {t + 1} (AUROC {auroc:.2f})", fontsize=8)
+            P.title(axes[i, t], f"{LABEL[kind]}\nafter round {t + 1} (AUROC {auroc:.2f})", fontsize=8)
             axes[i, t].set_xlabel("loss at the given label (log scale)", fontsize=8)
-            axes[i, t].tick_params(labelsize=7)
+            axes[i, t].tick_params(labelsize=P.SMALL)
             axes[i, t].xaxis.set_minor_formatter(plt.NullFormatter())  # no crowded minor labels on short ranges
             if t:
                 axes[i, t].set_ylabel("")
@@ -109,7 +109,7 @@ def fig_loss_histograms(cfg, vic: dict, res: Results):
 def fig_fitting(cfg, vic: dict, res: Results):
     """TL-1b: training accuracy at their own (bad) labels of clean and bad samples against the
     epoch, plain training (mean over seeds, band: min to max)."""
-    fig, axes = plt.subplots(1, len(cfg.kinds), figsize=(max(5.5, 4.2 * len(cfg.kinds)), 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(cfg.kinds), figsize=(min(P.WIDTH, max(5.5, 3.2 * len(cfg.kinds))), 3.0), sharey=True, squeeze=False)
     axes = axes[0]
     for ax, kind in zip(axes, cfg.kinds):
         for part, color in (("clean", "tab:blue"), ("bad", "tab:red")):
@@ -118,7 +118,7 @@ def fig_fitting(cfg, vic: dict, res: Results):
             epochs = np.arange(1, curves.shape[1] + 1)
             ax.plot(epochs, curves.mean(0), marker=".", color=color, label=f"{part} samples")
             ax.fill_between(epochs, curves.min(0), curves.max(0), color=color, alpha=0.2)
-        ax.set_title(f"{LABEL[kind]} ({100 * _rate(cfg, kind):g}%)", fontsize=9)
+        P.title(ax, f"{LABEL[kind]} ({100 * _rate(cfg, kind):g}%)", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("training accuracy at the given label")
@@ -134,7 +134,7 @@ def fig_accuracy(cfg, vic: dict, res: Results):
             for k in cfg.kinds for a in ARMS for r in vic[k][a]]
     frame = pd.DataFrame(rows)
     backdoor = "badnets" in cfg.kinds
-    fig, axes = plt.subplots(1, 2 if backdoor else 1, figsize=(12 if backdoor else 6.5, 3.6), squeeze=False,
+    fig, axes = plt.subplots(1, 2 if backdoor else 1, figsize=(P.WIDTH if backdoor else 6.5, 3.4), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1.2] if backdoor else [1]})
     axes = axes[0]
     sns.barplot(frame, x="bad data", y="test accuracy", hue="arm", errorbar=None, alpha=0.6, ax=axes[0])
@@ -147,8 +147,8 @@ def fig_accuracy(cfg, vic: dict, res: Results):
         sns.barplot(back, x="arm", y="attack success rate", errorbar=None, alpha=0.6, ax=axes[1])
         sns.stripplot(back, x="arm", y="attack success rate", color="k", size=4, ax=axes[1])
         axes[1].set_ylim(0, 1)
-        axes[1].tick_params(axis="x", labelsize=7)
-        axes[1].set_title(f"BadNets, target {cfg.target_class}", fontsize=9)
+        axes[1].tick_params(axis="x", labelsize=P.SMALL)
+        P.title(axes[1], f"BadNets, target {cfg.target_class}", fontsize=9)
     cut = [LABEL[k] for k in KINDS if k not in cfg.kinds]
     return _finish(fig, cfg, res, "TL-1c", f"TL-1c: test accuracy with and without trimming ({cfg.victim_seeds} seeds, dots)"
                    + (", and the backdoor's attack success rate" if backdoor else "")
@@ -173,7 +173,7 @@ def fig_alpha(cfg, vic: dict, sweep: dict, res: Results):
     ax.axvline(main, color="tab:red", lw=1, alpha=0.5, label=f"1 - bad share = {main:.2f}")
     ax.set_xlabel("alpha (fraction kept)")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=P.SMALL)
     return _finish(fig, cfg, res, "TL-1d",
                    f"TL-1d: sensitivity to alpha, {100 * cfg.systematic_rate:g}% systematic noise (one seed; no claim)")
 

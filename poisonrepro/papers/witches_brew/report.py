@@ -102,10 +102,11 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig_t1(cfg, table: pd.DataFrame, res: Results):
-    """WB-T1: success per attack and victim with 95% intervals; the paper's values as black ticks."""
+    """WB-T1: success per attack and victim with 95% intervals; the paper's values as hollow
+    black diamonds (bars' error caps are short lines: a line marker would read as one)."""
     attacks = [LABELS[a] for a in cfg.attacks] + [CLEAN_ROWS["clean"]]
     victims = list(dict.fromkeys(table.index.get_level_values(1)))
-    fig, ax = plt.subplots(figsize=(13, 4.6))
+    fig, ax = plt.subplots(figsize=(P.WIDTH, 4.4))
     width = 0.8 / len(victims)
     colors = plt.get_cmap("tab10")
     for vi, victim in enumerate(victims):
@@ -113,13 +114,15 @@ def fig_t1(cfg, table: pd.DataFrame, res: Results):
         x = np.arange(len(attacks)) + (vi - (len(victims) - 1) / 2) * width
         ax.bar(x, sub["success_rate"], width, color="0.35" if victim == "average" else colors(vi),
                label=victim, yerr=P.error_bars(sub["success_rate"], sub["ci_low"], sub["ci_high"]), capsize=2)
-        ax.scatter(x, sub["paper"], marker="_", s=120, c="k", zorder=5, label="paper" if vi == 0 else None)
-    ax.set_xticks(range(len(attacks)), [a.replace(" (", "\n(").replace(" K=", "\nK=") for a in attacks], fontsize=8)
+        ax.scatter(x, sub["paper"], marker="D", s=36, facecolors="none", edgecolors="k", linewidths=1.4,
+                   zorder=5, label="paper" if vi == 0 else None)
+    ax.set_xticks(range(len(attacks)), [P.wrap(a.replace(" (", "\n(").replace(" K=", "\nK="), 1.1, 9)
+                                        for a in attacks], fontsize=P.SMALL)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("targets classified as the adversarial class")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(f"WB-T1 from scratch, {cfg.n_poisons} poisons ({100 * cfg.budget:g}% of the training set), eps "
-                 f"{255 * cfg.eps:.0f}/255, {cfg.n_targets} setups per cell; 95% Wilson intervals", fontsize=10)
+    ax.set_ylabel("targets classified as\nthe adversarial class")
+    ax.legend(fontsize=P.SMALL, ncol=2)
+    P.title(ax, f"WB-T1 from scratch, {cfg.n_poisons} poisons ({100 * cfg.budget:g}% of the training set), eps "
+                f"{255 * cfg.eps:.0f}/255, {cfg.n_targets} setups per cell; 95% Wilson intervals", fontsize=10)
     label = standin_label(cfg)
     if label:
         P.standin_note(fig, label)
@@ -149,27 +152,29 @@ def accuracy_table(cfg, vic: dict, res: Results) -> pd.DataFrame:
 
 
 def fig_poisons(cfg, data, poisons: dict, res: Results, setup: int = 0, count: int = 4):
-    """WB-T1d: the target of one setup and the first poisons of every attack, with their
-    perturbations amplified."""
+    """WB-T1d: the target of one setup and the first poisons of every attack (a row each, named
+    in full on its left), with their perturbations amplified."""
     from ... import data as D
     k = min(count, cfg.n_poisons)
-    fig, axes = plt.subplots(len(cfg.attacks), 2 * k + 1, figsize=(1.3 * (2 * k + 1), 1.45 * len(cfg.attacks)),
+    cols = 2 * k + 1
+    fig, axes = plt.subplots(len(cfg.attacks), cols, figsize=(min(P.WIDTH, 0.8 * cols + 0.5), 0.95 * len(cfg.attacks) + 0.6),
                              squeeze=False)
     bases = data["train_x"][torch.as_tensor(data["base_pos"][setup][:k])].float() / 255
     for ai, attack in enumerate(cfg.attacks):
         p = poisons[attack]["poisons"][setup][:k].float() / 255
-        if ai == 0:
-            P.image_row([axes[ai, 0]], [data["targets"][setup].float() / 255],
-                        [f"target ({D.CIFAR10_CLASSES[int(data['target_label'][setup])]})"])
+        top = ai == 0  # column titles once, on the first row
+        if top:
+            P.image_row([axes[ai, 0]], [data["targets"][setup].float() / 255], ["target"], fontsize=P.SMALL)
         else:
             axes[ai, 0].axis("off")
-        P.image_row(axes[ai, 1:k + 1], p, [f"{LABELS[attack].split(' (')[0][:18]}" for _ in range(k)])
-        P.image_row(axes[ai, k + 1:], [P.amplified(d) for d in p - bases], ["perturbation" for _ in range(k)])
-    for ax in axes.flat:
-        ax.title.set_fontsize(6)
+        P.image_row(axes[ai, 1:k + 1], p, [f"poison {i + 1}" if top else "" for i in range(k)], fontsize=P.SMALL)
+        P.image_row(axes[ai, k + 1:], [P.amplified(d) for d in p - bases],
+                    [f"change {i + 1}" if top else "" for i in range(k)], fontsize=P.SMALL)
+        P.row_label(axes[ai, 1], LABELS[attack])  # in full, its K too
+    target = D.CIFAR10_CLASSES[int(data["target_label"][setup])]
     adv = D.CIFAR10_CLASSES[int(data["adversarial"][setup])]
-    fig.suptitle(f"WB-T1d poisons of setup {setup + 1} (bases: {adv}, the adversarial class), L-inf budget "
-                 f"{255 * cfg.eps:.0f}/255", fontsize=9)
+    P.suptitle(fig, f"WB-T1d poisons of setup {setup + 1} (target: a {target}; bases: {adv}, the adversarial class), "
+                    f"L-inf budget {255 * cfg.eps:.0f}/255; change: the perturbation, amplified", fontsize=9)
     res.save_figure(fig, "WB-T1d")
     return fig
 
