@@ -26,7 +26,7 @@ def test_notebook_follows_the_skeleton(path):
         line = line.split("#")[0].strip()
         # only scalars: literals, or the profile read from the environment
         assert (not line or line == "import os" or re.fullmatch(r"\w+ = (\d+|True|False|\"\w*\"|[\d.e-]+)", line)
-                or line.startswith('profile = os.environ.get("POISONREPRO_PROFILE")')), line
+                or line.startswith('profile = os.environ.get("POISONREPRO_PROFILE"')), line
     assert 'os.environ.get("POISONREPRO_PROFILE", "smoke")' in params[0].source  # set but empty: an error
     assert any("NBVAL_CHECK_OUTPUT" in c.source for c in nb.cells if c.cell_type == "code")
     assert "colophon" in nb.cells[-1].source
