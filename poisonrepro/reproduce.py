@@ -234,7 +234,7 @@ def run(profile: str, notebooks: list[str], *, tail_interval: float = 30.0) -> i
             tail.poll()
             os.environ.pop(LOG_ENV, None)
         clean_metadata(out)
-        record_run(runs_file, run_row(stem, out, profile, "done", time.time() - t0))
+        record_run(runs_file, run_row(stem, out, profile, "done"))  # the colophon's clock, as the notebook reports it
         resources.append((stem, time.time() - t0, peak_memory(out)))
         print(f"   done in {resources[-1][1]:.0f} s, peak memory {resources[-1][2]} "
               f"-> {_shown(out)}", flush=True)

@@ -21,7 +21,7 @@ def test_the_published_run_records_a_measured_cpu_time_for_every_notebook_that_i
     measured = reproduce.measured_seconds("cpu")
     done = [p.notebook for p in catalog.PAPERS if catalog.status(p.notebook) == "done"]
     assert set(done) <= set(measured), set(done) - set(measured)
-    assert all(seconds > 0 for seconds in measured.values())
+    assert all(seconds >= 0 for seconds in measured.values())
     assert reproduce.measured_seconds("paper") == {}
 
 
