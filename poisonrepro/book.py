@@ -153,7 +153,9 @@ def _module_page_name(module: str) -> str:
 
 def method_modules(stem: str) -> list[str]:
     """The modules that implement a notebook's method: what it imports of ``poisonrepro.papers``
-    and ``poisonrepro.config``, and the attacks, defences and shared loops those import."""
+    and ``poisonrepro.config``, and the attacks, defences and shared loops those import: every
+    module of a subpackage (so that a paper's new folder of methods, learners say, shows up by
+    itself) and the shared top-level modules named here."""
     from .cache import module_closure
     from .provenance import imported_modules
     text = (NOTEBOOK_DIR / f"{stem}.ipynb").read_text()
@@ -163,11 +165,10 @@ def method_modules(stem: str) -> list[str]:
             mods.update(module_closure(m))
         except ValueError:  # ``from poisonrepro import notebook`` names a module, not a package member
             continue
-    keep = ("poisonrepro.papers.", "poisonrepro.config.", "poisonrepro.attacks.", "poisonrepro.defenses.",
-            "poisonrepro.train", "poisonrepro.models", "poisonrepro.stats", "poisonrepro.triggers",
-            "poisonrepro.overview", "poisonrepro.registry")
-    return sorted(m for m in mods if m.startswith(keep) and not m.endswith(".__init__")
-                  and m not in ("poisonrepro.config", "poisonrepro.attacks", "poisonrepro.defenses"))
+    shared = ("poisonrepro.train", "poisonrepro.models", "poisonrepro.stats", "poisonrepro.triggers",
+              "poisonrepro.overview", "poisonrepro.registry")
+    in_subpackage = lambda m: m.count(".") >= 2 and not m.endswith(".__init__")  # noqa: E731
+    return sorted(m for m in mods if in_subpackage(m) or m in shared)
 
 
 def _module_file(module: str) -> Path:

@@ -4,8 +4,12 @@ GPU hours come from FLOPs and one stated throughput:
 
 - **FLOPs per trial.** A notebook that is built says what it runs: its experiments module's
   ``plan(cfg)`` returns one row per stage, ``{"stage", "trials", "flops_per_trial", "basis"}``.
-  For a notebook not built yet, ``PAPER_SETTINGS`` below derives the rows from the paper's
-  settings as the paper and its official code give them (each row cites its table or repository): the
+  For a notebook not built yet, its paper's own package may hold the rows of the paper's settings
+  as the paper and its official code give them (each row cites its table or repository):
+  ``poisonrepro/papers/<paper>/paper_settings.py`` with ``ROWS`` (each made by ``settings_row``)
+  and, where the rows leave a cost out, ``PARTIAL``. It is found by name, so that adding or
+  building a paper never edits this module; once the notebook exists its ``plan(cfg)`` takes
+  over. A settings row counts the
   architecture's FLOPs per image, counted here with ``torch.utils.flop_counter.FlopCounterMode``
   on the project's model (``poisonrepro.models``) at 32x32, times 3 for a forward and backward
   pass, times the images each trial processes. Where neither gives a setting, the row says
@@ -133,32 +137,39 @@ def gpu_throughput() -> Throughput:
 
 
 # --------------------------------------------------------------------------- papers not built yet
-def _row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, flops=None):
-    """A row of a paper's reported settings: ``trials`` trials, each processing ``images``
-    images with ``model`` (``passes`` x its forward FLOPs per image); hours unknown without a model."""
+def settings_row(stage, trials, *, model=None, images=None, passes=TRAIN_PASSES, basis, flops=None) -> dict:
+    """A row of a paper's reported settings (for its ``paper_settings.ROWS``): ``trials`` trials
+    (None: unknown), each processing ``images`` images with ``model`` (a name of
+    ``poisonrepro.models``; ``passes`` x its forward FLOPs per image), or ``flops`` per trial;
+    hours unknown without either. ``basis`` cites the table or repository the settings come from."""
+    if not (isinstance(basis, str) and basis.strip()):
+        raise ValueError(f"settings_row({stage!r}): basis must cite the paper's table or code, got {basis!r}")
+    if trials is not None and (not isinstance(trials, int) or trials < 1):
+        raise ValueError(f"settings_row({stage!r}): trials={trials!r}: must be an integer >= 1, or None (unknown)")
     return {"stage": stage, "trials": trials, "model": model, "images": images, "passes": passes, "basis": basis,
             "flops_per_trial": flops}
 
 
-#: Rows for the notebooks not built yet, from the settings that each paper and its official code state (table
-#: or repository named in each basis). ``partial``: the rows leave out a cost that neither quantifies.
-PAPER_SETTINGS = {
-    "12_unlearnable_examples": {"partial": "crafting (rounds until train error < 0.01), RN-50, DN-121 and the other "
-                                           "datasets of UE-3", "rows": [
-        _row(f"victims {arch}, CIFAR-10", 3, model=arch, images=60 * 50_000,
-             basis=f"Huang et al. 2021 (UE), Table 1: {arch} on clean, sample-wise and class-wise CIFAR-10; "
-                   "60 epochs (HanxunH/Unlearnable-Examples)")
-        for arch in ("resnet18", "vgg11")]},
-    "13_unlearnable_clusters": {"rows": [
-        _row("victims", None, basis="Zhang et al. 2023 (UC) and its authors' code: ResNet-18 90 epochs, but the "
-                                    "datasets' sizes and the tables' settings are UNCONFIRMED")]},
-    "14_tue": {"rows": [
-        _row("evaluations", 3 * 2 * 5,
-             basis="Ren et al. 2023 (TUE), and the training-wise transferability table of the lecture deck 'Data "
-                   "Poisoning: Attacks and Defenses' (X. Ma; artifact TUE-TT): SimCLR/MoCo/SimSiam x "
-                   "supervised/unsupervised x 5 protections; the evaluation epochs of the SSL methods are not "
-                   "confirmed from the paper or its code")]},
-}
+SETTINGS_HOOK = "poisonrepro.papers.{}.paper_settings"
+
+
+def paper_settings(paper: str) -> dict | None:
+    """``{"rows", "partial"}`` from ``poisonrepro.papers.<paper>.paper_settings`` (``ROWS``, ``PARTIAL``),
+    or None where the paper's package has no such module."""
+    name = SETTINGS_HOOK.format(paper)
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except ModuleNotFoundError as exc:  # no package of this paper; an error inside a module is raised
+        if exc.name is None or not name.startswith(exc.name):
+            raise
+        return None
+    module = importlib.import_module(name)
+    rows = getattr(module, "ROWS", None)
+    keys = set(settings_row("s", None, basis="b"))
+    if not rows or not all(isinstance(r, dict) and set(r) == keys for r in rows):
+        raise ValueError(f"{name}.ROWS: must be a non-empty list of plan.settings_row(...) rows, got {rows!r}")
+    return {"rows": list(rows), "partial": getattr(module, "PARTIAL", "")}
 
 
 def _flops_of_settings(row: dict, forward_cache: dict) -> float | None:
@@ -219,11 +230,12 @@ class NotebookPlan:
 
 def notebook_plan(stem: str, profile: str) -> NotebookPlan:
     paper = paper_of(stem)
-    if stem in PAPER_SETTINGS and catalog.status(stem) != "done":
-        entry, cache = PAPER_SETTINGS[stem], {}
+    entry = paper_settings(paper) if catalog.status(stem) != "done" else None
+    if entry is not None:
+        cache = {}
         rows = [dict(stage=r["stage"], trials=r["trials"], flops_per_trial=_flops_of_settings(r, cache),
                      basis=r["basis"]) for r in entry["rows"]]
-        return NotebookPlan(stem, rows, "paper settings", entry.get("partial", ""))
+        return NotebookPlan(stem, rows, "paper settings", entry["partial"])
     if importlib.util.find_spec(f"poisonrepro.config.{paper}") is None:
         return NotebookPlan(stem, [], "no trials" if catalog.status(stem) == "done" else "not built, no settings")
     module = experiments_module(paper)

@@ -162,8 +162,8 @@ def test_dashboard_counts_equal_the_committed_summary(site, server, browser):
     for nb, part in summary.groupby("notebook"):
         assert verdicts[nb] == book.headline_verdict(part), nb
     assert verdicts["05_biggio_svm"] == "reproduced" and verdicts["01_poison_frogs"] == "not reproduced"
-    for nb in ("12_unlearnable_examples", "13_unlearnable_clusters", "14_tue"):
-        assert verdicts[nb] == "not built yet"
+    for nb in (p.notebook for p in book.catalog.PAPERS if book.catalog.status(p.notebook) != "done"):
+        assert verdicts[nb] == "not built yet", nb
     reasons = book.findings()
     for nb, _, why in rows:
         if nb in reasons.index:

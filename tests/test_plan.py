@@ -56,10 +56,37 @@ def test_the_plan_lists_every_notebook_with_its_basis():
     assert [line.split("`")[1] for line in table] == [p.notebook for p in catalog.PAPERS]
     biggio = next(line for line in table if "05_biggio_svm" in line)
     assert "| 92 |" in biggio and "plan(cfg)" in biggio  # 2 toy + 3 pairs x 2 kernels x 10 splits + 3 x 10
-    assert "Huang et al. 2021 (UE), Table 1" in text and "arXiv:2404.00498" in text  # not built yet: the paper
+    assert "arXiv:2404.00498" in text
+    # a notebook not built yet: the rows of its own package's paper_settings, where it has them
+    for paper in catalog.PAPERS:
+        settings = PL.paper_settings(paper.name)
+        if catalog.status(paper.notebook) != "done" and settings is not None:
+            assert "paper settings" in next(line for line in table if f"`{paper.notebook}`" in line)
+            assert all(r["basis"] in text for r in settings["rows"]), paper.notebook
     witches = next(line for line in table if "04_witches_brew" in line)
     assert "plan(cfg)" in witches  # built: its own stages
     assert "Total on 1 GPU:" in text and "On 64 GPUs:" in text and "longest chain" in text
+
+
+def test_a_paper_not_built_yet_brings_its_rows_in_its_own_package(tmp_path, monkeypatch):
+    """The hook is found by name: a new module gives a not-built notebook its rows, no list in plan.py."""
+    (tmp_path / "zz_hook_demo.py").write_text(
+        "from poisonrepro.plan import settings_row\n"
+        "PARTIAL = 'crafting'\n"
+        "ROWS = [settings_row('victims', 4, flops=2e15, basis='Demo et al., Table 9')]\n")
+    (tmp_path / "zz_hook_broken.py").write_text("ROWS = [{'stage': 'victims'}]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(PL, "SETTINGS_HOOK", "zz_hook_{}")
+    p = PL.notebook_plan("99_demo", "paper")  # no notebook 99_demo: not built
+    assert (p.source, p.partial, p.trials) == ("paper settings", "crafting", 4)
+    assert p.seconds(1e15) == 8 and p.rows[0]["basis"] == "Demo et al., Table 9"
+    assert PL.paper_settings("absent") is None
+    with pytest.raises(ValueError, match=r"zz_hook_broken.ROWS: must be a non-empty list of plan.settings_row"):
+        PL.notebook_plan("99_broken", "paper")
+    with pytest.raises(ValueError, match=r"settings_row\('x'\): basis must cite"):
+        PL.settings_row("x", 1, basis=" ")
+    with pytest.raises(ValueError, match=r"trials=0: must be an integer >= 1"):
+        PL.settings_row("x", 0, basis="b")
 
 
 def test_the_command_rejects_an_unknown_profile():
