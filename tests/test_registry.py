@@ -1,5 +1,9 @@
 """The method registry: every method module registers, with a complete taxonomy."""
-import ast
+import importlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,24 +11,51 @@ import pytest
 from poisonrepro import registry
 
 PKG = Path(registry.__file__).resolve().parent
-# shared machinery inside the method folders: loops that the methods use, not methods
-SHARED_MODULES = {"attacks": {"crafting", "backdoor_poisoning"}, "defenses": set()}
+# shared machinery inside the method folders: loops and formats that the methods use, not methods
+SHARED_MODULES = {"attacks": {"crafting", "backdoor_poisoning", "availability"}, "defenses": set()}
+
+
+def _registered_in_a_fresh_process():
+    """{module: [method names]} after registry.load_all() in a new interpreter: in this process
+    another test importing a module first would hide one the package fails to import (the
+    overview's tables once lacked ABL for that reason)."""
+    code = ("import json; from poisonrepro import registry; ms = registry.load_all().values(); "
+            "out = {}; [out.setdefault(m.function.__module__, []).append(m.name) for m in ms]; print(json.dumps(out))")
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("folder", ["attacks", "defenses"])
 def test_every_method_module_is_imported_and_registers_a_method(folder):
-    methods = registry.load_all().values()
-    modules = {m.function.__module__ for m in methods}
-    # the package itself imports every method (another test importing a module first would hide a
-    # missing import: the overview's tables once lacked ABL for that reason)
-    init = ast.parse((PKG / folder / "__init__.py").read_text())
-    imported = {a.name for n in ast.walk(init) if isinstance(n, ast.ImportFrom) for a in n.names}
-    for path in sorted((PKG / folder).glob("*.py")):
-        if path.stem != "__init__" and path.stem not in SHARED_MODULES[folder]:
-            assert f"poisonrepro.{folder}.{path.stem}" in modules, f"{folder}/{path.name} registers nothing"
-            assert path.stem in imported, f"{folder}/__init__.py does not import {path.stem}"
+    registered = _registered_in_a_fresh_process()
+    package = importlib.import_module(f"poisonrepro.{folder}")
+    stems = {path.stem for path in (PKG / folder).glob("*.py") if path.stem != "__init__"}
+    # the package finds its modules itself (pkgutil): no list kept by hand
+    assert set(package.MODULES) == stems
+    for stem in sorted(stems - SHARED_MODULES[folder]):
+        assert registered.get(f"poisonrepro.{folder}.{stem}"), f"{folder}/{stem}.py registers nothing"
     for stem in SHARED_MODULES[folder]:
-        assert f"poisonrepro.{folder}.{stem}" not in modules, f"{stem} is shared machinery, not a method"
+        assert f"poisonrepro.{folder}.{stem}" not in registered, f"{stem} is shared machinery, not a method"
+
+
+def test_a_new_method_module_is_registered_without_touching_the_package(tmp_path):
+    # a copy of the package with one more attack module: load_all() registers it
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(PKG, root / "poisonrepro", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "poisonrepro" / "attacks" / "zz_new_attack.py").write_text(
+        "from ..registry import register_attack\n"
+        "@register_attack('zz_new', paper='p', notebook='n', summary='s', timing='poisoning', goal='untargeted',\n"
+        "                 knowledge='black-box', universality='individual', influence='causative',\n"
+        "                 violation='availability', specificity='indiscriminate')\n"
+        "def zz(x):\n    return x\n")
+    code = "from poisonrepro import registry; print(registry.get('zz_new').function.__module__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "poisonrepro.attacks.zz_new_attack"
 
 
 def test_attacks_declare_all_seven_taxonomy_keys_and_defences_their_cells():
