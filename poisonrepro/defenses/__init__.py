@@ -1,9 +1,11 @@
 """Defences, one module per method; importing this package registers them all.
 
-Every module of this folder is imported, found with ``pkgutil`` rather than listed by hand, so
-that a new defence is one new file and nothing here changes."""
+Every module of the package is imported (found by ``pkgutil``), so that adding a defence touches
+only its own module (as for ``poisonrepro.attacks``).
+"""
 import importlib
 import pkgutil
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+MODULES = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")))
+for _name in MODULES:
+    importlib.import_module(f"{__name__}.{_name}")
