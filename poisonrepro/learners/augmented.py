@@ -107,7 +107,9 @@ def augment(x: torch.Tensor, augmentation: str, generator: torch.Generator, **pa
         torch.default_generator.manual_seed(int(torch.randint(2 ** 62, (), generator=generator)))
         b = len(x)
         if augmentation == "cutout":
-            side = min(p["cutout_size"], x.shape[-2], x.shape[-1])
+            side = p["cutout_size"]
+            if side >= min(x.shape[-2:]):  # RandomErasing would silently erase nothing
+                raise ValueError(f"cutout_size={side}: must be smaller than the images' {x.shape[-2]} x {x.shape[-1]}")
             erase = v2.RandomErasing(p=1.0, scale=(side * side / (x.shape[-2] * x.shape[-1]),) * 2, ratio=(1.0, 1.0),
                                      value=0.0)
             return torch.stack([erase(image) for image in x]), None  # one box per image
