@@ -100,7 +100,8 @@ def test_cutmix_pastes_a_box_and_mixes_labels_by_area():
         assert box == pasted.sum()  # one rectangle
         assert weights[i, j].item() == pytest.approx(pasted.mean().item(), abs=1e-6)  # labels mixed by area
     # cutmix_prob: a batch is left alone with probability 1 - p
-    kept = sum(AU.augment(x, "cutmix", torch.Generator().manual_seed(s), cutmix_prob=0.3)[1] is None for s in range(200))
+    kept = sum(AU.augment(x, "cutmix", torch.Generator().manual_seed(s), cutmix_prob=0.3)[1] is None
+               for s in range(200))
     assert 110 <= kept <= 170  # 140 expected
 
 
@@ -274,7 +275,8 @@ def test_info_nce_positive_first():
     g = torch.Generator().manual_seed(1)
     q, k = F.normalize(torch.randn(3, 5, generator=g), dim=1), F.normalize(torch.randn(3, 5, generator=g), dim=1)
     queue = F.normalize(torch.randn(6, 5, generator=g), dim=1)
-    by_hand = torch.stack([-(q[i] @ k[i]) / 0.2 + torch.logsumexp(torch.cat([(q[i] @ k[i]).view(1), queue @ q[i]]) / 0.2, 0)
+    by_hand = torch.stack([-(q[i] @ k[i]) / 0.2
+                           + torch.logsumexp(torch.cat([(q[i] @ k[i]).view(1), queue @ q[i]]) / 0.2, 0)
                            for i in range(3)]).mean()
     assert C.info_nce(q, k, queue, 0.2).item() == pytest.approx(by_hand.item(), rel=1e-5)
 

@@ -87,7 +87,8 @@ def check_augmentation(augmentation: str, params: dict) -> dict:
     return p
 
 
-def augment(x: torch.Tensor, augmentation: str, generator: torch.Generator, **params) -> tuple[torch.Tensor, torch.Tensor | None]:
+def augment(x: torch.Tensor, augmentation: str, generator: torch.Generator,
+            **params) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Apply ``augmentation`` to a batch ``x`` of [0, 1] floats [B, C, H, W]: the augmented batch,
     in [0, 1], and the mixing matrix M [B, B] (row i: the weights of the batch's labels in image
     i's target; None where labels are kept). Draws come from ``generator`` (CPU)."""

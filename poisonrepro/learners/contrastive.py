@@ -65,7 +65,8 @@ def view_transform(size: int, crop_scale: tuple = (0.2, 1.0)) -> v2.Transform:
     ])
 
 
-def two_views(images: torch.Tensor, generator: torch.Generator, crop_scale: tuple = (0.2, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+def two_views(images: torch.Tensor, generator: torch.Generator,
+              crop_scale: tuple = (0.2, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent augmentations of every uint8 image of ``images`` [B, C, H, W] (on the CPU):
     two float batches in [0, 1]. A v2 transform draws one set of parameters per call, hence one
     call per image; its draws come from torch's CPU generator, forked and seeded from ``generator``."""
@@ -125,7 +126,8 @@ def linear_probe(encoder: M.Classifier, images: torch.Tensor, labels: torch.Tens
         weight[clf.classes_[1]], bias[clf.classes_[1]], bias[clf.classes_[0]] = clf.coef_[0], clf.intercept_[0], 0.0
     else:
         weight[clf.classes_], bias[clf.classes_] = clf.coef_, clf.intercept_
-    return ProbedEncoder(encoder, scaler.mean_, scaler.scale_, weight, bias)
+    device = next(encoder.parameters()).device  # the probe joins the encoder (a GPU where it is on one)
+    return ProbedEncoder(encoder, scaler.mean_, scaler.scale_, weight, bias).to(device)
 
 
 # --------------------------------------------------------------------------- the losses
@@ -151,7 +153,8 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """SimSiam's symmetrised negative cosine similarity with the stop-gradient on the targets z."""
-    return -(F.cosine_similarity(p1, z2.detach(), dim=1).mean() + F.cosine_similarity(p2, z1.detach(), dim=1).mean()) / 2
+    return -(F.cosine_similarity(p1, z2.detach(), dim=1).mean()
+             + F.cosine_similarity(p2, z1.detach(), dim=1).mean()) / 2
 
 
 @torch.no_grad()
