@@ -56,6 +56,8 @@ API_MINIMUMS = [
     ("statsmodels", "0.12", r"\bconfint_proportions_2indep\b", "code",
      "statsmodels.stats.proportion.confint_proportions_2indep"),
     ("torch", "2.0", r"\bfrom torch\.func import\b", "code", "torch.func (functional_call, vmap, grad)"),
+    ("torchvision", "0.16", r"\bv2\.(?:MixUp|CutMix)\(", "code", "torchvision.transforms.v2.MixUp and CutMix"),
+    ("torchvision", "0.16", r"\bv2\.ToDtype\([^)]*\bscale=", "code", "torchvision.transforms.v2.ToDtype(scale=...)"),
 ]
 
 
