@@ -210,6 +210,7 @@ def test_the_progress_log_keeps_the_newest_complete_update():
     assert progress.newest_line("a:  10%|#    | 1/10 [00:01<00:09]\ra:  20%|##   | 2/10 [00:02<00:08]\rb: 3") == \
         "a:  20%|##   | 2/10 [00:02<00:08]"
     assert progress.newest_line("") is None
+    assert progress.newest_line("\x1b[Avictims: 0/5 [00:00<?, ?it/s]\n") == "victims: 0/5 [00:00<?, ?it/s]"  # nested bars
 
 
 def test_the_colophon_fingerprints_the_data_and_the_report_flags_other_data(tmp_path, monkeypatch):
