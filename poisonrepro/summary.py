@@ -153,6 +153,11 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
     run_lines, failed = _runs_section(runs, committed_runs)
     summary, stale = gather_claims(root, notebooks)
     summary = summary[~summary.notebook.isin(failed)].reset_index(drop=True)
+    unrecorded = []
+    if runs is not None and not runs.empty:  # claims whose run no record vouches for (the tests', say) never stand
+        done = set(runs.notebook[runs.status == "done"])
+        unrecorded = sorted(set(summary.notebook) - done)
+        summary = summary[summary.notebook.isin(done)].reset_index(drop=True)
     summary_path = atomic_write(root / "summary.csv",
                                 lambda tmp: tmp.write_text(summary.to_csv(index=False, float_format="%.6g")))
     compared = committed is not None and Path(committed).is_file()
@@ -174,6 +179,9 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
     if stale:
         lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
                   f"them): {', '.join(stale)}.", ""]
+    if unrecorded:
+        lines += [f"Not in this report (claims in `{root.name}/` with no record of their run in `runs.csv`, e.g. "
+                  f"written by the tests): {', '.join(unrecorded)}.", ""]
     for nb, part in summary.groupby("notebook", sort=True):
         lines += [f"## {nb}: {tally_by_role(part[CLAIM_COLUMNS])}", "", *_report_table(part, compared), ""]
     report = "\n".join(lines)
