@@ -115,9 +115,12 @@ def _runs_section(runs: pd.DataFrame, committed_runs: pd.DataFrame | None) -> tu
     if len(failed):
         lines += ["**FAILED** in this run, so none of their claims are in this report: "
                   + "; ".join(f"{r.notebook} ({r.error})" for r in failed.itertuples()), ""]
-    theirs = {} if committed_runs is None else dict(zip(committed_runs.notebook, committed_runs.data))
-    lines += ["| notebook | status | wall time | commit | data (fingerprints) | data as in the committed run? |",
-              "|---|---|---|---|---|---|"]
+    # the published report is the committed run: there is nothing to compare its data with
+    compare = committed_runs is not None
+    theirs = dict(zip(committed_runs.notebook, committed_runs.data)) if compare else {}
+    lines += ["| notebook | status | wall time | commit | data (fingerprints) |"
+              + (" data as in the committed run? |" if compare else ""),
+              "|---|---|---|---|---|" + ("---|" if compare else "")]
     differ = []
     for r in runs.itertuples():
         committed = theirs.get(r.notebook, "")
@@ -129,8 +132,9 @@ def _runs_section(runs: pd.DataFrame, committed_runs: pd.DataFrame | None) -> tu
             same = f"**no**: the committed run used {committed}"
             differ.append(r.notebook)
         wall = f"{r.wall_s} s" if r.wall_s else ""
+        data = r.data or "not recorded (a colophon older than the data line)"
         lines.append(f"| {r.notebook} | {'**FAILED**' if r.status == 'failed' else r.status} | {wall} | "
-                     f"{r.commit} | {r.data} | {same} |")
+                     f"{r.commit} | {data} |" + (f" {same} |" if compare else ""))
     lines.append("")
     if differ:
         lines += [f"Data differ from the committed run's for {', '.join(differ)}: verdicts may change for that "

@@ -233,6 +233,12 @@ def test_the_colophon_fingerprints_the_data_and_the_report_flags_other_data(tmp_
                                                                                     index=False)
     _, report = write_summary("cpu", root=tmp_path, runs=runs, committed_runs=theirs)
     assert "Data differ from the committed run's for 10_dpa" in report.read_text()
+    assert "| 10_dpa | done |  |  | MNIST test (mnist/t10k-images-idx3-ubyte.gz) [aaaaaaaaaaaa] | **no**: " in (
+        report.read_text())
+    # the published report is the committed run: no column compares it with itself
+    _, report = write_summary("cpu", root=tmp_path, runs=runs)
+    assert "committed run?" not in report.read_text() and "unknown" not in report.read_text()
+    assert "| 10_dpa | done |  |  | MNIST test (mnist/t10k-images-idx3-ubyte.gz) [aaaaaaaaaaaa] |\n" in report.read_text()
 
 
 # ---------------------------------------------------------------- the GPU trap
