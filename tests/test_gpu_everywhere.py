@@ -71,7 +71,7 @@ def test_poison_frogs_trains_heads_and_victims_on_cuda_and_returns_cpu_results(i
     main = PF.transfer_attack(cfg, data, extractor, setup, cache, n_targets=2)
     upsampled = PF.transfer_attack(cfg, data, extractor, setup, cache, size=64, n_targets=1, controls=False)
     assert _all_on_cpu(main) and _all_on_cpu(upsampled)
-    assert _device_type(extractor) == "cuda"  # crafting used a CPU copy; the extractor stays
+    assert _device_type(extractor) == "cuda"
     victim = PF.e2e_victim(cfg, data, cache)
     assert _device_type(victim) == "cuda"
     e2e = PF.e2e_attack(cfg, data, victim, cache)
@@ -84,6 +84,21 @@ def test_poison_frogs_trains_heads_and_victims_on_cuda_and_returns_cpu_results(i
     PFR.fig_evasion(cfg, data, extractor, setup, res, "synthetic")
     PFR.fig_feature_collision(cfg, data, setup, main, res, "synthetic")
     plt.close("all")
+
+
+@cuda
+def test_feature_collision_crafts_where_the_network_is_and_returns_where_the_bases_are():
+    """01 passes CPU images to a GPU network; 03 and 04 pass GPU images (the step sizes once stayed on
+    the CPU, and 04's baseline crashed on a GPU)."""
+    from poisonrepro.attacks.feature_collision import craft_poisons
+    net = M.convnet(num_classes=2, width=8).eval().cuda()
+    g = torch.Generator().manual_seed(0)
+    base, target = torch.rand(3, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g)
+    for where in ("cpu", "cuda"):
+        poisons, history = craft_poisons(net, base.to(where), target.to(where), beta=0.1, iters=5, lr=0.01)
+        assert poisons.device.type == history.device.type == where
+        assert history[-1].sum() < history[0].sum()  # the objective still falls
+    assert _device_type(net) == "cuda"
 
 
 # --------------------------------------------------------------------------- 05

@@ -12,7 +12,7 @@ imports, so an interrupted run resumes where it stopped and an edited attack is 
 
 Devices: the extractor, the heads and the end-to-end victims sit on ``T.default_device()`` (a GPU
 where there is one); the images, the random draws and every result stay on the CPU. Feature
-collision crafts on the CPU (``_on_cpu``).
+collision crafts where the network is, its poisons coming back to the CPU.
 """
 from __future__ import annotations
 
@@ -86,13 +86,6 @@ def load_extractor(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, str]:
     ``T.default_device()``."""
     extractor, label = pretrained.load_extractor(cfg, unseen=data["unseen"], cache=cache)
     return extractor.to(T.default_device()), label
-
-
-def _on_cpu(net):
-    """``net`` itself on the CPU, else a CPU copy of it: ``feature_collision.craft_poisons`` keeps
-    its step sizes on the CPU, so it crafts there (images and poisons on the CPU either way)."""
-    first = next(net.parameters(), None)
-    return net if first is None or first.device.type == "cpu" else copy.deepcopy(net).cpu()
 
 
 # --------------------------------------------------------------------------- transfer
@@ -190,7 +183,7 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
         net = extractor
         if size != 32:
             net, b_img, t_img = Resized(extractor, 32), _upsample(b_img, size), _upsample(t_img, size)
-        poisons, history = craft_poisons(_on_cpu(net), b_img, t_img, beta=beta, iters=cfg.craft_iters,
+        poisons, history = craft_poisons(net, b_img, t_img, beta=beta, iters=cfg.craft_iters,
                                          lr=cfg.craft_lr,
                                          desc=f"craft transfer poisons (beta x{beta_multiplier:g}, {size}px)")
         f_p = T.extract_features(net, poisons)
@@ -321,7 +314,6 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
         scratch_single = torch.zeros(n_scratch, dtype=torch.bool)
         scratch_acc = torch.zeros(n_scratch)
         kept, proj = {}, {}
-        crafter = _on_cpu(victim)
 
         def trial(poisons, seed, t_img, tag=None):
             model = _finetune(cfg, victim, tr.x, tr.y, poisons, base_label, seed)
@@ -336,7 +328,7 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
         for ti, t in enumerate(targets.tolist()):
             t_img = te.x[t:t + 1]
             # one plain poison (no watermark): the single-poison experiment
-            p1, _ = craft_poisons(crafter, bases.x[ti % nmax:ti % nmax + 1], t_img, beta=beta,
+            p1, _ = craft_poisons(victim, bases.x[ti % nmax:ti % nmax + 1], t_img, beta=beta,
                                   iters=cfg.e2e_craft_iters, lr=cfg.craft_lr, desc="craft e2e poison")
             size = perturbation_size(p1, bases.x[ti % nmax:ti % nmax + 1])
             single_size["l2_255"][ti], single_size["linf_255"][ti] = size["l2_255"][0], size["linf_255"][0]
@@ -350,7 +342,7 @@ def e2e_attack(cfg, data, victim, cache: ArtifactCache) -> dict:
             for oi, gamma in enumerate(opac):
                 # poisons are crafted independently per base: craft the largest set once and
                 # use its first n for every n (nested poison sets, as in a sweep over n)
-                allp, _ = craft_poisons(crafter, bases.x[:nmax], t_img, beta=beta, iters=cfg.e2e_craft_iters,
+                allp, _ = craft_poisons(victim, bases.x[:nmax], t_img, beta=beta, iters=cfg.e2e_craft_iters,
                                         lr=cfg.craft_lr, opacity=gamma, desc="craft e2e poisons")
                 sb = perturbation_size(allp, bases.x[:nmax])
                 linf_base[oi, ti], l2_base[oi, ti] = sb["linf_255"], sb["l2_255"]
