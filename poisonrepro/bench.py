@@ -390,7 +390,7 @@ def plan_check_report(r: dict) -> str:
     lines += [f"| {v['victim']} | {v['images_per_s']:,.0f} | {v['assumed_images_per_s']:,.0f} | {v['ratio']:.2f} |"
               for v in r["victims"]]
     c = r["crafting"]
-    lines += ["", f"| crafting | poison-steps/s measured | assumed | measured / assumed |", "|---|---|---|---|",
+    lines += ["", "| crafting | poison-steps/s measured | assumed | measured / assumed |", "|---|---|---|---|",
               f"| {c['objective']} ({c['poisons']} poisons, {c['steps']} steps) | {c['poison_steps_per_s']:,.0f} | "
               f"{c['assumed_poison_steps_per_s']:,.0f} | {c['ratio']:.2f} |"]
     if "training" in r:

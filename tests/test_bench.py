@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from poisonrepro import bench, models
-from poisonrepro import train as T
 
 
 def test_matmul_peak_is_measured_and_plausible():

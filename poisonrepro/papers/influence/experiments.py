@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ... import data as D
-from ... import models as M
 from ... import pretrained
 from ... import train as T
 from ...attacks.influence import (LogisticHead, extract, influence_up_loss, most_influential, random_sign_control,
