@@ -166,7 +166,7 @@ PROFILES = {
                       "fractions": "Table 2 (UE-4): 20-80% of the training set unlearnable",
                       "transfer_archs": "Table 1: VGG-11 (RN-50 and DN-121 are not in poisonrepro.models)",
                       "augmentations": "Table 3: Cutout, Mixup, CutMix (Fast AutoAugment not implemented)",
-                      "protect_class": "Fig. 3 (c, d) and paper-notes: the bird class made unlearnable",
+                      "protect_class": "paper-notes and the lecture deck's panels (c, d): the bird class made unlearnable (figure number UNCONFIRMED)",
                       "victim_seeds/control_seeds/grid_seeds": "not stated; 3 (the claims' unit: a victim training)",
                       "accuracy_floor": "the project's floor: decided claims need from-scratch CIFAR-10 victims at "
                                         ">= 80% clean accuracy (the paper's clean ResNet-18: 94.77%)",

@@ -133,13 +133,15 @@ def noise_trial(*, kind: str, per_class: int, seed: int, eps: float, surrogate: 
     """One noise of ``NOISES`` for the training set of ``per_class`` images per class, as
     ``availability.noise_artifact`` with its diagnostics, and ``linf_255``: the L-inf distance of
     every spoiled training image from its original, in pixel levels (after clipping)."""
+    if kind not in NOISES:
+        raise ValueError(f"noise kind={kind!r}: unknown; allowed: {', '.join(NOISES)}")
     x, y = training_set(per_class)
     if kind == "random":
         art = RN.random_noise(x, y, eps=eps, seed=seed)
     elif kind == "error_max":
         art = EMAX.craft_error_maximizing(Autocast(load_attacker(model, attacker_key)), x, y, eps=eps,
                                           steps=emax_steps, step_size=emax_step_size, batch_size=batch_size, seed=seed)
-    elif kind in ("error_min", "error_min_class"):
+    else:  # error_min, error_min_class
         net = Autocast(_build(surrogate, seed))
         common = dict(eps=eps, step_size=step_size, train_steps=train_steps, max_rounds=max_rounds,
                       stop_error=stop_error, batch_size=batch_size, seed=seed)
@@ -148,8 +150,6 @@ def noise_trial(*, kind: str, per_class: int, seed: int, eps: float, surrogate: 
         else:
             art = EMIN.craft_error_minimizing_classwise(net, x, y, subset=class_subset,
                                                         noise_steps=noise_steps or None, **common)
-    else:
-        raise ValueError(f"noise kind={kind!r}: unknown; allowed: {', '.join(NOISES)}")
     spoiled = AV.apply_noise(x, y, art)[0]
     art["linf_255"] = (spoiled.short() - x.short()).abs().flatten(1).amax(1).to(torch.uint8)
     return art

@@ -25,6 +25,8 @@ plt = P.plt
 ARM_COLOR = {"clean": "0.2", "error_min": "tab:red", "error_min_class": "tab:purple", "random": "tab:blue",
              "error_max": "tab:green"}
 PAPER = "unlearnable_examples"
+SHORT_NAME = {"error_min": "error-min.\nsample-wise", "error_min_class": "error-min.\nclass-wise",
+              "random": "random\nsample-wise", "error_max": "error-max.\nsample-wise"}
 #: the reference value of each arm's accuracy (Table 1, Fig. 1, Table 3)
 ARM_PAPER = {"clean": "rn18_c10_clean", "error_min": "rn18_c10_sample", "error_min_class": "rn18_c10_class",
              "random": "fig1_random_sample", "error_max": "fig1_error_max_sample", "augment:cutout": "cutout_sample",
@@ -123,7 +125,7 @@ def fig_noise(cfg, run: dict, res: Results, count: int = 3):
         ax.axis("off")
     P.row_label(axes[0, 0], "clean", width_in=1.0)
     for r, kind in enumerate(kinds, start=1):
-        P.row_label(axes[r, 0], NOISE_NAME[kind].replace(", ", "\n"), width_in=1.0)
+        P.row_label(axes[r, 0], SHORT_NAME[kind], width_in=1.2)
     title = (f"UE-1: the noises at L-inf {255 * cfg.eps:g}/255; sample-wise: one pattern per image, class-wise: "
              "one per class (the same on every image of it)")
     return P.finish(fig, res, "UE-1", title, standin_label(cfg))
