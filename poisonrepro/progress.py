@@ -14,6 +14,10 @@ This module reports and computes nothing, so the cache's code hashes leave it ou
 from __future__ import annotations
 
 import os
+import re
+
+#: tqdm moves the cursor between nested bars with escape sequences; a log line shows none
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 LOG_ENV = "POISONREPRO_PROGRESS_LOG"
 LOG_INTERVAL_S = 20.0
@@ -47,6 +51,6 @@ def bar(iterable=None, **kwargs):
 def newest_line(text: str) -> str | None:
     """The last complete update in a tqdm log (updates end in a carriage return or a newline),
     or None where there is none yet."""
-    complete = text.replace("\r", "\n").split("\n")[:-1]
+    complete = _ESCAPES.sub("", text).replace("\r", "\n").split("\n")[:-1]
     lines = [line.strip() for line in complete if line.strip()]
     return lines[-1] if lines else None

@@ -123,12 +123,13 @@ def record_run(path: Path, row: dict) -> pd.DataFrame:
 
 
 def run_row(stem: str, nb_path: Path, profile: str, status: str, wall_s: float | None = None,
-            error: str = "") -> dict:
-    """A runs-file row for the executed notebook ``nb_path``, from its colophon where it has one."""
+            error: str = "", elapsed_s: float | None = None) -> dict:
+    """A runs-file row for the executed notebook ``nb_path``, from its colophon where it has one;
+    ``wall_s`` None: the colophon's clock, else ``elapsed_s`` (a notebook without a colophon)."""
     field = (lambda label: colophon_field(nb_path, label) or "") if Path(nb_path).is_file() else (lambda label: "")
     if wall_s is None:  # the colophon's own clock: "1449 s (artifact cache: ...)"
         m = re.match(r"([\d.]+) s", field("wall time:"))
-        wall_s = float(m.group(1)) if m else None
+        wall_s = float(m.group(1)) if m else elapsed_s
     return {"notebook": stem, "profile": profile, "status": status,
             "wall_s": "" if wall_s is None else f"{wall_s:.0f}", "peak_memory": peak_memory(nb_path) if field(
                 PEAK_MEMORY_LABEL) else "", "commit": field("git commit:"), "device": field("device:"),
@@ -234,7 +235,8 @@ def run(profile: str, notebooks: list[str], *, tail_interval: float = 30.0) -> i
             tail.poll()
             os.environ.pop(LOG_ENV, None)
         clean_metadata(out)
-        record_run(runs_file, run_row(stem, out, profile, "done"))  # the colophon's clock, as the notebook reports it
+        # the colophon's clock, as the notebook reports it (papermill's elapsed time where it has none)
+        record_run(runs_file, run_row(stem, out, profile, "done", elapsed_s=time.time() - t0))
         resources.append((stem, time.time() - t0, peak_memory(out)))
         print(f"   done in {resources[-1][1]:.0f} s, peak memory {resources[-1][2]} "
               f"-> {_shown(out)}", flush=True)

@@ -115,9 +115,12 @@ def _runs_section(runs: pd.DataFrame, committed_runs: pd.DataFrame | None) -> tu
     if len(failed):
         lines += ["**FAILED** in this run, so none of their claims are in this report: "
                   + "; ".join(f"{r.notebook} ({r.error})" for r in failed.itertuples()), ""]
-    theirs = {} if committed_runs is None else dict(zip(committed_runs.notebook, committed_runs.data))
-    lines += ["| notebook | status | wall time | commit | data (fingerprints) | data as in the committed run? |",
-              "|---|---|---|---|---|---|"]
+    # the published report is the committed run: there is nothing to compare its data with
+    compare = committed_runs is not None
+    theirs = dict(zip(committed_runs.notebook, committed_runs.data)) if compare else {}
+    lines += ["| notebook | status | wall time | commit | data (fingerprints) |"
+              + (" data as in the committed run? |" if compare else ""),
+              "|---|---|---|---|---|" + ("---|" if compare else "")]
     differ = []
     for r in runs.itertuples():
         committed = theirs.get(r.notebook, "")
@@ -129,8 +132,9 @@ def _runs_section(runs: pd.DataFrame, committed_runs: pd.DataFrame | None) -> tu
             same = f"**no**: the committed run used {committed}"
             differ.append(r.notebook)
         wall = f"{r.wall_s} s" if r.wall_s else ""
+        data = r.data or "not recorded (a colophon older than the data line)"
         lines.append(f"| {r.notebook} | {'**FAILED**' if r.status == 'failed' else r.status} | {wall} | "
-                     f"{r.commit} | {r.data} | {same} |")
+                     f"{r.commit} | {data} |" + (f" {same} |" if compare else ""))
     lines.append("")
     if differ:
         lines += [f"Data differ from the committed run's for {', '.join(differ)}: verdicts may change for that "
@@ -153,6 +157,11 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
     run_lines, failed = _runs_section(runs, committed_runs)
     summary, stale = gather_claims(root, notebooks)
     summary = summary[~summary.notebook.isin(failed)].reset_index(drop=True)
+    unrecorded = []
+    if runs is not None and not runs.empty:  # claims whose run no record vouches for (the tests', say) never stand
+        done = set(runs.notebook[runs.status == "done"])
+        unrecorded = sorted(set(summary.notebook) - done)
+        summary = summary[summary.notebook.isin(done)].reset_index(drop=True)
     summary_path = atomic_write(root / "summary.csv",
                                 lambda tmp: tmp.write_text(summary.to_csv(index=False, float_format="%.6g")))
     compared = committed is not None and Path(committed).is_file()
@@ -174,6 +183,9 @@ def write_summary(profile: str, notebooks: list[str] | None = None, *, root: Pat
     if stale:
         lines += [f"Not in this report (claims written by an older version of the results contract; rerun "
                   f"them): {', '.join(stale)}.", ""]
+    if unrecorded:
+        lines += [f"Not in this report (claims in `{root.name}/` with no record of their run in `runs.csv`, e.g. "
+                  f"written by the tests): {', '.join(unrecorded)}.", ""]
     for nb, part in summary.groupby("notebook", sort=True):
         lines += [f"## {nb}: {tally_by_role(part[CLAIM_COLUMNS])}", "", *_report_table(part, compared), ""]
     report = "\n".join(lines)

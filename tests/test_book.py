@@ -66,6 +66,14 @@ def server(site):
     httpd.shutdown()
 
 
+def _screenshot(page, name, **kwargs):
+    """A screenshot of the book as readers get it: the page the test added leaves the sidebar first."""
+    page.evaluate(f"document.querySelectorAll('a[href$=\"{NOTE}.html\"]').forEach(a => (a.closest('li') || a).remove())")
+    assert NOTE not in page.content()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), **kwargs)
+
+
 def _pages(site):
     return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts)
 
@@ -148,8 +156,7 @@ def test_dashboard_counts_equal_the_committed_summary(site, server, browser):
     rows = page.evaluate("""Array.from(document.querySelectorAll('tr[data-notebook]')).map(r => [
         r.dataset.notebook, r.querySelector('td.headline-verdict').dataset.verdict,
         r.querySelector('td.why').textContent])""")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+    _screenshot(page, "dashboard.png", full_page=True)
     page.close()
     # headline and supporting claims counted apart, each equal to the committed run's
     expected = {(nb, role, v): int(((part.role == role) & (part.verdict == v)).sum())
@@ -210,8 +217,7 @@ def test_every_verdict_is_visible_without_horizontal_scrolling(site, server, bro
     if shot:
         page.locator("main .cell_output table.claims, main table.claims").first.scroll_into_view_if_needed()
         page.evaluate("window.scrollBy(0, -60)")
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / shot))
+        _screenshot(page, shot)
     page.close()
     assert edges, f"{rel}: no verdict column"
     assert max(v for v, _ in edges) <= WIDTH, f"{rel}: a verdict cell ends at x = {max(edges)[0]:.0f} > {WIDTH}"
@@ -294,7 +300,7 @@ def test_a_paper_page_shows_captioned_figures_math_and_its_claims(site, server, 
     assert "NBVAL_CHECK_OUTPUT" not in text  # the test plumbing is hidden
     assert "Paper vs measured" in text and "Implemented in" in text
     assert "e-0" not in page.inner_text("table.claims") and "NaN" not in page.inner_text("table.claims")
-    page.screenshot(path=str(SHOTS / "paper_page.png"), full_page=False)
+    _screenshot(page, "paper_page.png", full_page=False)
     page.close()
     assert not errors, errors
 

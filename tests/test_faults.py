@@ -184,6 +184,9 @@ def test_a_failed_notebook_is_marked_failed_and_its_older_claims_never_stand_in(
     # an earlier, successful run of 05 left its claims in build/
     (build / "05_x").mkdir(parents=True)
     claims.to_csv(build / "05_x" / "claims.csv", index=False)
+    # and the tests left claims of a notebook this run never ran, with no record of their run
+    (build / "07_z").mkdir(parents=True)
+    claims.to_csv(build / "07_z" / "claims.csv", index=False)
     _notebook(notebooks / "05_x.ipynb", "raise RuntimeError('a cell broke')")
     _notebook(notebooks / "06_y.ipynb",
               "from poisonrepro.progress import bar\nimport time\n"
@@ -200,6 +203,7 @@ def test_a_failed_notebook_is_marked_failed_and_its_older_claims_never_stand_in(
     report = (build / "REPORT.md").read_text()
     assert "**FAILED** in this run" in report and "05_x (RuntimeError: a cell broke)" in report
     assert "X-1:rate" not in report and "05_x" not in pd.read_csv(build / "summary.csv").notebook.tolist()
+    assert "with no record of their run in `runs.csv`, e.g. written by the tests): 07_z." in report
     # the progress went to a log beside the run, never into the executed notebook
     executed = nbformat.read(build.parent / "smoke" / "06_y.ipynb", as_version=4)
     assert not any("victims" in str(o) for c in executed.cells for o in c.get("outputs", []))
@@ -210,6 +214,7 @@ def test_the_progress_log_keeps_the_newest_complete_update():
     assert progress.newest_line("a:  10%|#    | 1/10 [00:01<00:09]\ra:  20%|##   | 2/10 [00:02<00:08]\rb: 3") == \
         "a:  20%|##   | 2/10 [00:02<00:08]"
     assert progress.newest_line("") is None
+    assert progress.newest_line("\x1b[Avictims: 0/5 [00:00<?, ?it/s]\n") == "victims: 0/5 [00:00<?, ?it/s]"  # nested bars
 
 
 def test_the_colophon_fingerprints_the_data_and_the_report_flags_other_data(tmp_path, monkeypatch):
@@ -228,6 +233,12 @@ def test_the_colophon_fingerprints_the_data_and_the_report_flags_other_data(tmp_
                                                                                     index=False)
     _, report = write_summary("cpu", root=tmp_path, runs=runs, committed_runs=theirs)
     assert "Data differ from the committed run's for 10_dpa" in report.read_text()
+    assert "| 10_dpa | done |  |  | MNIST test (mnist/t10k-images-idx3-ubyte.gz) [aaaaaaaaaaaa] | **no**: " in (
+        report.read_text())
+    # the published report is the committed run: no column compares it with itself
+    _, report = write_summary("cpu", root=tmp_path, runs=runs)
+    assert "committed run?" not in report.read_text() and "unknown" not in report.read_text()
+    assert "| 10_dpa | done |  |  | MNIST test (mnist/t10k-images-idx3-ubyte.gz) [aaaaaaaaaaaa] |\n" in report.read_text()
 
 
 # ---------------------------------------------------------------- the GPU trap

@@ -41,6 +41,7 @@ import numbers
 import torch
 
 from ..cache import ArtifactCache
+from ..train import check_pixels
 
 MODES = ("sample", "class")
 
@@ -56,6 +57,15 @@ def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: unknown; allowed: {', '.join(map(repr, MODES))} "
                          f"(sample-wise or class-wise noise)")
+
+
+def check_training_set(x, y) -> torch.Tensor:
+    """A clear error, before any compute, unless ``x`` is a non-empty image batch [N, C, H, W] of
+    uint8 pixels or floats in [0, 1] with one integer label per image; returns the labels."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
+        raise ValueError("x: need a non-empty tensor of images [N, C, H, W]")
+    check_pixels("x", x)
+    return check_labels(x, y)
 
 
 def check_labels(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_attack
-from ..train import check_pixels
-from .availability import check_budget, check_labels, noise_artifact
+from .availability import check_budget, check_training_set, noise_artifact
 from .crafting import craft_perturbations
 
 
@@ -44,10 +43,7 @@ def craft_error_maximizing(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     restored. Returns ``availability.noise_artifact`` with ``loss_history`` (the mean objective
     of every step of the kept restart's run, negated back to the loss when untargeted)."""
     check_budget(eps)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
-        raise ValueError("x: need a non-empty tensor of images [N, C, H, W]")
-    check_pixels("x", x)
-    y = check_labels(x, y)
+    y = check_training_set(x, y)
     if not 0 < step_size <= eps:
         raise ValueError(f"step_size={step_size!r}: need a PGD step in (0, eps={eps:.5g}]")
     for name, value in (("steps", steps), ("restarts", restarts)):

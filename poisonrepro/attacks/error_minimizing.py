@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_attack
-from ..train import check_pixels
-from .availability import check_budget, check_labels, check_mode, noise_artifact
+from .availability import check_budget, check_mode, check_training_set, noise_artifact
 from .crafting import CraftState, craft_perturbations, device_of
 
 # Huang et al. 2021, Sec. 4 and the authors' scripts (scripts/cifar10/min-min-noise/*/exp_setting.sh)
@@ -52,10 +51,7 @@ def _check(x, y, *, mode, eps, step_size, noise_steps, train_steps, stop_error, 
            lr):
     check_mode(mode)
     check_budget(eps)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
-        raise ValueError("x: need a non-empty tensor of images [N, C, H, W]")
-    check_pixels("x", x)
-    y = check_labels(x, y)
+    y = check_training_set(x, y)
     if not 0 < step_size <= eps:
         raise ValueError(f"step_size={step_size!r}: need a PGD step in (0, eps={eps:.5g}] (0.8/255 in the paper)")
     for name, value, minimum in (("noise_steps", noise_steps, 1), ("train_steps", train_steps, 0),

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register_attack
-from ..train import check_pixels
-from .availability import check_budget, check_labels, check_mode, noise_artifact
+from .availability import check_budget, check_mode, check_training_set, noise_artifact
 
 
 def _uniform(shape, eps: float, seed: int) -> torch.Tensor:
@@ -33,10 +32,7 @@ def random_noise(x: torch.Tensor, y: torch.Tensor, *, mode: str = "sample", eps:
     default max(y) + 1), seeded; returned as ``availability.noise_artifact``."""
     check_mode(mode)
     check_budget(eps)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or len(x) == 0:
-        raise ValueError("x: need a non-empty tensor of images [N, C, H, W]")
-    check_pixels("x", x)
-    y = check_labels(x, y)
+    y = check_training_set(x, y)
     if mode == "sample":
         return noise_artifact(_uniform(x.shape, eps, seed), eps=eps, by_class=False, groups=torch.arange(len(x)))
     rows = int(y.max()) + 1 if num_classes is None else num_classes
