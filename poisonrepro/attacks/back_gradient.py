@@ -144,7 +144,8 @@ def as_tensor(a) -> torch.Tensor:
 def train_gd(learner: Learner, X, y, *, steps: int, lr: float, w0: torch.Tensor | None = None) -> torch.Tensor:
     """Algorithm 1: ``steps`` full-batch gradient-descent steps from ``w0`` (default: init)."""
     X, y = as_tensor(X), as_tensor(y)
-    w = learner.init() if w0 is None else w0.clone()
+    # the initial weights are drawn on the CPU (as ever) and join the data, which may be on a GPU
+    w = learner.init().to(X.device) if w0 is None else w0.clone()
     for _ in range(steps):
         w = w - lr * learner.gradient(w, X, y)
     return w

@@ -120,7 +120,8 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
 
     Returns ``(poisons, history)``: poisons in [0, 1] with the base's label unchanged, and the
     objective of Eq. (1) per pair and iteration, shape [<= iters + 1, P]
-    (shorter when every pair stopped early).
+    (shorter when every pair stopped early). The crafting runs where ``model`` is (a GPU, say); both
+    come back where ``base`` is.
     """
     if beta < 0 or lr <= 0 or iters < 0:
         raise ValueError(f"need beta >= 0, lr > 0, iters >= 0 (got beta={beta}, lr={lr}, iters={iters})")
@@ -129,6 +130,9 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
                          f"{eps}/255?)")
     if eps is not None and beta != 0:
         raise ValueError("eps and beta: the L-inf variant projects onto the budget and has no penalty; pass beta=0")
+    home = base.device
+    device = next(model.parameters(), base).device
+    base, target = base.to(device), target.to(device)
     if target.shape[0] == 1:
         target = target.expand_as(base)
     model.eval()
@@ -141,8 +145,8 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
     x = anchor.clone()
     if eps is not None:  # start inside the budget: the watermarked start projected onto it, scored there
         x = (base + (x - base).clamp(-eps, eps)).clamp(0, 1)
-    step = torch.full((len(base),), float(lr))
-    active = torch.ones(len(base), dtype=torch.bool)
+    step = torch.full((len(base),), float(lr), device=device)
+    active = torch.ones(len(base), dtype=torch.bool, device=device)
     with torch.no_grad():
         history = [collision_objective(model, x, target_features, anchor, beta)]
     bar = progress(range(iters), desc=desc, leave=False)
@@ -171,4 +175,4 @@ def craft_poisons(model, base: torch.Tensor, target: torch.Tensor, *, beta: floa
             break
     for p, flag in zip(model.parameters(), trainable):
         p.requires_grad_(flag)
-    return x.detach(), torch.stack(history)
+    return x.detach().to(home), torch.stack(history).to(home)

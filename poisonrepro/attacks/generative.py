@@ -45,7 +45,7 @@ class Autoencoder(nn.Module):
 def pretrain_autoencoder(X: torch.Tensor, *, code: int, steps: int, lr: float, batch: int, seed: int) -> Autoencoder:
     """Reconstruction training (mean squared error, Adam) on genuine digits."""
     torch.manual_seed(seed)
-    ae = Autoencoder(X.shape[1], code).double()
+    ae = Autoencoder(X.shape[1], code).double().to(X.device)  # drawn on the CPU, trained where the digits are
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -69,7 +69,7 @@ def train_generative_poisoner(ae: Autoencoder, learner: Learner, X_tr, y_tr, X_s
     Returns (G, objective after each step, seconds spent)."""
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    start, values = time.perf_counter(), []
+    start, values = _clock(X_src), []
     with torch.no_grad():
         w = train_gd(learner, torch.cat([X_tr, ae(X_src[:batch])]), torch.cat([y_tr, y_src[:batch]]),
                      steps=train_steps, lr=train_lr)
@@ -91,7 +91,14 @@ def train_generative_poisoner(ae: Autoencoder, learner: Learner, X_tr, y_tr, X_s
         opt.step()
         if bar is not None:
             bar.update(1)
-    return ae, values, time.perf_counter() - start
+    return ae, values, _clock(X_src) - start
+
+
+def _clock(x: torch.Tensor) -> float:
+    """The wall clock once the work queued on ``x``'s device is done (CUDA runs asynchronously)."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter()
 
 
 def uniform_noise(n: int, d: int, seed: int) -> torch.Tensor:

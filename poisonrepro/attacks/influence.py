@@ -30,13 +30,22 @@ from ..registry import register_attack
 
 def _augment(feats: torch.Tensor) -> torch.Tensor:
     """Features with a constant 1 appended (the bias is the last parameter)."""
-    return torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype)], 1)
+    return torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype, device=feats.device)], 1)
+
+
+def extract(extractor, images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """``extractor.features(images)``, computed where the extractor is, put on ``device`` (default:
+    the extractor's), differentiable with respect to ``images``: the images may stay on the CPU while
+    the extractor and the head sit on a GPU."""
+    here = next(extractor.parameters(), images).device  # an extractor without weights: where the images are
+    return extractor.features(images.to(here)).to(here if device is None else device)
 
 
 @dataclass
 class LogisticHead:
     """Binary logistic regression on features: P(y=1|x) = sigmoid(theta . [f(x), 1]), trained
-    to the optimum of mean log-loss + (weight_decay / 2) ||w||^2 (bias unregularised)."""
+    to the optimum of mean log-loss + (weight_decay / 2) ||w||^2 (bias unregularised). It lives
+    where its training features are; features and labels given to it must be there too."""
     theta: torch.Tensor
     weight_decay: float
 
@@ -44,7 +53,7 @@ class LogisticHead:
     def fit(cls, feats: torch.Tensor, y: torch.Tensor, weight_decay: float, max_iter: int = 500) -> "LogisticHead":
         X = _augment(feats.double())
         yy = y.double()
-        theta = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+        theta = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device, requires_grad=True)
         opt = torch.optim.LBFGS([theta], lr=1, max_iter=max_iter, tolerance_grad=1e-10,
                                 tolerance_change=1e-14, history_size=50, line_search_fn="strong_wolfe")
 
@@ -75,7 +84,7 @@ class LogisticHead:
         X = _augment(feats.double())
         p = torch.sigmoid(X @ self.theta)
         H = (X * (p * (1 - p))[:, None]).T @ X / len(X)
-        reg = torch.full((X.shape[1],), self.weight_decay, dtype=torch.float64)
+        reg = torch.full((X.shape[1],), self.weight_decay, dtype=torch.float64, device=X.device)
         reg[-1] = 0.0
         return H + torch.diag(reg)
 
@@ -93,13 +102,13 @@ def inverse_hvp(head: LogisticHead, train_feats, v: torch.Tensor, method: str = 
     if method == "exact":
         return torch.linalg.solve(head.hessian(train_feats), v)
     if method == "cg":
-        n = v.numel()
-        op = LinearOperator((n, n), matvec=lambda x: head.hvp(train_feats, torch.from_numpy(x)).numpy(),
-                            dtype=np.float64)
-        sol, info = cg(op, v.numpy(), rtol=1e-10, maxiter=10 * n)
+        n = v.numel()  # scipy's solver works on the CPU; each product runs where the head is
+        op = LinearOperator((n, n), dtype=np.float64,
+                            matvec=lambda x: head.hvp(train_feats, torch.from_numpy(x).to(v.device)).cpu().numpy())
+        sol, info = cg(op, v.cpu().numpy(), rtol=1e-10, maxiter=10 * n)
         if info != 0:
             raise RuntimeError(f"conjugate gradients did not converge (info={info})")
-        return torch.from_numpy(sol)
+        return torch.from_numpy(sol).to(v.device)
     raise ValueError(f"method={method!r}: allowed values are 'exact', 'cg'")
 
 
@@ -113,10 +122,10 @@ def influence_pert_loss(extractor, head: LogisticHead, images, labels, s_test: t
     """I_pert,loss(z, z_test) = -s_test^T grad_x grad_theta L(z) for each training image (Eq. 5),
     through the frozen extractor; ``s_test`` = H^-1 grad_theta L(z_test)."""
     x = images.clone().requires_grad_(True)
-    phi = _augment(extractor.features(x).double())
+    phi = _augment(extract(extractor, x, head.theta.device).double())
     p = torch.sigmoid(phi @ head.theta)
     # s_test . grad_theta L(z) = (p - y) (s_test . phi), summed: each image only affects its own term
-    inner = ((p - labels.double()) * (phi @ s_test)).sum()
+    inner = ((p - labels.double().to(p.device)) * (phi @ s_test)).sum()
     (g,) = torch.autograd.grad(inner, x)
     return -g
 
@@ -135,17 +144,20 @@ def training_set_attack(extractor, head: LogisticHead, train_images, train_y, tr
                         *, n_perturb: int, eps: float, step: float, iters: int, weight_decay: float):
     """Sec. 5.2: perturb the ``n_perturb`` training images with the largest |I_up,loss| on the
     test point along sign(I_pert,loss) within an L-inf ball of radius ``eps``, refitting the head
-    after every step; stop once the test prediction flips. Returns (flipped, indices, images, head).
-    The signed steps and the projection are the shared crafting loop's (``attacks.crafting``);
-    this function supplies the objective and the refit between steps."""
+    after every step; stop once the test prediction flips. Returns (flipped, indices, images, head),
+    the indices and images where ``train_images`` are. The signed steps and the projection are the
+    shared crafting loop's (``attacks.crafting``), on the CPU; this function supplies the objective and
+    the refit between steps. The extractor may sit elsewhere (its batches go to it); the head, the
+    features and the labels sit together (``LogisticHead``)."""
     if not 0 < eps <= 1:
         raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels on the [0, 1] scale)")
     with torch.no_grad():
-        test_feat = extractor.features(test_image)
+        test_feat = extract(extractor, test_image, train_feats.device)
     idx = most_influential(head, train_feats, train_y, test_feat, test_y, n_perturb)
+    pos = idx.to(train_images.device)  # the same indices, where the images are
     labels, feats = train_y[idx].double(), train_feats.clone()
     every = torch.arange(len(idx))
-    now = {"head": head, "x": train_images[idx].clone(), "flipped": False}
+    now = {"head": head, "x": train_images[pos].clone(), "flipped": False}
 
     def s_test():
         return inverse_hvp(now["head"], feats, now["head"].grads(test_feat, test_y)[0])
@@ -154,23 +166,23 @@ def training_set_attack(extractor, head: LogisticHead, train_images, train_y, tr
     def objective(_, x, batch):
         # s_test . grad_theta L(z) = (p - y)(s_test . phi) per image: its input gradient is
         # -I_pert,loss, so the loop's signed descent ascends the test loss (Eq. 5)
-        phi = _augment(extractor.features(x).double())
+        phi = _augment(extract(extractor, x, feats.device).double())
         return (torch.sigmoid(phi @ now["head"].theta) - labels[batch]) * (phi @ now["s_test"])
 
     def refit(state):  # after every step: the moved images' features, the head refit, the flip test
         now["x"] = state.perturbed(every)
         with torch.no_grad():
-            feats[idx] = extractor.features(now["x"]).to(feats.dtype)
+            feats[idx] = extract(extractor, now["x"], feats.device).to(feats.dtype)
         now["head"] = LogisticHead.fit(feats, train_y, weight_decay)
         now["flipped"] = int(now["head"].predict(test_feat)[0]) != int(test_y[0])
         if not now["flipped"]:
             now["s_test"] = s_test()
 
     from .crafting import craft_perturbations  # the shared loop: L-inf box, signed steps
-    craft_perturbations(train_images[idx], objective, eps=eps, norm="linf", steps=iters, step_rule="pgd",
+    craft_perturbations(train_images[pos], objective, eps=eps, norm="linf", steps=iters, step_rule="pgd",
                         lr=step, batch_size=len(idx), on_step=refit, model_update=lambda state: now["flipped"],
                         desc="influence attack")
-    return now["flipped"], idx, now["x"], now["head"]
+    return now["flipped"], pos, now["x"], now["head"]
 
 
 def random_sign_control(extractor, train_images, train_y, train_feats, test_feat, test_y, idx, *, eps: float,
@@ -181,11 +193,12 @@ def random_sign_control(extractor, train_images, train_y, train_feats, test_feat
     (flipped, images, head)."""
     if not 0 < eps <= 1:
         raise ValueError(f"eps={eps}: must lie in (0, 1] (pixels on the [0, 1] scale)")
-    base = train_images[idx]
-    sign = torch.randint(0, 2, base.shape, generator=generator).to(base.dtype) * 2 - 1
+    base = train_images[idx.to(train_images.device)]
+    # the signs are drawn on the CPU (the generator's stream) and join the images
+    sign = torch.randint(0, 2, base.shape, generator=generator).to(device=base.device, dtype=base.dtype) * 2 - 1
     x = (base + eps * sign).clamp(0, 1)
     feats = train_feats.clone()
     with torch.no_grad():
-        feats[idx] = extractor.features(x).to(feats.dtype)
+        feats[idx] = extract(extractor, x, feats.device).to(feats.dtype)
     head = LogisticHead.fit(feats, train_y, weight_decay)
     return int(head.predict(test_feat)[0]) != int(test_y[0]), x, head

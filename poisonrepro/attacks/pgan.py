@@ -43,7 +43,9 @@ class PGAN(nn.Module):
         self.C = nn.Linear(n_features, 1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.G(torch.randn(n, self.z_dim, generator=generator))
+        # z is drawn on the CPU (the generator's stream, whatever the device), then joins G
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return self.G(z.to(next(self.G.parameters()).device))
 
 
 def _frozen(model: PGAN, frozen: bool):
@@ -52,7 +54,8 @@ def _frozen(model: PGAN, frozen: bool):
 
 
 def _bce(logits, value: float):
-    return F.binary_cross_entropy_with_logits(logits.squeeze(1), torch.full((len(logits),), float(value)))
+    return F.binary_cross_entropy_with_logits(logits.squeeze(1),
+                                              torch.full((len(logits),), float(value), device=logits.device))
 
 
 @register_attack("pgan", paper="Munoz-Gonzalez et al. 2019", notebook="07_pgan",
@@ -70,7 +73,7 @@ def train_pgan(model: PGAN, X_class: torch.Tensor, X_tr: torch.Tensor, y_tr: tor
     model.train()
     g = torch.Generator().manual_seed(seed)
     opt = {k: torch.optim.Adam(getattr(model, k).parameters(), lr=lr, betas=(0.5, 0.999)) for k in "GDC"}
-    yp = torch.full((batch,), float(label_p))
+    yp = torch.full((batch,), float(label_p), device=next(model.C.parameters()).device)
     hist = {"D": [], "C": [], "G_adv": [], "G_cls": []}
     for _ in range(steps):
         real = X_class[torch.randint(len(X_class), (batch,), generator=g)]

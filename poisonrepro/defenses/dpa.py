@@ -208,7 +208,8 @@ def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence
     placeholder on no data, to be thrown away). Model j is bitwise the same in any pass of the
     same size and step width (``plan_passes`` makes such passes), and equal up to rounding to the
     same network trained alone. ``make_model()`` must build a network without batch norm (its
-    statistics would mix the partitions under ``vmap``)."""
+    statistics would mix the partitions under ``vmap``); the networks train where it puts them
+    (every random draw stays on the CPU, the batches go there)."""
     images = torch.as_tensor(_uint8(images))
     labels = torch.as_tensor(np.asarray(labels)).long()
     ids = list(range(len(parts))) if ids is None else list(ids)
@@ -221,10 +222,13 @@ def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence
         raise ValueError("train_base_classifiers: the base network must not use batch norm")
     stack = T.ModelStack(models)
     params = list(stack.params.values())
+    device = params[0].device  # where ``make_model`` put the networks (a GPU, say)
     momentum = [torch.zeros_like(p) for p in params]
     bar = T.progress(total=recipe.epochs, desc=desc, leave=False)
     for epoch in range(recipe.epochs):
         x, y, mask, width, steps = _epoch_batches(images, labels, parts, ids, epoch, recipe, seed)
+        # the epoch's orders and augmentations are drawn on the CPU; its batches go to the networks
+        x, y, mask = x.to(device), y.to(device), mask.to(device)
         lr = recipe.lr_at(epoch)
         for s in range(steps):
             xb, yb, mb = x[:, s * width:(s + 1) * width], y[:, s * width:(s + 1) * width], mask[:, s * width:(s + 1) * width]
@@ -252,9 +256,11 @@ def train_base_classifiers(make_model: Callable, images, labels, parts: Sequence
 
 @torch.no_grad()
 def predict_base_classifiers(stack, images, batch_size: int = 250) -> torch.Tensor:
-    """Every base classifier's class for every image: [K, N] (int64)."""
+    """Every base classifier's class for every image: [K, N] (int64), computed where the
+    classifiers are, returned on the CPU."""
     x = torch.as_tensor(_uint8(images))
-    return torch.cat([stack.forward(T.to_unit(x[i:i + batch_size]), shared_input=True).argmax(-1)
+    device = next(iter(stack.params.values())).device
+    return torch.cat([stack.forward(T.to_unit(x[i:i + batch_size].to(device)), shared_input=True).argmax(-1).cpu()
                       for i in range(0, len(x), batch_size)], dim=1)
 
 

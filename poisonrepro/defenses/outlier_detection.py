@@ -40,8 +40,8 @@ class OutlierDetector:
     def project(self, X: torch.Tensor, y: torch.Tensor, radius: float) -> torch.Tensor:
         """Each row moved to the nearest point within ``radius`` thresholds of its label's
         centroid, then clipped to [0, 1] (the box may push it slightly out again)."""
-        c = torch.as_tensor(self.centroids, dtype=X.dtype)[y.long()]
-        r = radius * torch.as_tensor(self.thresholds, dtype=X.dtype)[y.long()]
+        c = torch.as_tensor(self.centroids, dtype=X.dtype, device=X.device)[y.long()]  # where the poisons are
+        r = radius * torch.as_tensor(self.thresholds, dtype=X.dtype, device=X.device)[y.long()]
         d = X - c
         n = d.flatten(1).norm(dim=1).clamp_min(1e-12)
         scale = torch.clamp(r / n, max=1.0).view(-1, *[1] * (X.dim() - 1))
@@ -52,14 +52,14 @@ class OutlierDetector:
         flips: flipping bit j changes the squared distance to the centroid c by
         (1 - 2 x_j)(1 - 2 c_j), so the bits with the most negative change go first; a row the
         ball holds no binary point for ends at the binary point nearest the centroid."""
-        c = torch.as_tensor(self.centroids, dtype=X.dtype)[y.long()]
-        r2 = (radius * torch.as_tensor(self.thresholds, dtype=X.dtype)[y.long()]) ** 2
+        c = torch.as_tensor(self.centroids, dtype=X.dtype, device=X.device)[y.long()]
+        r2 = (radius * torch.as_tensor(self.thresholds, dtype=X.dtype, device=X.device)[y.long()]) ** 2
         d2 = ((X - c) ** 2).sum(1)
         change, order = ((1 - 2 * X) * (1 - 2 * c)).sort(1)
         inside = (d2[:, None] + change.cumsum(1) <= r2[:, None]) & (change < 0)
         flips = torch.where(inside.any(1), inside.float().argmax(1) + 1, (change < 0).sum(1))
         flips = torch.where(d2 <= r2, torch.zeros_like(flips), flips)
-        ranked = torch.arange(X.shape[1])[None, :] < flips[:, None]
+        ranked = torch.arange(X.shape[1], device=X.device)[None, :] < flips[:, None]
         flip = torch.zeros_like(ranked).scatter(1, order, ranked)
         return torch.where(flip, 1 - X, X)
 

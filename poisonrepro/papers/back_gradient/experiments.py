@@ -14,6 +14,11 @@ London, 20 December 2018) presents them: the experiments (figures, tables and cl
   the noise-robust loss and k-NN label sanitisation (sensitivity to k);
 - LF-1: random labels, label flipping, partial label flipping (the lecture deck "Data Poisoning: Attacks
   and Defenses", Xingjun Ma, Fudan University).
+
+Devices: the back-gradient learners (float64) run on ``T.default_device()``, their data moved there
+(``_on_device``); splits, detectors, k-NN and scikit-learn stay in numpy on the CPU, and results come
+back to the CPU. Informed label flipping runs on the CPU (``label_flipping`` returns numpy from its
+tensors).
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ import torch
 from torch.func import vmap
 
 from ... import data as D
-from ...attacks.back_gradient import (LEARNERS, Learner, as_tensor, craft_poisons, train_gd,
+from ... import train as T
+from ...attacks.back_gradient import (LEARNERS, Learner, PoisonRun, as_tensor, craft_poisons, train_gd,
                                       validation_objective)
 from ...attacks.label_flipping import informed_label_flips, poison_labels, random_label_flips
 from ...cache import ArtifactCache, stage_key
@@ -105,16 +111,39 @@ def initial_poisons(sp: dict, count: int):
     return sp["X_val"][idx], 1 - sp["y_val"][idx]
 
 
+def _on_device(a) -> torch.Tensor:
+    """``a`` as the learners' float64 tensor (``as_tensor``, as the attack converts it) on
+    ``T.default_device()``, where the learners then run."""
+    return as_tensor(a).to(T.default_device())
+
+
+def _objective(learner: Learner, X_val, y_val, target_labels=None):
+    """``validation_objective`` with the validation data on the device."""
+    return validation_objective(learner, _on_device(X_val), None if y_val is None else _on_device(y_val),
+                                None if target_labels is None else _on_device(target_labels))
+
+
+def _fit(learner: Learner, X, y, s: dict) -> torch.Tensor:
+    """The learner's weights trained from its initialisation on (X, y), on the device."""
+    return train_gd(learner, _on_device(X), _on_device(y), steps=s["train_steps"], lr=s["train_lr"])
+
+
+def _on_cpu(run: PoisonRun) -> PoisonRun:
+    return PoisonRun(run.X_p.cpu(), run.y_p.cpu(), run.objective, [p.cpu() for p in run.paths])
+
+
 def victim_error(learner: Learner, s: dict, X, y, X_te, y_te) -> float:
     """Test error of the learner trained from its initialisation on (X, y)."""
-    w = train_gd(learner, X, y, steps=s["train_steps"], lr=s["train_lr"])
-    return learner.error(w, as_tensor(X_te), torch.as_tensor(y_te))
+    w = _fit(learner, X, y, s)
+    return learner.error(w, _on_device(X_te), torch.as_tensor(y_te).to(w.device))
 
 
 def _attack(learner, s, sp, objective, X0, y0, per_round, bar, project=None, binary_flips=0):
-    """``craft_poisons`` on the split's training set with the learner's settings ``s``."""
-    return craft_poisons(learner, sp["X_tr"], sp["y_tr"], objective, X0, y0, per_round=per_round, project=project,
-                         bar=bar, binary_flips=binary_flips, **s)
+    """``craft_poisons`` on the split's training set with the learner's settings ``s``, on the
+    device (``objective`` built by ``_objective``); the poisons come back to the CPU."""
+    return _on_cpu(craft_poisons(learner, _on_device(sp["X_tr"]), _on_device(sp["y_tr"]), objective, _on_device(X0),
+                                 _on_device(y0), per_round=per_round, project=project, bar=bar,
+                                 binary_flips=binary_flips, **s))
 
 
 def flips(cfg, name: str) -> int:
@@ -147,7 +176,7 @@ def indiscriminate(cfg, cache: ArtifactCache, pools: dict) -> dict:
                     sp = make_split(cfg, pool, sp_i)
                     learner = make_learner(cfg, kind, sp["X_tr"].shape[1])
                     X0, y0 = initial_poisons(sp, max(counts))
-                    objective = validation_objective(learner, sp["X_val"], sp["y_val"])
+                    objective = _objective(learner, sp["X_val"], sp["y_val"])
                     runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar,
                                    binary_flips=flips(cfg, name))
                     X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
@@ -224,7 +253,7 @@ def outlier_defence(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
                 guess = attacker_detector(cfg, sp)
                 proj = guess.project_binary if name in BINARY else guess.project
                 X0, y0 = initial_poisons(sp, max(counts))
-                objective = validation_objective(learner, sp["X_val"], sp["y_val"])
+                objective = _objective(learner, sp["X_val"], sp["y_val"])
                 variants = []
                 for r in cfg.constraint_radii:
                     runp = _attack(learner, s, sp, objective, X0, y0, cfg.per_round, bar,
@@ -268,6 +297,7 @@ def label_flipping(cfg, cache: ArtifactCache, pools: dict, ind: dict) -> dict:
             sp = make_split(cfg, pools[name], sp_i)
             learner = make_learner(cfg, "logistic", sp["X_tr"].shape[1])
             det = fit_outlier_detector(sp["X_trusted"], sp["y_trusted"], quantile=cfg.od_quantile)
+            # informed flipping's alone, on the CPU: label_flipping (shared with 09) returns numpy
             objective = validation_objective(learner, sp["X_val"], sp["y_val"])
             cand = sp["rng"].choice(len(sp["y_val"]), size=cfg.ilf_candidates, replace=False)
             attacks = [(ind[f"poisons/{name}/logistic/{sp_i}"].numpy(), ind[f"labels/{name}/logistic/{sp_i}"].numpy()),
@@ -319,17 +349,17 @@ def multiclass(cfg, cache: ArtifactCache) -> dict:
                     pool = va[yp[va] == cfg.mc_source]
                     idx = rng.choice(pool, size=max(counts), replace=len(pool) < max(counts))
                     X0, y0 = Xp[idx], np.full(max(counts), cfg.mc_target)
-                    objective = validation_objective(learner, Xp[va], None,
-                                                     np.where(y_val == cfg.mc_source, cfg.mc_target, y_val))
+                    objective = _objective(learner, Xp[va], None,
+                                           np.where(y_val == cfg.mc_source, cfg.mc_target, y_val))
                 else:
                     idx = rng.choice(va, size=max(counts), replace=False)
                     X0, y0 = Xp[idx], (yp[idx] + rng.integers(1, 10, size=max(counts))) % 10  # a wrong label
-                    objective = validation_objective(learner, Xp[va], y_val)
+                    objective = _objective(learner, Xp[va], y_val)
                 runp = _attack(learner, s, sp, objective, X0, y0, cfg.mc_per_round, bar)
                 X_p, y_p = runp.X_p.numpy(), runp.y_p.numpy()
                 for ci, c in enumerate(counts):
-                    w = train_gd(learner, *_poisoned(sp, X_p, y_p, c), steps=s["train_steps"], lr=s["train_lr"])
-                    pred = learner.predict(w, as_tensor(Xt[te])).numpy()
+                    w = _fit(learner, *_poisoned(sp, X_p, y_p, c), s)
+                    pred = learner.predict(w, _on_device(Xt[te])).cpu().numpy()
                     err[oi, sp_i, ci] = (pred != yt[te]).mean()
                     rate[oi, sp_i, ci] = (pred[src_te] == cfg.mc_target).mean()
         bar.close()
@@ -404,30 +434,32 @@ def toy(cfg, cache: ArtifactCache) -> dict:
                     X0, y0 = Xv[idx], (yv[idx] + rng.integers(1, 3, cfg.toy_poisons)) % 3
                 else:
                     X0, y0 = Xv[rng.choice(np.flatnonzero(yv == 2), cfg.toy_poisons)], np.zeros(cfg.toy_poisons, int)
-                objective = validation_objective(learner, Xv, yv, target)
+                objective = _objective(learner, Xv, yv, target)
                 r = _attack(learner, s, sp, objective, X0, y0, cfg.toy_poisons, None)
                 X_p, y_p = r.X_p.numpy(), r.y_p.numpy()
-            w = train_gd(learner, *_poisoned(sp, X_p, y_p, len(y_p)), steps=s["train_steps"], lr=s["train_lr"])
-            out[f"mg1_{name}_regions"] = learner.predict(w, as_tensor(G)).reshape(len(grid), len(grid))
+            w = _fit(learner, *_poisoned(sp, X_p, y_p, len(y_p)), s)
+            out[f"mg1_{name}_regions"] = learner.predict(w, _on_device(G)).reshape(len(grid), len(grid)).cpu()
             out[f"mg1_{name}_poisons"], out[f"mg1_{name}_labels"] = X_p, y_p
-            out[f"mg1_{name}_val_error"] = learner.error(w, as_tensor(Xv), torch.as_tensor(yv))
-            out[f"mg1_{name}_red_as_blue"] = (learner.predict(w, as_tensor(Xv[yv == 2])) == 0).double().mean().item()
+            out[f"mg1_{name}_val_error"] = learner.error(w, _on_device(Xv), torch.as_tensor(yv).to(w.device))
+            out[f"mg1_{name}_red_as_blue"] = (learner.predict(w, _on_device(Xv[yv == 2])) == 0).double().mean().item()
         out.update(mg1_X=X, mg1_y=y)
         # MG-2
         centers = np.array([[0.35, 0.5], [0.65, 0.5]])
         X, y = _blobs(rng, cfg.toy_per_class, centers)
         Xv, yv = _blobs(rng, cfg.toy_per_class, centers)
         learner = make_learner(cfg, "logistic", 2)
-        objective = validation_objective(learner, Xv, yv)
+        objective = _objective(learner, Xv, yv)
         x0 = X[y == 0][np.argmin(((X[y == 0] - centers[0]) ** 2).sum(1))][None]  # a typical class-0 point, flipped
-        r = craft_poisons(learner, X, y, objective, x0, np.ones(1), per_round=1, keep_path=True,
-                          **dict(s, attack_iters=4 * s["attack_iters"], attack_step=s["attack_step"] / 10))
-        Xt, yt = as_tensor(X), as_tensor(y)
+        r = _on_cpu(craft_poisons(learner, _on_device(X), _on_device(y), objective, _on_device(x0),
+                                  _on_device(np.ones(1)), per_round=1, keep_path=True,
+                                  **dict(s, attack_iters=4 * s["attack_iters"], attack_step=s["attack_step"] / 10)))
+        Xt, yt = _on_device(X), _on_device(y)
+        one = torch.ones(1, dtype=yt.dtype, device=yt.device)
 
         def loss_at(p):  # validation loss of the learner trained with a poison (label 1) at p
-            return objective(train_gd(learner, torch.cat([Xt, p[None]]), torch.cat([yt, torch.ones(1, dtype=yt.dtype)]),
+            return objective(train_gd(learner, torch.cat([Xt, p[None]]), torch.cat([yt, one]),
                                       steps=s["train_steps"], lr=s["train_lr"]))
-        surface = vmap(loss_at)(as_tensor(G)).reshape(len(grid), len(grid))
+        surface = vmap(loss_at)(_on_device(G)).reshape(len(grid), len(grid)).cpu()
         out.update(mg2_X=X, mg2_y=y, mg2_path=r.paths[0][:, 0].numpy(), mg2_surface=surface.numpy(),
                    mg2_objective=np.asarray(r.objective[0]))
         return {k: torch.as_tensor(np.asarray(v)) for k, v in out.items()}

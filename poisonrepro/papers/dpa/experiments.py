@@ -27,6 +27,7 @@ import torch
 
 from ... import data as D
 from ... import models as M
+from ... import train as T
 from ...cache import stage_key
 from ...config import ConfigError
 from ...defenses import dpa
@@ -42,6 +43,13 @@ def base_network(channels: int, width: int) -> M.Classifier:
     net = M.convnet(NUM_CLASSES, width=width, in_channels=channels)
     net.normalize = M.Normalize([0.5] * channels, [0.25] * channels)
     return net
+
+
+def base_maker(channels: int, width: int):
+    """``make_model`` for ``dpa.train_base_classifiers``: a base network, its weights drawn on the
+    CPU (the partition's seed), moved to ``T.default_device()``, where its partition then trains."""
+    device = T.default_device()
+    return lambda: base_network(channels, width).to(device)
 
 
 @lru_cache(maxsize=4)
@@ -118,7 +126,7 @@ def dpa_trial(*, dataset_name: str, k: int, n_train: int | None, n_test: int, ep
     d = dataset(dataset_name, n_train, n_test)
     dpa.check_k(k, len(d["y"]))
     parts = dpa.partitions(d["x"], d["y"], k)
-    make = lambda: base_network(d["x"].shape[1], width)  # noqa: E731
+    make = base_maker(d["x"].shape[1], width)
     r = recipe(epochs, batch_size, lr, dataset_name)
     t0 = time.perf_counter()
     votes = train_and_vote(d["x"], d["y"], parts, d["test_x"], make, r, images_per_pass, seed, desc=f"DPA k={k}")
@@ -218,7 +226,7 @@ def planted_attack(cfg, results: dict) -> list[dict]:
     pred, rho = dpa.aggregate(counts)
     correct = pred == r["test_y"]
     points = [int(i) for i in torch.nonzero(correct & (rho >= 1)).flatten()[:cfg.planted_points]]
-    make = lambda: base_network(1, spec["width"])  # noqa: E731
+    make = base_maker(1, spec["width"])
     rec = recipe(spec["epochs"], spec["batch_size"], spec["lr"], "mnist")
     rows = []
     for i in points:

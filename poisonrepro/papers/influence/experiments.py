@@ -3,6 +3,10 @@
 against leave-one-out retraining on random and on the most influential training points, and
 the training-set attack (success against the number of perturbed training images) beside its
 control, the same images moved in random-sign directions within the same box.
+
+Devices: the extractor, the head and the head's data (features, labels) sit on
+``T.default_device()``; the images stay on the CPU (the extractor's batches go to it, the crafting
+loop's deltas and draws stay on the CPU), and every cached result is on the CPU.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from ... import data as D
 from ... import models as M
 from ... import pretrained
 from ... import train as T
-from ...attacks.influence import (LogisticHead, influence_up_loss, most_influential, random_sign_control,
+from ...attacks.influence import (LogisticHead, extract, influence_up_loss, most_influential, random_sign_control,
                                   training_set_attack)
 from ...cache import ArtifactCache, stage_key
 from ...train import progress
@@ -28,17 +32,20 @@ def _key(cfg, stage, **extra) -> str:
 
 def prepare(cfg, cache: ArtifactCache) -> dict:
     """The binary task (two CIFAR-10 classes the extractor never saw), the frozen extractor,
-    its features and the clean logistic-regression head."""
+    its features and the clean logistic-regression head. The images ``x_tr``, ``x_te`` are on the
+    CPU; the extractor, the head, the features and the labels on ``T.default_device()``."""
+    dev = T.default_device()
     train, test = D.load_cifar10("train"), D.load_cifar10("test")
     a, b = D.class_index(cfg.class_a), D.class_index(cfg.class_b)
     tr = D.stratified_subset(train.y, cfg.train_per_class, cfg.seed + 1, classes=[a, b])
     te = D.stratified_subset(test.y, cfg.test_per_class, cfg.seed + 3, classes=[a, b])
     extractor, label = pretrained.load_extractor(cfg, unseen=[a, b], cache=cache)
+    extractor = extractor.to(dev)
     T.freeze_for_transfer(extractor)
     x_tr, x_te = D.to_tensor(train.x[tr]), D.to_tensor(test.x[te])
-    y_tr = torch.from_numpy((train.y[tr] == b).astype(np.int64))
-    y_te = torch.from_numpy((test.y[te] == b).astype(np.int64))
-    f_tr, f_te = T.extract_features(extractor, x_tr).double(), T.extract_features(extractor, x_te).double()
+    y_tr = torch.from_numpy((train.y[tr] == b).astype(np.int64)).to(dev)
+    y_te = torch.from_numpy((test.y[te] == b).astype(np.int64)).to(dev)
+    f_tr, f_te = (T.extract_features(extractor, x).double().to(dev) for x in (x_tr, x_te))
     head = LogisticHead.fit(f_tr, y_tr, cfg.weight_decay)
     return {"extractor": extractor, "label": label, "x_tr": x_tr, "y_tr": y_tr, "x_te": x_te, "y_te": y_te,
             "f_tr": f_tr, "f_te": f_te, "head": head,
@@ -54,7 +61,7 @@ def pick_targets(cfg, d) -> torch.Tensor:
     picked = [pools[i % 2][i // 2] for i in range(cfg.n_targets) if i // 2 < len(pools[i % 2])]
     if not picked:
         raise RuntimeError("no correctly classified test image to attack: the clean head gets every one wrong")
-    return torch.stack(picked)
+    return torch.stack(picked).cpu()
 
 
 def _loo(cfg, d, ft, yt, pts) -> torch.Tensor:
@@ -63,7 +70,7 @@ def _loo(cfg, d, ft, yt, pts) -> torch.Tensor:
     base = d["head"].losses(ft, yt)[0]
     actual = []
     for i in progress(pts.tolist(), desc="leave-one-out refits", leave=False):
-        keep = torch.arange(n) != i
+        keep = torch.arange(n, device=d["f_tr"].device) != i
         h = LogisticHead.fit(d["f_tr"][keep], d["y_tr"][keep], cfg.weight_decay)
         actual.append(float(h.losses(ft, yt)[0] - base))
     return torch.tensor(actual, dtype=torch.float64)
@@ -82,10 +89,10 @@ def leave_one_out_check(cfg, d, cache: ArtifactCache) -> dict:
         n = len(d["y_tr"])
         infl = influence_up_loss(d["head"], d["f_tr"], d["y_tr"], ft, yt)
         pts = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 8))[:cfg.loo_points]
-        top = torch.argsort(infl.abs(), descending=True)[:cfg.loo_points]
-        return {"target": torch.tensor(t), "influence": infl,
-                "points": pts, "predicted": -infl[pts] / n, "actual": _loo(cfg, d, ft, yt, pts),
-                "top_points": top, "top_predicted": -infl[top] / n, "top_actual": _loo(cfg, d, ft, yt, top)}
+        top = torch.argsort(infl.abs(), descending=True)[:cfg.loo_points].cpu()
+        return {"target": torch.tensor(t), "influence": infl.cpu(),
+                "points": pts, "predicted": (-infl[pts] / n).cpu(), "actual": _loo(cfg, d, ft, yt, pts),
+                "top_points": top, "top_predicted": (-infl[top] / n).cpu(), "top_actual": _loo(cfg, d, ft, yt, top)}
     return cache.tensors("influence_loo", key, run)
 
 
@@ -128,7 +135,7 @@ def control(cfg, d, cache: ArtifactCache) -> dict:
         bar = progress(total=flipped.numel(), desc="random-sign control")
         for ti, t in enumerate(targets.tolist()):
             with torch.no_grad():
-                ft = d["extractor"].features(d["x_te"][t:t + 1])
+                ft = extract(d["extractor"], d["x_te"][t:t + 1], d["f_te"].device)
             yt = d["y_te"][t:t + 1]
             order = most_influential(d["head"], d["f_tr"], d["y_tr"], ft, yt, max(cfg.perturb_counts))
             for ei, eps in enumerate(cfg.eps):

@@ -9,6 +9,11 @@
 - PGAN-1 (Munoz-Gonzalez et al. 2019): pGAN on binary MNIST for a sweep of alpha and
   ``pgan_seeds`` generator seeds (each cached on its own): the poisons, the victim's accuracy
   and the share of poisons an outlier detector flags.
+
+Devices: the learners, the autoencoder and the pGAN networks train on ``T.default_device()``, their
+data moved there; every random draw stays on the CPU, the detector and the victims' scikit-learn
+fits stay in numpy, results come back to the CPU, and each method's seconds are measured once the
+device has finished its work (``_clock``).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ... import data as D
+from ... import train as T
 from ...attacks.back_gradient import DTYPE, Learner, as_tensor, craft_poisons, train_gd, validation_objective
 from ...attacks.generative import Autoencoder, pretrain_autoencoder, train_generative_poisoner, uniform_noise
 from ...attacks.pgan import PGAN, train_pgan
@@ -42,22 +48,31 @@ def mnist_pools():
     return (Xp, yp), (Xt, yt), source
 
 
+def _clock(device: torch.device) -> float:
+    """The wall clock once ``device`` has finished the work queued on it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _gen_trial(cfg, seed: int, bar) -> dict:
     """One GEN-1 experiment at ``seed``: its split, the three poison sets, the autoencoder's
     plain reconstructions (a control), the victim's accuracy with each, and the seconds each
     method took (wall clock of the real runs)."""
+    dev = T.default_device()
     (Xp, yp), (Xt, yt), _ = mnist_pools()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(yp))
     tr, va = order[:cfg.gen_n_train], order[cfg.gen_n_train:cfg.gen_n_train + cfg.gen_n_val]
     attacker = order[cfg.gen_n_train + cfg.gen_n_val:]  # the attacker's own digits
     te = rng.permutation(len(yt))[:cfg.gen_n_test]
-    X_tr, y_tr, X_te, y_te = as_tensor(Xp[tr]), as_tensor(yp[tr]), as_tensor(Xt[te]), torch.as_tensor(yt[te])
+    X_tr, y_tr, X_te, y_te = (v.to(dev) for v in (as_tensor(Xp[tr]), as_tensor(yp[tr]), as_tensor(Xt[te]),
+                                                  torch.as_tensor(yt[te])))
     src = attacker[yp[attacker] == cfg.gen_source]
     n_p = int(round(cfg.gen_fraction * cfg.gen_n_train))
-    X_src, y_src = as_tensor(Xp[src]), torch.full((len(src),), float(cfg.gen_source), dtype=DTYPE)
+    X_src, y_src = as_tensor(Xp[src]).to(dev), torch.full((len(src),), float(cfg.gen_source), dtype=DTYPE, device=dev)
     learner = Learner("softmax", Xp.shape[1], n_classes=10, weight_decay=cfg.gen_weight_decay)
-    objective = validation_objective(learner, Xp[va], yp[va])
+    objective = validation_objective(learner, as_tensor(Xp[va]).to(dev), as_tensor(yp[va]).to(dev))
     settings = dict(attack_iters=cfg.gen_attack_iters, attack_step=cfg.gen_attack_step,
                     train_steps=cfg.gen_train_steps, train_lr=cfg.gen_train_lr, inner_steps=cfg.gen_inner_steps,
                     inner_lr=cfg.gen_train_lr)
@@ -68,31 +83,32 @@ def _gen_trial(cfg, seed: int, bar) -> dict:
         return 1 - learner.error(w, X_te, y_te)
 
     out, seconds = {}, {}
-    for name, start in (("direct_data", X_src[:n_p]), ("direct_noise", uniform_noise(n_p, Xp.shape[1], seed))):
-        t0 = time.perf_counter()
+    # the noise is drawn on the CPU, as ever, then joins the data
+    for name, start in (("direct_data", X_src[:n_p]), ("direct_noise", uniform_noise(n_p, Xp.shape[1], seed).to(dev))):
+        t0 = _clock(dev)
         r = craft_poisons(learner, X_tr, y_tr, objective, start, y_src[:n_p], per_round=n_p, bar=bar, **settings)
-        seconds[name] = time.perf_counter() - t0
+        seconds[name] = _clock(dev) - t0
         out[name], out[f"{name}_start"] = r.X_p, start
-    t0 = time.perf_counter()
-    ae = pretrain_autoencoder(as_tensor(Xp[attacker]), code=cfg.ae_code, steps=cfg.ae_pretrain_steps,
+    t0 = _clock(dev)
+    ae = pretrain_autoencoder(as_tensor(Xp[attacker]).to(dev), code=cfg.ae_code, steps=cfg.ae_pretrain_steps,
                               lr=cfg.ae_lr, batch=64, seed=seed)
-    seconds["ae_pretrain"] = time.perf_counter() - t0
+    seconds["ae_pretrain"] = _clock(dev) - t0
     with torch.no_grad():
         out["reconstruction"] = ae(X_src[:n_p])
     ae, values, seconds["ae_attack"] = train_generative_poisoner(
         ae, learner, X_tr, y_tr, X_src, y_src, objective, steps=cfg.ae_attack_steps, lr=cfg.ae_lr,
         recon_weight=cfg.ae_recon_weight, train_steps=cfg.gen_train_steps, train_lr=cfg.gen_train_lr,
         inner_steps=cfg.gen_inner_steps, inner_lr=cfg.gen_train_lr, batch=cfg.ae_batch, seed=seed, bar=bar)
-    t0 = time.perf_counter()
+    t0 = _clock(dev)
     with torch.no_grad():
         out["generative"] = ae(X_src[:n_p])
-    seconds["ae_generate"] = time.perf_counter() - t0
+    seconds["ae_generate"] = _clock(dev) - t0
     out["source"] = X_src[:n_p]
     acc = {"clean": 1 - learner.error(train_gd(learner, X_tr, y_tr, steps=cfg.gen_train_steps,
                                                lr=cfg.gen_train_lr), X_te, y_te)}
     for name in GEN_KEYS + GEN_STARTS:
         acc[name] = accuracy(out[name])
-    tensors = {k: v.detach().to(torch.float32) for k, v in out.items()}
+    tensors = {k: v.detach().to(torch.float32).cpu() for k, v in out.items()}
     tensors.update({f"acc/{k}": torch.tensor(v) for k, v in acc.items()},
                    **{f"seconds/{k}": torch.tensor(v) for k, v in seconds.items()},
                    ae_objective=torch.tensor(values), n_poisons=torch.tensor(n_p), seed=torch.tensor(seed))
@@ -143,11 +159,12 @@ def _pgan_seed(cfg, seed: int, bar) -> dict:
     from it for each alpha. For each: the poisons, the victim's test accuracy with them (labeled
     Y_p), the share the outlier detector flags, D's mean score and the poisons' spread. The data
     and the detector are the same for every seed (``cfg.seed``)."""
+    dev = T.default_device()
     d = pgan_data(cfg)
     torch.manual_seed(seed)
-    X_tr, y_tr = torch.as_tensor(d["X_tr"], dtype=torch.float32), torch.as_tensor(d["y_tr"])
+    X_tr, y_tr = torch.as_tensor(d["X_tr"], dtype=torch.float32).to(dev), torch.as_tensor(d["y_tr"]).to(dev)
     X_class = X_tr[y_tr == 1]
-    model = PGAN(X_tr.shape[1], cfg.pgan_z_dim, cfg.pgan_hidden)
+    model = PGAN(X_tr.shape[1], cfg.pgan_z_dim, cfg.pgan_hidden).to(dev)  # its weights drawn on the CPU
     n_p = int(round(cfg.pgan_fraction * cfg.pgan_n_train))
     det = fit_outlier_detector(d["X_trusted"], d["y_trusted"], quantile=cfg.od_quantile)
     pre = train_pgan(model, X_class, X_tr, y_tr, 1, alpha=1.0, lam=cfg.pgan_lambda, steps=cfg.pgan_pretrain_steps,
@@ -164,8 +181,8 @@ def _pgan_seed(cfg, seed: int, bar) -> dict:
                    batch=cfg.pgan_batch, lr=cfg.pgan_lr, seed=seed + 1 + i, bar=bar)
         model.eval()
         with torch.no_grad():
-            X_p = model.sample(n_p, torch.Generator().manual_seed(seed)).double().numpy()
-            d_fool.append(torch.sigmoid(model.D(torch.as_tensor(X_p, dtype=torch.float32))).mean().item())
+            X_p = model.sample(n_p, torch.Generator().manual_seed(seed)).double().cpu().numpy()
+            d_fool.append(torch.sigmoid(model.D(torch.as_tensor(X_p, dtype=torch.float32).to(dev))).mean().item())
         y_p = np.ones(n_p, dtype=np.int64)
         acc.append(_victim_accuracy(np.vstack([d["X_tr"], X_p]), np.concatenate([d["y_tr"], y_p]), d["X_te"],
                                     d["y_te"]))

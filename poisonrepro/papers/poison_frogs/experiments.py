@@ -9,6 +9,10 @@ poisons, 1 to N per target.
 Each stage is cached under ``cache.stage_key``: the config fields that feed it (declared in
 ``poisonrepro.config.poison_frogs``) and the hash of this module's code and of every module it
 imports, so an interrupted run resumes where it stopped and an edited attack is recomputed.
+
+Devices: the extractor, the heads and the end-to-end victims sit on ``T.default_device()`` (a GPU
+where there is one); the images, the random draws and every result stay on the CPU. Feature
+collision crafts where the network is, its poisons coming back to the CPU.
 """
 from __future__ import annotations
 
@@ -78,8 +82,10 @@ def prepare_data(cfg) -> dict:
 def load_extractor(cfg, data, cache: ArtifactCache) -> tuple[M.Classifier, str]:
     """(frozen extractor, label): torchvision's ImageNet InceptionV3 at the ``paper`` profile
     where its weights can be had, else the project's CIFAR stand-in trained on the eight
-    classes the transfer task does not use (``poisonrepro.pretrained``), labeled."""
-    return pretrained.load_extractor(cfg, unseen=data["unseen"], cache=cache)
+    classes the transfer task does not use (``poisonrepro.pretrained``), labeled; on
+    ``T.default_device()``."""
+    extractor, label = pretrained.load_extractor(cfg, unseen=data["unseen"], cache=cache)
+    return extractor.to(T.default_device()), label
 
 
 # --------------------------------------------------------------------------- transfer
@@ -109,8 +115,8 @@ def _train_heads(cfg, feats_train, y_train, extra_feats, extra_y, seeds):
     sets = torch.stack([torch.cat([torch.arange(n), n + i * p + torch.arange(p)]) for i in range(k)])
     heads = []
     for seed in seeds:
-        torch.manual_seed(int(seed))  # cold start
-        heads.append(torch.nn.Linear(feats_train.shape[1], 2))
+        torch.manual_seed(int(seed))  # cold start, drawn on the CPU
+        heads.append(torch.nn.Linear(feats_train.shape[1], 2).to(T.default_device()))
     return T.train_many(heads, pool_x, pool_y, sets, epochs=cfg.head_epochs, lr=cfg.head_lr,
                         optimizer="adam", batch_size=cfg.head_batch_size, seed=cfg.seed, desc="retrain heads")
 
@@ -177,7 +183,8 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
         net = extractor
         if size != 32:
             net, b_img, t_img = Resized(extractor, 32), _upsample(b_img, size), _upsample(t_img, size)
-        poisons, history = craft_poisons(net, b_img, t_img, beta=beta, iters=cfg.craft_iters, lr=cfg.craft_lr,
+        poisons, history = craft_poisons(net, b_img, t_img, beta=beta, iters=cfg.craft_iters,
+                                         lr=cfg.craft_lr,
                                          desc=f"craft transfer poisons (beta x{beta_multiplier:g}, {size}px)")
         f_p = T.extract_features(net, poisons)
         f_b = T.extract_features(net, b_img)
@@ -203,7 +210,8 @@ def transfer_attack(cfg, data, extractor, setup, cache: ArtifactCache, beta_mult
             **perturbation_size(poisons, b_img),
             "beta": torch.tensor(beta), "feature_dist": (f_p - setup["f_test"][targets]).norm(dim=1),
             "base_feature_dist": (f_b - setup["f_test"][targets]).norm(dim=1),
-            "head_weight": heads.params["weight"][:1].detach(), "head_bias": heads.params["bias"][:1].detach(),
+            "head_weight": heads.params["weight"][:1].detach().cpu(),
+            "head_bias": heads.params["bias"][:1].detach().cpu(),
             "f_poison": f_p,
         }
         if controls:
@@ -243,13 +251,13 @@ def e2e_victim(cfg, data, cache: ArtifactCache) -> M.Classifier:
 
     def fit():
         T.seed_everything(cfg.seed + 11)
-        m = e2e_network(cfg)
+        m = e2e_network(cfg).to(T.default_device())  # its weights drawn on the CPU
         tr = data["e2e_train"]
         train_from_scratch(cfg, m, tr.x, tr.y, cfg.seed + 11, "train e2e victim")
-        return {k: v.contiguous() for k, v in m.state_dict().items()}
+        return {k: v.contiguous().cpu() for k, v in m.state_dict().items()}
     model = e2e_network(cfg)
     model.load_state_dict(cache.tensors("e2e_victim", key, fit))
-    return model.eval()
+    return model.to(T.default_device()).eval()
 
 
 def e2e_targets(cfg, data, victim) -> torch.Tensor:
@@ -260,12 +268,15 @@ def e2e_targets(cfg, data, victim) -> torch.Tensor:
 
 
 def _finetune(cfg, victim, x, y, poisons, base_label, seed, from_scratch=False):
-    model = copy.deepcopy(victim)
+    model = copy.deepcopy(victim)  # trains where the victim is
     if from_scratch:
+        device = next(model.parameters()).device
+        model.cpu()  # the fresh weights are drawn on the CPU, the same on any machine
         torch.manual_seed(seed)
         for mod in model.modules():
             if hasattr(mod, "reset_parameters") and mod is not model:
                 mod.reset_parameters()
+        model.to(device)
     T.unfreeze(model)
     xs = torch.cat([x, poisons])
     ys = torch.cat([y, torch.full((len(poisons),), base_label, dtype=torch.long)])

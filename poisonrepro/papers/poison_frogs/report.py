@@ -46,7 +46,9 @@ def fig_evasion(cfg, data, extractor, setup, res: Results, label: str, n_images:
     names = _names(data, cfg)
     te = data["transfer_test"]
     head = setup["clean_head"]
-    clf = Composite(extractor, head.params["weight"][0].detach(), head.params["bias"][0].detach())
+    # on the CPU (a copy where the extractor is on a GPU): targeted_pgd keeps its labels there
+    on_cpu = extractor if next(extractor.parameters()).device.type == "cpu" else copy.deepcopy(extractor).cpu()
+    clf = Composite(on_cpu, head.params["weight"][0].detach().cpu(), head.params["bias"][0].detach().cpu())
     pool = torch.nonzero(te.y == 0).flatten()
     correct = pool[T.predict_logits(clf, te.x[pool]).argmax(-1) == 0]
     x = te.x[(correct if len(correct) else pool)[:n_images]]
@@ -97,7 +99,8 @@ def fig_feature_collision(cfg, data, setup, tr_res, res: Results, label: str):
     i = 0
     t = int(tr_res["targets"][i])
     t_lab = int(tr_res["target_label"][i])
-    w_clean, b_clean = setup["clean_head"].params["weight"][0].detach(), setup["clean_head"].params["bias"][0].detach()
+    head = setup["clean_head"]  # its weights may be on a GPU; the features are on the CPU
+    w_clean, b_clean = head.params["weight"][0].detach().cpu(), head.params["bias"][0].detach().cpu()
     w_p, b_p = tr_res["head_weight"][i], tr_res["head_bias"][i]
     origin, u, v = P.projection_basis(f[tr.y == 0], f[tr.y == 1], w_clean[1] - w_clean[0])
     pts = P.project(f, origin, u, v)
