@@ -113,6 +113,17 @@ def test_the_precision_wrapper_returns_fp32_logits_and_keeps_the_input_gradient(
     assert agree >= 0.75  # bf16 (where native) rounds, it does not change the network
 
 
+def test_the_learning_curve_is_scored_on_every_class_of_a_test_set_stored_class_by_class():
+    """The curve's images are a fixed random draw: the first 1,000 of the stored test set are all
+    airplanes (a first cpu run plotted their accuracy as UE-2's curve)."""
+    x, y = torch.arange(1000).float()[:, None], torch.arange(10).repeat_interleave(100)
+    cx, cy = E.curve_draw(x, y, 100)
+    counts = torch.bincount(cy, minlength=10)
+    assert len(cy) == 100 and (counts >= 3).all() and (counts <= 20).all(), counts
+    assert torch.equal(y[cx[:, 0].long()], cy)  # images and labels drawn together
+    assert torch.equal(E.curve_draw(x, y, 100)[1], cy)  # the same draw for every victim
+
+
 def test_the_curve_learner_learns_a_toy_task_and_records_every_epoch(monkeypatch):
     x, y = _toy(n=256)
     test_x, test_y = _toy(n=64, seed=1)

@@ -3,8 +3,8 @@
 
 The noises are Eq. 2's min-min error-minimising noise (sample-wise Delta_s and class-wise Delta_c)
 and the baselines of Fig. 1 (uniform random noise, error-maximising noise), all L-inf 8/255.
-``paper`` gives the published settings (sources in ``_sources``: the paper, its notes in
-``/work/shared/paper-notes.md`` and the authors' HanxunH/Unlearnable-Examples); ``cpu`` the
+``paper`` gives the published settings (sources in ``_sources``: the paper and the authors'
+repository HanxunH/Unlearnable-Examples); ``cpu`` the
 reduced-scale reproduction on 2 cores; ``smoke`` the plumbing check (its numbers mean nothing).
 
 **The cpu profile's time, estimated before any run (issue 25).** Basis: the fast victim recipe
@@ -149,7 +149,7 @@ PROFILES = {
                   _sources={
                       "model/surrogate": "Sec. 4.1: ResNet-18 makes the noise and is the victim of Fig. 1 and Table 1",
                       "train_per_class/test_per_class": "all of CIFAR-10 (Table 1)",
-                      "recipe/epochs": "paper-notes (HanxunH/Unlearnable-Examples): SGD 0.1, 60 epochs, cosine "
+                      "recipe/epochs": "the authors' HanxunH/Unlearnable-Examples: SGD 0.1, 60 epochs, cosine "
                                        "(momentum 0.9, weight decay 5e-4, batch 128 UNCONFIRMED); the project's "
                                        "recipe has no cosine schedule, a linear decay stands in",
                       "eps/step_size/noise_steps/train_steps/stop_error": "Sec. 4.1 and the authors' scripts: L-inf "
@@ -157,7 +157,7 @@ PROFILES = {
                                                                           "10 surrogate batches, stop at train "
                                                                           "error < 0.01",
                       "class_subset/class_noise_steps": "class-wise: one step per batch of a 20% subset "
-                                                        "(paper-notes); 0 = the subset's number of batches",
+                                                        "(the authors' scripts); 0 = the subset's number of batches",
                       "max_rounds": "no cap in the paper (it stops on the error); 50 here as a safeguard",
                       "craft_batch": "the authors' scripts: batch 512",
                       "emax_steps/emax_step_size": "Fig. 1's error-maximising noise: PGD at the same budget, 20 "
@@ -166,7 +166,7 @@ PROFILES = {
                       "fractions": "Table 2 (UE-4): 20-80% of the training set unlearnable",
                       "transfer_archs": "Table 1: VGG-11 (RN-50 and DN-121 are not in poisonrepro.models)",
                       "augmentations": "Table 3: Cutout, Mixup, CutMix (Fast AutoAugment not implemented)",
-                      "protect_class": "paper-notes and the lecture deck's panels (c, d): the bird class made unlearnable (figure number UNCONFIRMED)",
+                      "protect_class": "the paper's single-class experiment and the lecture deck Data Poisoning: Attacks and Defenses (Xingjun Ma), panels (c, d): the bird class made unlearnable (figure number UNCONFIRMED)",
                       "victim_seeds/control_seeds/grid_seeds": "not stated; 3 (the claims' unit: a victim training)",
                       "accuracy_floor": "the project's floor: decided claims need from-scratch CIFAR-10 victims at "
                                         ">= 80% clean accuracy (the paper's clean ResNet-18: 94.77%)",

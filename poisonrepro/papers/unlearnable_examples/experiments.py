@@ -55,7 +55,7 @@ PRODUCER = "poisonrepro.attacks.availability:poison_training_set"
 NOISE_NAME = {"error_min": "error-minimising, sample-wise", "error_min_class": "error-minimising, class-wise",
               "random": "random, sample-wise", "error_max": "error-maximising, sample-wise"}
 #: victim recipes (``train.VictimRecipe`` fields): the project's fast victim, and the authors' evaluation
-#: (paper-notes: SGD 0.1, 60 epochs, cosine; momentum 0.9, weight decay 5e-4, batch 128 UNCONFIRMED;
+#: (the authors' HanxunH/Unlearnable-Examples: SGD 0.1, 60 epochs, cosine; momentum 0.9, weight decay 5e-4, batch 128 UNCONFIRMED;
 #: a linear decay stands in for the cosine schedule, crop 4 and flip as their transforms)
 RECIPES = {"fast": {},
            "ue": {"batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "label_smoothing": 0.0, "warmup": 0.0,
@@ -182,11 +182,18 @@ def noises(cfg, cache, attacker_key: str) -> tuple[dict, dict]:
 
 
 # --------------------------------------------------------------------------- the learner
+def curve_draw(test_x: torch.Tensor, test_y: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random ``count`` of the test draw's images (``evaluation.test_indices``), the same for
+    every victim: the test set is stored class by class, so its first images are all one class."""
+    pick = torch.as_tensor(EV.test_indices(len(test_y), count))
+    return test_x[pick], test_y[pick]
+
+
 @dataclass(frozen=True)
 class CurveLearner(AugmentedLearner):
     """``learners.augmented.AugmentedLearner`` (the recipe's flip-and-crop and one augmentation) that
-    also records, after every epoch, the accuracy on the first ``curve_images`` of the trial's test
-    draw (``curve``: [epochs], UE-2), and at the end the class it predicts for each of the
+    also records, after every epoch, the accuracy on a fixed random ``curve_images`` of the trial's
+    test draw (``curve_draw``; ``curve``: [epochs], UE-2), and at the end the class it predicts for each of the
     ``test_images`` of that draw (``test_prediction``, UE-5's per-class accuracy)."""
     curve_images: int = 1000
     test_images: int = 10_000
@@ -203,7 +210,7 @@ class CurveLearner(AugmentedLearner):
         net = _build(self.arch, seed)
         model = AugmentedNetwork(net, self.augmentation, torch.Generator().manual_seed(seed + 1), self.params)
         test_x, test_y = EV.cifar10_test_set(self.test_images)
-        curve_x, curve_y = test_x[:self.curve_images], test_y[:self.curve_images]
+        curve_x, curve_y = curve_draw(test_x, test_y, self.curve_images)
         per_epoch, curve = max(1, len(y) // recipe.batch_size), []
 
         def on_step(step, total):

@@ -260,7 +260,7 @@ def fig_classes(cfg, table: pd.DataFrame, res: Results):
     ax.set_xticks(x, table.index, fontsize=P.SMALL, rotation=30)
     ax.set_ylabel("test accuracy of the class")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=P.SMALL, loc="lower left")
+    ax.legend(fontsize=P.SMALL, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: bars and stars stay clear
     title = f"UE-5: protecting one class: the {cfg.protect_class} training images made unlearnable"
     return P.finish(fig, res, "UE-5", title, standin_label(cfg))
 
