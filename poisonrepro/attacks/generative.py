@@ -69,7 +69,7 @@ def train_generative_poisoner(ae: Autoencoder, learner: Learner, X_tr, y_tr, X_s
     Returns (G, objective after each step, seconds spent)."""
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    start, values = _clock(X_src), []
+    start, values = synchronized_clock(X_src.device), []
     with torch.no_grad():
         w = train_gd(learner, torch.cat([X_tr, ae(X_src[:batch])]), torch.cat([y_tr, y_src[:batch]]),
                      steps=train_steps, lr=train_lr)
@@ -91,13 +91,13 @@ def train_generative_poisoner(ae: Autoencoder, learner: Learner, X_tr, y_tr, X_s
         opt.step()
         if bar is not None:
             bar.update(1)
-    return ae, values, _clock(X_src) - start
+    return ae, values, synchronized_clock(X_src.device) - start
 
 
-def _clock(x: torch.Tensor) -> float:
-    """The wall clock once the work queued on ``x``'s device is done (CUDA runs asynchronously)."""
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
+def synchronized_clock(device: torch.device) -> float:
+    """The wall clock once the work queued on ``device`` is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter()
 
 

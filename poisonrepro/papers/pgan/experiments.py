@@ -13,12 +13,11 @@
 Devices: the learners, the autoencoder and the pGAN networks train on ``T.default_device()``, their
 data moved there; every random draw stays on the CPU, the detector and the victims' scikit-learn
 fits stay in numpy, results come back to the CPU, and each method's seconds are measured once the
-device has finished its work (``_clock``).
+device has finished its work (``generative.synchronized_clock``).
 """
 from __future__ import annotations
 
 import importlib
-import time
 
 import numpy as np
 import torch
@@ -27,7 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from ... import data as D
 from ... import train as T
 from ...attacks.back_gradient import DTYPE, Learner, as_tensor, craft_poisons, train_gd, validation_objective
-from ...attacks.generative import Autoencoder, pretrain_autoencoder, train_generative_poisoner, uniform_noise
+from ...attacks.generative import (Autoencoder, pretrain_autoencoder, synchronized_clock, train_generative_poisoner,
+                                  uniform_noise)
 from ...attacks.pgan import PGAN, train_pgan
 from ...cache import ArtifactCache, stage_key
 from ...defenses.outlier_detection import fit_outlier_detector
@@ -46,13 +46,6 @@ def mnist_pools():
     """MNIST training digits (the pool splits come from) and the test set, flat in [0, 1]."""
     (Xp, yp, source), (Xt, yt, _) = D.mnist_flat("train"), D.mnist_flat("test")
     return (Xp, yp), (Xt, yt), source
-
-
-def _clock(device: torch.device) -> float:
-    """The wall clock once ``device`` has finished the work queued on it (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _gen_trial(cfg, seed: int, bar) -> dict:
@@ -85,24 +78,24 @@ def _gen_trial(cfg, seed: int, bar) -> dict:
     out, seconds = {}, {}
     # the noise is drawn on the CPU, as ever, then joins the data
     for name, start in (("direct_data", X_src[:n_p]), ("direct_noise", uniform_noise(n_p, Xp.shape[1], seed).to(dev))):
-        t0 = _clock(dev)
+        t0 = synchronized_clock(dev)
         r = craft_poisons(learner, X_tr, y_tr, objective, start, y_src[:n_p], per_round=n_p, bar=bar, **settings)
-        seconds[name] = _clock(dev) - t0
+        seconds[name] = synchronized_clock(dev) - t0
         out[name], out[f"{name}_start"] = r.X_p, start
-    t0 = _clock(dev)
+    t0 = synchronized_clock(dev)
     ae = pretrain_autoencoder(as_tensor(Xp[attacker]).to(dev), code=cfg.ae_code, steps=cfg.ae_pretrain_steps,
                               lr=cfg.ae_lr, batch=64, seed=seed)
-    seconds["ae_pretrain"] = _clock(dev) - t0
+    seconds["ae_pretrain"] = synchronized_clock(dev) - t0
     with torch.no_grad():
         out["reconstruction"] = ae(X_src[:n_p])
     ae, values, seconds["ae_attack"] = train_generative_poisoner(
         ae, learner, X_tr, y_tr, X_src, y_src, objective, steps=cfg.ae_attack_steps, lr=cfg.ae_lr,
         recon_weight=cfg.ae_recon_weight, train_steps=cfg.gen_train_steps, train_lr=cfg.gen_train_lr,
         inner_steps=cfg.gen_inner_steps, inner_lr=cfg.gen_train_lr, batch=cfg.ae_batch, seed=seed, bar=bar)
-    t0 = _clock(dev)
+    t0 = synchronized_clock(dev)
     with torch.no_grad():
         out["generative"] = ae(X_src[:n_p])
-    seconds["ae_generate"] = _clock(dev) - t0
+    seconds["ae_generate"] = synchronized_clock(dev) - t0
     out["source"] = X_src[:n_p]
     acc = {"clean": 1 - learner.error(train_gd(learner, X_tr, y_tr, steps=cfg.gen_train_steps,
                                                lr=cfg.gen_train_lr), X_te, y_te)}
