@@ -311,7 +311,9 @@ def test_search_finds_pages_on_a_static_host_and_from_the_filesystem(site, serve
     base = server if origin == "http" else site.resolve().as_uri() + "/"
     errors = []
     page = _open(browser, urljoin(base, f"search.html?q={query}"), errors)
-    page.wait_for_function("document.querySelectorAll('#search-results li, ul.search li').length > 0",
+    # Sphinx lists the hits one by one (5 ms apart) and then writes its summary: wait for the summary,
+    # or the hits read are only the first few
+    page.wait_for_function("(document.querySelector('p.search-summary') || {}).innerText?.startsWith('Search finished')",
                            timeout=20_000)
     hits = page.evaluate("Array.from(document.querySelectorAll('#search-results li a, ul.search li a'))"
                          ".map(a => a.getAttribute('href'))")

@@ -30,9 +30,31 @@ def paper_keys(tree: ast.AST) -> list[tuple[int, ast.expr]]:
             for kw in node.keywords if kw.arg == "paper_key"]
 
 
-def key_patterns(expr: ast.expr) -> list[str]:
+def loop_bindings(tree: ast.AST) -> dict[str, list[ast.expr]]:
+    """The values a name takes in ``for a, key in (("x", "k1"), ("y", "k2")):`` loops over a
+    literal, so that ``paper_key=key`` inside one is checked key by key."""
+    bound: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List))):
+            continue
+        for item in node.iter.elts:
+            if isinstance(node.target, ast.Name):
+                bound.setdefault(node.target.id, []).append(item)
+            elif isinstance(node.target, ast.Tuple) and isinstance(item, ast.Tuple) \
+                    and len(item.elts) == len(node.target.elts):
+                for name, value in zip(node.target.elts, item.elts):
+                    if isinstance(name, ast.Name):
+                        bound.setdefault(name.id, []).append(value)
+    return bound
+
+
+def key_patterns(expr: ast.expr, bound: dict[str, list[ast.expr]] | None = None) -> list[str]:
     """The keys ``expr`` can evaluate to, as regular expressions (None, the no-paper-value
-    branch, gives none). Raises on an expression that cannot be checked statically."""
+    branch, gives none). A name bound by a loop over a literal (``bound``) gives the keys of
+    each of its values. Raises on an expression that cannot be checked statically."""
+    bound = bound or {}
+    if isinstance(expr, ast.Name) and expr.id in bound:
+        return [p for value in bound[expr.id] for p in key_patterns(value, bound)]
     if isinstance(expr, ast.Constant) and expr.value is None:
         return []
     if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
@@ -40,7 +62,7 @@ def key_patterns(expr: ast.expr) -> list[str]:
     if isinstance(expr, ast.JoinedStr):
         return ["".join(re.escape(v.value) if isinstance(v, ast.Constant) else ".+" for v in expr.values)]
     if isinstance(expr, ast.IfExp):
-        return key_patterns(expr.body) + key_patterns(expr.orelse)
+        return key_patterns(expr.body, bound) + key_patterns(expr.orelse, bound)
     raise ValueError(f"paper_key={ast.unparse(expr)}: not a string, f-string, None or a conditional of those")
 
 
@@ -53,6 +75,9 @@ def test_the_scan_finds_the_keys_and_reads_their_forms():
     assert found == [[r"x\.y"], [r"k1_minus_.+\..+"], ["a"]]
     with pytest.raises(ValueError, match="paper_key=name"):
         key_patterns(ast.parse("f(paper_key=name)").body[0].value.keywords[0].value)
+    looped = ast.parse('for kind, key in (("a", "k.one"), ("b", "k.two")):\n'
+                       '    res.claim("A", "c", "m", d, paper_key=key)\n')
+    assert [key_patterns(e, loop_bindings(looped)) for _, e in paper_keys(looped)] == [[r"k\.one", r"k\.two"]]
 
 
 @pytest.mark.parametrize("report", REPORTS, ids=lambda p: p.parent.name)
@@ -60,8 +85,10 @@ def test_every_paper_key_of_a_report_resolves_in_its_papers_reference_data(repor
     paper = report.parent.name   # Results(paper=...) is the package's name: reference/<paper>.csv
     keys = set(reference.load(paper))
     missing = []
-    for line, expr in paper_keys(ast.parse(report.read_text())):
-        for pattern in key_patterns(expr):
+    tree = ast.parse(report.read_text())
+    bound = loop_bindings(tree)
+    for line, expr in paper_keys(tree):
+        for pattern in key_patterns(expr, bound):
             if not any(re.fullmatch(pattern, k) for k in keys):
                 missing.append(f"{report.relative_to(REPO)}:{line}: {ast.unparse(expr)}")
     assert not missing, f"paper_key not in poisonrepro/reference/{paper}.csv: {missing}"
