@@ -17,6 +17,8 @@ from poisonrepro.attacks import ntga as NT
 from poisonrepro.attacks import tensorclog as TC
 from poisonrepro.learners.contrastive import mlp
 
+from toy_models import colour_toy, small_net, trained_net  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 8 / 255
@@ -24,29 +26,15 @@ N, K, SIZE = 60, 3, 8
 
 
 def _toy(n=N, seed=0):
-    """uint8 8x8 RGB images of K classes: a class colour plus heavy noise; two at the range's ends."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % K
-    colours = torch.rand(K, 3, 1, 1, generator=g) * 0.3 - 0.15
-    x = (0.5 + colours[y] + 0.25 * torch.randn(n, 3, SIZE, SIZE, generator=g)).clamp(0, 1)
-    x[0], x[1] = 0.0, 1.0
-    return (x * 255).round().to(torch.uint8), y
+    return colour_toy(n, K, SIZE, seed)
 
 
 def _net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(8 * 4 * 4, K))
+    return small_net(K, seed)
 
 
 def _trained(x, y, epochs=30, seed=0):
-    net = _net(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(epochs):
-        opt.zero_grad()
-        F.cross_entropy(net(x.float() / 255), y).backward()
-        opt.step()
-    return net.eval()
+    return trained_net(x, y, K, epochs, seed)
 
 
 def _state(net):

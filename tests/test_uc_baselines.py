@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from poisonrepro import registry
 from poisonrepro.attacks import availability as AV
 from poisonrepro.attacks import deepconfuse as DC
 from poisonrepro.attacks import random_noise as RN
 from poisonrepro.attacks import synthetic_noise as SN
+
+from toy_models import mean_loss, small_net, trained_net  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,25 +38,14 @@ def _toy(n=40, size=8, seed=0):
 
 
 def _net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(8 * 4 * 4, 2))
+    return small_net(2, seed)
 
 
 def _trained(x, y, epochs=30, seed=0):
-    net = _net(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xf = x.float() / 255
-    for _ in range(epochs):
-        opt.zero_grad()
-        F.cross_entropy(net(xf), y).backward()
-        opt.step()
-    return net.eval()
+    return trained_net(x, y, 2, epochs, seed)
 
 
-@torch.no_grad()
-def _loss(net, x, y):
-    return float(F.cross_entropy(net.eval()(x.float() / 255), y))
+_loss = mean_loss
 
 
 def _spoiled(x, y, art):

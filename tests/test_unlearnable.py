@@ -4,7 +4,6 @@ their objectives, bad input, and the producer that spoils a share of a training 
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from poisonrepro import evaluation
 from poisonrepro.attacks import availability as AV
@@ -13,6 +12,8 @@ from poisonrepro.attacks import error_minimizing as EMIN
 from poisonrepro.attacks import random_noise as RN
 from poisonrepro.cache import ArtifactCache
 
+from toy_models import colour_toy, mean_loss, small_net, trained_net  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 8 / 255
@@ -20,35 +21,18 @@ N, K, SIZE = 240, 4, 8
 
 
 def _toy(n=N, seed=0):
-    """uint8 8x8 RGB images of K classes: a class colour plus heavy noise (learnable, not trivially)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % K
-    colours = torch.rand(K, 3, 1, 1, generator=g) * 0.3 - 0.15
-    x = (0.5 + colours[y] + 0.25 * torch.randn(n, 3, SIZE, SIZE, generator=g)).clamp(0, 1)
-    x[0], x[1] = 0.0, 1.0  # pixels at both ends of the range, where clipping binds
-    return (x * 255).round().to(torch.uint8), y
+    return colour_toy(n, K, SIZE, seed)
 
 
 def _net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(8 * 4 * 4, K))
+    return small_net(K, seed)
 
 
 def _trained(x, y, epochs=30, seed=0):
-    net = _net(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xf = x.float() / 255
-    for _ in range(epochs):
-        opt.zero_grad()
-        F.cross_entropy(net(xf), y).backward()
-        opt.step()
-    return net.eval()
+    return trained_net(x, y, K, epochs, seed)
 
 
-@torch.no_grad()
-def _loss(net, x, y):
-    return float(F.cross_entropy(net.eval()(x.float() / 255), y))
+_loss = mean_loss
 
 
 @pytest.fixture(scope="module")
