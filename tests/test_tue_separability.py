@@ -76,3 +76,21 @@ GOOD_X, GOOD_Y = torch.zeros(4, *SHAPE), torch.tensor([0, 1, 0, 1])
 def test_bad_arguments_raise_naming_the_argument(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         separability(*args, **kwargs)
+
+
+def test_a_diverged_fixed_step_fit_is_redone_with_a_line_search(monkeypatch):
+    from poisonrepro.papers.tue import separability as SEP
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4
+    perturbations = torch.randn(40, 3, 4, 4, generator=g) * 0.01 + labels.view(-1, 1, 1, 1).float()
+    calls = []
+    fit = SEP._fit
+
+    def spy(net, x, y, steps, line_search):
+        calls.append(line_search)
+        return fit(net, x, y, steps, line_search)
+
+    monkeypatch.setattr(SEP, "_fit", spy)
+    monkeypatch.setattr(SEP, "LR", 1e12)  # the fixed step explodes
+    acc = SEP.separability(perturbations, labels, model="two_layer", steps=5)
+    assert calls == [None, "strong_wolfe"] and acc == 1.0
