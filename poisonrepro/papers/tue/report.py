@@ -55,13 +55,18 @@ def _name(m: str) -> str:
 # --------------------------------------------------------------------------- the protections
 def budget_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     """TUE-SNa (saved): per protection, whether it used labels, its budget and the largest and median
-    L-inf distance of the spoiled training images from their originals (pixel levels, after clipping)."""
+    L-inf distance of the spoiled training images from their originals (pixel levels, after clipping);
+    for TUE the class-wise separability discriminant of its random start and of its crafted noise."""
     rows = []
     for name, art in run["protections"].items():
         linf = art["linf_255"].float()
         rows.append({"protection": _name(name), "labels used": "none" if name == "ucl" else "CIFAR-10's 10",
                      "budget (/255)": round(255 * float(art["eps"]), 3), "largest L-inf (/255)": float(linf.max()),
-                     "median L-inf (/255)": float(linf.median())})
+                     "median L-inf (/255)": float(linf.median()),
+                     # TUE's objective: the CSD of its uniform random start and of the crafted noise (added after
+                     # the first cpu run, to show how far the crafting went)
+                     "CSD at the start": float(art["csd_clean"]) if "csd_clean" in art else np.nan,
+                     "CSD crafted": float(art["csd_final"]) if "csd_final" in art else np.nan})
     table = pd.DataFrame(rows).set_index("protection")
     res.save_table(table, "TUE-SNa")
     return table
@@ -80,12 +85,13 @@ def fig_protections(cfg, run: dict, res: Results, count: int = 3):
             art = run["protections"][kind]
             delta = art["delta_levels"][int(art["groups"][i])].float()
             axes[r, c].imshow(P.to_image(0.5 + 0.5 * delta / (255 * float(art["eps"]))), interpolation="nearest")
-        P.row_label(axes[r, 0], CIFAR10_CLASSES[int(y[i])], width_in=0.7)
     short = {"deepconfuse": "DeepConf.*", "tensorclog": "TClog", "alignment": "Align.", "ntga": "NTGA*"}
     for c, kind in enumerate(["image"] + kinds):
         axes[0, c].set_title(kind if c == 0 else short.get(kind, _name(kind)), fontsize=P.SMALL)
     for ax in axes.flat:
         ax.axis("off")
+    for r, i in enumerate(picks):  # after axis("off"): row_label shows its axes' y label
+        P.row_label(axes[r, 0], CIFAR10_CLASSES[int(y[i])], width_in=0.7)
     title = ("TUE-SNb: the noise of each protection (amplified; * a stand-in; TClog TensorClog, Align. Alignment, "
              "DeepConf. DeepConfuse)")
     return P.finish(fig, res, "TUE-SNb", title, standin_label(cfg))
@@ -249,6 +255,7 @@ def fig_interpolation(cfg, run: dict, res: Results, steps: int = 6):
     kinds = [m for m in ("tue", "emn") if m in cfg.methods]
     ts = torch.linspace(0, 1, steps)
     fig, axes = plt.subplots(2 * len(kinds), steps, figsize=(P.WIDTH, 1.25 * 2 * len(kinds) + 0.8), squeeze=False)
+    labels = {}
     for k, kind in enumerate(kinds):
         art = run["protections"][kind]
         delta = art["delta_levels"][art["groups"].long()].float() / 255
@@ -263,10 +270,11 @@ def fig_interpolation(cfg, run: dict, res: Results, steps: int = 6):
                 nearest = int(torch.cdist(mixed.flatten()[None], centres).argmin())
                 axes[row, c].imshow(P.to_image(0.5 + 0.5 * mixed / float(art["eps"])), interpolation="nearest")
                 axes[row, c].set_title(f"t={float(t):.1f}: {CIFAR10_CLASSES[nearest]}", fontsize=P.SMALL)
-            P.row_label(axes[row, 0], f"{_name(kind)}\n{what}\n({CIFAR10_CLASSES[int(y[i])]}->"
-                                      f"{CIFAR10_CLASSES[int(y[j])]})", width_in=1.1)
+            labels[row] = f"{_name(kind)}, {what}: {CIFAR10_CLASSES[int(y[i])]} to {CIFAR10_CLASSES[int(y[j])]}"
     for ax in axes.flat:
         ax.axis("off")
+    for row, text in labels.items():  # after axis("off"): row_label shows its axes' y label
+        P.row_label(axes[row, 0], text, width_in=1.1)
     title = "TUE-INT: interpolated perturbations within a class and between classes (nearest class mean above)"
     return P.finish(fig, res, "TUE-INT", title, standin_label(cfg))
 
