@@ -235,3 +235,13 @@ def test_the_power_table_covers_both_parts_of_the_probe_claim():
     table = R.power_analysis(load_config(PAPER, "cpu"))
     assert len(table) == 2 and (table["units (this profile)"] == 3).all()
     assert np.isfinite(table.filter(like="units for").to_numpy(float)).all()
+
+
+@pytest.mark.parametrize("kind", ["SimCLRLearner", "MoCoV2Learner", "SimSiamLearner"])
+def test_each_contrastive_learner_pretrains_under_autocast_with_batched_views(kind):
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    learner = getattr(C, kind)(arch="convnet_bn", epochs=1.0, batch_size=8, views="batched", autocast=True)
+    encoder, nets = learner.pretrain(x, seed=0)
+    assert all(bool(torch.isfinite(p).all()) for p in encoder.parameters())
+    if kind == "MoCoV2Learner":
+        assert nets.queue.dtype == torch.float32 and int(nets.pointer) == 16 % learner.queue_size
