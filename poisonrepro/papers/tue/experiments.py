@@ -180,7 +180,7 @@ def protection_spec(cfg, kind: str, surrogate_key: str) -> dict:
         spec.update(encoder=cfg.encoder, noise_steps=cfg.cl_noise_steps, train_steps=cfg.cl_train_steps,
                     rounds=cfg.cl_rounds, batch_size=cfg.craft_batch)
         if kind == "tue":
-            spec.update(noise_steps=cfg.tue_noise_steps, ssl_weight=cfg.tue_ssl_weight, csd_weight=cfg.tue_csd_weight)
+            spec.update(ssl_weight=cfg.tue_ssl_weight, csd_weight=cfg.tue_csd_weight)
     elif kind in ("emaxn", "tensorclog", "alignment"):
         steps = {"emaxn": cfg.emax_steps, "tensorclog": cfg.clog_steps, "alignment": cfg.align_steps}[kind]
         spec.update(model=cfg.model, surrogate_key=surrogate_key, steps=steps, batch_size=cfg.craft_batch)
