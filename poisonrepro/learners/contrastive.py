@@ -358,7 +358,7 @@ class MoCoV2Learner(_Contrastive):
         momentum_update(nets["key_projector"], nets["projector"], self.key_momentum)
         k = nets.pending[: self.queue_size]
         slots = (nets.pointer + torch.arange(len(k), device=k.device)) % self.queue_size
-        nets.queue[slots] = k.to(nets.queue.dtype)  # keys computed under autocast are bf16
+        nets.queue[slots] = k
         nets.pointer.copy_((nets.pointer + len(k)) % self.queue_size)
 
 
