@@ -114,21 +114,39 @@ def separability_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     return table
 
 
+def _grouped_bars(ax, groups: int, series: list[dict], paper_label: str, star_size: float = 6):
+    """Bars of each series side by side over ``groups`` positions, the paper's values as stars above
+    them (labelled once). A series: ``label``, ``values``, ``paper``, ``color``, and ``lows`` and
+    ``highs`` for error bars where it has them."""
+    width = 0.8 / len(series)
+    for j, one in enumerate(series):
+        xs = np.arange(groups) + (j - (len(series) - 1) / 2) * width
+        bars = {}
+        if "lows" in one:
+            bars = {"yerr": P.error_bars(one["values"], one["lows"], one["highs"]), "capsize": 2}
+        ax.bar(xs, one["values"], width, color=one["color"], label=one["label"], **bars)
+        ax.plot(xs, one["paper"], "k*", ms=star_size, label=paper_label if j == 0 else None)
+
+
+def _accuracy_axes(ax, ylabel: str, top: float, ncol: int):
+    """The y axis of an accuracy from 0 to 1, with room up to ``top`` for the legend above the bars."""
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top)
+    ax.set_yticks(np.arange(0, 1.01, 0.2))
+    ax.legend(fontsize=P.SMALL, loc="upper center", ncol=ncol)
+
+
 def fig_separability(cfg, table: pd.DataFrame, res: Results):
     fig, ax = plt.subplots(figsize=(P.WIDTH, 3.2))
-    xs = np.arange(len(table))
-    width = 0.8 / len(cfg.separability_models)
-    for j, model in enumerate(cfg.separability_models):
-        ax.bar(xs + (j - (len(cfg.separability_models) - 1) / 2) * width, table[f"{model} (measured)"], width,
-               label=f"{model.replace('_', '-')} (measured)", color=["0.35", "0.7"][j % 2])
-        ax.plot(xs + (j - (len(cfg.separability_models) - 1) / 2) * width, table[f"{model} (paper)"], "k*", ms=7,
-                label="paper (deck's table)" if j == 0 else None)
+    _grouped_bars(ax, len(table), [{"label": f"{model.replace('_', '-')} (measured)",
+                                    "values": table[f"{model} (measured)"], "paper": table[f"{model} (paper)"],
+                                    "color": ["0.35", "0.7"][j % 2]}
+                                   for j, model in enumerate(cfg.separability_models)],
+                  "paper (deck's table)", star_size=7)
     ax.axhline(cfg.separable, color="tab:red", ls="--", lw=1, label=f"the claim's {cfg.separable:.0%}")
-    ax.set_xticks(xs, [s.replace(" (stand-in)", "*") for s in table.index], fontsize=P.SMALL, rotation=30, ha="right")
-    ax.set_ylabel("training accuracy on the perturbations")
-    ax.set_ylim(0, 1.25)
-    ax.set_yticks(np.arange(0, 1.01, 0.2))
-    ax.legend(fontsize=P.SMALL, loc="upper center", ncol=2)
+    ax.set_xticks(np.arange(len(table)), [s.replace(" (stand-in)", "*") for s in table.index], fontsize=P.SMALL,
+                  rotation=30, ha="right")
+    _accuracy_axes(ax, "training accuracy on the perturbations", 1.25, 2)
     title = "TUE-LS: how linearly separable each protection's perturbations are by class (* a stand-in)"
     return P.finish(fig, res, "TUE-LS", title, standin_label(cfg))
 
@@ -172,22 +190,18 @@ def fig_transfer_learning(cfg, table: pd.DataFrame, res: Results):
     learners = [name for name in learners if not name.startswith("random")]
     sets = list(dict.fromkeys(table.index.get_level_values("training set")))
     fig, ax = plt.subplots(figsize=(P.WIDTH, 3.4))
-    width = 0.8 / len(sets)
-    for j, s in enumerate(sets):
+    series = []
+    for s in sets:
         part = [table.loc[(name, s)] for name in learners]
-        xs = np.arange(len(learners)) + (j - (len(sets) - 1) / 2) * width
-        acc = np.array([p.test_accuracy for p in part])
         key = next(k for k, v in METHOD_NAME.items() if v == s)
-        ax.bar(xs, acc, width, color=COLOR[key], label=s,
-               yerr=P.error_bars(acc, [p.ci_low for p in part], [p.ci_high for p in part]), capsize=2)
-        ax.plot(xs, [p.paper for p in part], "k*", ms=6, label="paper (Ren et al.'s table)" if j == 0 else None)
+        series.append({"label": s, "values": np.array([p.test_accuracy for p in part]),
+                       "paper": [p.paper for p in part], "color": COLOR[key],
+                       "lows": [p.ci_low for p in part], "highs": [p.ci_high for p in part]})
+    _grouped_bars(ax, len(learners), series, "paper (Ren et al.'s table)")
     rf = table.loc[("random features + linear probe", "clean")].test_accuracy
     ax.axhline(rf, color="0.5", ls=":", lw=1, label="random-feature probe (clean)")
     ax.set_xticks(np.arange(len(learners)), learners, fontsize=P.SMALL)
-    ax.set_ylabel("clean test accuracy")
-    ax.set_ylim(0, 1.3)
-    ax.set_yticks(np.arange(0, 1.01, 0.2))
-    ax.legend(fontsize=P.SMALL, loc="upper center", ncol=4)
+    _accuracy_axes(ax, "clean test accuracy", 1.3, 4)
     title = "TUE-TT: training-wise transferability: supervised and contrastive learners on each protected set"
     return P.finish(fig, res, "TUE-TT", title, standin_label(cfg))
 
@@ -218,17 +232,12 @@ def swap_table(cfg, run: dict, res: Results) -> tuple[pd.DataFrame, pd.DataFrame
 def fig_swaps(cfg, t5: pd.DataFrame, res: Results):
     fig, ax = plt.subplots(figsize=(P.WIDTH * 0.8, 3.0))
     prots = list(dict.fromkeys(t5.index.get_level_values("protection")))
-    width = 0.8 / len(SWAPS)
-    for j, swap in enumerate(SWAPS):
-        xs = np.arange(len(prots)) + (j - 1) * width
-        ax.bar(xs, [t5.loc[(p, swap)].test_accuracy for p in prots], width, label=swap,
-               color=["0.3", "0.55", "0.8"][j])
-        ax.plot(xs, [t5.loc[(p, swap)].paper for p in prots], "k*", ms=6, label="paper (Table 5)" if j == 0 else None)
+    _grouped_bars(ax, len(prots), [{"label": swap, "values": [t5.loc[(p, swap)].test_accuracy for p in prots],
+                                    "paper": [t5.loc[(p, swap)].paper for p in prots],
+                                    "color": ["0.3", "0.55", "0.8"][j]} for j, swap in enumerate(SWAPS)],
+                  "paper (Table 5)")
     ax.set_xticks(np.arange(len(prots)), prots, fontsize=P.SMALL)
-    ax.set_ylabel("clean test accuracy")
-    ax.set_ylim(0, 1.2)
-    ax.set_yticks(np.arange(0, 1.01, 0.2))
-    ax.legend(fontsize=P.SMALL, loc="upper center", ncol=4)
+    _accuracy_axes(ax, "clean test accuracy", 1.2, 4)
     title = "TUE-T5: supervised victims when the perturbations go to other images of the class (intra) or class (inter)"
     return P.finish(fig, res, "TUE-T5", title, standin_label(cfg))
 
@@ -247,6 +256,13 @@ def transfer_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     return table
 
 
+def _class_means(artifact: dict, y: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each training image's perturbation (pixel levels / ``scale``, floats) and each class's mean
+    perturbation, flattened [10, C*H*W]."""
+    delta = artifact["delta_levels"][artifact["groups"].long()].float() / scale
+    return delta, torch.stack([delta[y == c].mean(0) for c in range(10)]).flatten(1)
+
+
 def fig_interpolation(cfg, run: dict, res: Results, steps: int = 6):
     """TUE-INT: TUE's (and EMN's) perturbations interpolated within one class and between two
     classes, (1 - t) delta_a + t delta_b, amplified; above each the class whose mean perturbation is
@@ -258,8 +274,7 @@ def fig_interpolation(cfg, run: dict, res: Results, steps: int = 6):
     labels = {}
     for k, kind in enumerate(kinds):
         art = run["protections"][kind]
-        delta = art["delta_levels"][art["groups"].long()].float() / 255
-        centres = torch.stack([delta[y == c].mean(0) for c in range(10)]).flatten(1)
+        delta, centres = _class_means(art, y, 255)  # on the [0, 1] scale, as the images are shown
         a = int(np.flatnonzero(y.numpy() == 0)[0])
         pairs = {"within class": (a, int(np.flatnonzero(y.numpy() == 0)[1])),
                  "between classes": (a, int(np.flatnonzero(y.numpy() == 1)[0]))}
@@ -286,9 +301,7 @@ def interpolation_check(cfg, run: dict, count: int = 200, seed: int = 0) -> pd.D
     _, y = cifar10_training_set(cfg.train_per_class)
     rows = []
     for kind in [m for m in ("tue", "emn", "sn") if m in cfg.methods]:
-        art = run["protections"][kind]
-        delta = art["delta_levels"][art["groups"].long()].float()
-        centres = torch.stack([delta[y == c].mean(0) for c in range(10)]).flatten(1)
+        delta, centres = _class_means(run["protections"][kind], y)
         gen = torch.Generator().manual_seed(seed)
         hits = 0
         for c in range(10):
