@@ -1,7 +1,8 @@
 """Per-seed summaries of victim trials, for the reports whose claims' unit is a victim training (a
 seed): each victim's score, the t interval of the mean over seeds, and a table row beside the paper's
-number. Notebook 14's report uses them; 12's and 13's reports still hold their own copies, to be
-moved here with their next full rerun (a change to their code stales their committed runs)."""
+number, and ``run_arms``, which runs a grid of arms (each a list of trials, one per seed) in one
+batch. Notebook 14 uses them; 12's and 13's still hold their own copies, to be moved here with their
+next full rerun (a change to their code stales their committed runs)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,3 +31,13 @@ def seed_row(label: dict, rs, paper: float, key: str = "test_accuracy") -> dict:
     values = per_seed(rs, key)
     lo, hi = seed_interval(values)
     return {**label, "seeds": len(values), key: float(values.mean()), "ci_low": lo, "ci_high": hi, "paper": paper}
+
+
+def run_arms(grid: dict, cache, desc: str) -> dict[str, list[dict]]:
+    """Run every trial of ``grid`` ({arm: [trial of each seed]}) in one batch of
+    ``executor.run_trials`` (so one progress bar, and a parallel executor sees them all) and return
+    {arm: [the result of each seed]}."""
+    from .executor import run_trials
+    flat = [t for trials in grid.values() for t in trials]
+    results = iter(run_trials(flat, cache, desc=desc))
+    return {arm: [next(results) for _ in trials] for arm, trials in grid.items()}

@@ -172,7 +172,7 @@ def test_every_protection_keeps_its_budget(kind, monkeypatch, isolated_artifacts
     monkeypatch.setattr(E.EV, "cifar10_training_set", lambda per_class: (x, y))
     monkeypatch.setattr(E, "validation_set", lambda per_class, val: (x[:8], y[:8]))
     net = E.build("convnet_bn", 0)
-    monkeypatch.setattr(E, "load_surrogate", lambda model, key: net.eval().requires_grad_(False))
+    monkeypatch.setattr(E, "load_surrogate", lambda model, key, trainable=False: net.eval().requires_grad_(trainable))
     art = E.protection_trial(kind=kind, per_class=5, seed=3, eps=8 / 255, step_size=2 / 255, model="convnet_bn",
                              encoder="convnet_bn", batch_size=8, noise_steps=1, train_steps=1, steps=2, rounds=1,
                              block=8, val_per_class=2)
@@ -237,14 +237,7 @@ def test_the_power_table_covers_both_parts_of_the_probe_claim():
     assert np.isfinite(table.filter(like="units for").to_numpy(float)).all()
 
 
-def _moco_bug():
-    from poisonrepro import precision as PR
-    return pytest.mark.xfail(PR.resolve("cpu") == "bf16", strict=True, raises=RuntimeError,
-                             reason="known bug, fixed with 14's next cold rerun (the fix changes every 14 stage key): "
-                                    "MoCo v2 under bf16 autocast puts bf16 keys into its fp32 queue")
-
-
-@pytest.mark.parametrize("kind", ["SimCLRLearner", pytest.param("MoCoV2Learner", marks=_moco_bug()), "SimSiamLearner"])
+@pytest.mark.parametrize("kind", ["SimCLRLearner", "MoCoV2Learner", "SimSiamLearner"])
 def test_each_contrastive_learner_pretrains_under_autocast_with_batched_views(kind):
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     learner = getattr(C, kind)(arch="convnet_bn", epochs=1.0, batch_size=8, views="batched", autocast=True)

@@ -26,6 +26,12 @@ reproduction on 2 cores; ``smoke`` the plumbing check (its numbers mean nothing)
   epochs ~100 s each: clean, EMN and TUE on 3 seeds, SN and UCL on one, 11 in all, ~1,100 s; the
   random-feature probes on 3 seeds: ~15 s.
 
+After the first cpu run (2,357 s; TUE with 10 noise steps had no effect), TUE's noise steps went to the
+script's 800 (``tue_noise_steps``): a noise step computes the CSD of a batch's perturbations and no
+network, 0.4 s a pass here (measured: 40 passes over 10,000 images in 16 s), so about 5 more minutes; to stay
+within the 45 minutes, Alignment runs 5 steps (was 10, ~65 s less) and the DeepConfuse stand-in 5 rounds (was
+10, ~45 s less). Estimate: 2,357 + 320 - 110 = ~2,570 s.
+
 About 2,800 s with 15 SimCLR epochs: over the 45 minutes, so SimCLR trains 12 (~80 s each, ~880 s),
 which brings the estimate to about 2,550 s. Measured on clean data before the run
 (one seed, 2,000 test images): the random-feature probe 35.5%, SimCLR 41-42% after 10 epochs (lr
@@ -90,6 +96,9 @@ class Config(BaseConfig):
     cl_rounds: int = param(min=1, loop=True, stage="protections")
     cl_train_steps: int = param(min=1, loop=True, stage="protections")
     cl_noise_steps: int = param(min=1, loop=True, stage="protections")
+    # TUE's noise passes per round: with tue_ssl_weight 0 (the authors' SimCLR setting) a noise step
+    # computes the CSD of the batch's perturbations only, no network, so the script's 800 cost seconds
+    tue_noise_steps: int = param(min=1, loop=True, stage="protections")
     tue_ssl_weight: float = param(min=0, max=100, stage="protections")
     tue_csd_weight: float = param(min=0, max=100, stage="protections")
     # the report's grids (each a victim of stage "victims"; the fields only pick which run)
@@ -147,20 +156,23 @@ PROFILES = {
                   val_per_class=5, test_per_class=10, epochs=1, surrogate_epochs=1, ssl_learners=("simclr",),
                   ssl_epochs=1, craft_batch=128, noise_steps=2, max_rounds=1, emax_steps=2, clog_steps=2,
                   align_steps=2, confuse_rounds=1, confuse_steps=2, ntga_steps=2, ntga_block=64, cl_rounds=1,
-                  cl_train_steps=1, cl_noise_steps=1, transfer_per_class=20, separability_steps=5,
+                  cl_train_steps=1, cl_noise_steps=1, tue_noise_steps=1, transfer_per_class=20, separability_steps=5,
                   victim_seeds=1),
     # sized before the run (the module docstring): 10,000 images, 10 supervised and 12 SimCLR epochs;
     # 3 seeds for the headline arms (the Power section), one for the descriptive grids
     "cpu": dict(_COMMON, model="convnet_bn", encoder="convnet_bn", recipe="fast", train_per_class=1000,
                 val_per_class=50, test_per_class=1000, epochs=10, surrogate_epochs=10, ssl_learners=("simclr",),
                 ssl_epochs=12, craft_batch=512, noise_steps=10, max_rounds=3, emax_steps=5, clog_steps=5,
-                align_steps=10, confuse_rounds=10, confuse_steps=40, ntga_steps=5, ntga_block=512, cl_rounds=5,
-                cl_train_steps=20, cl_noise_steps=2, transfer_per_class=500, victim_seeds=3),
+                align_steps=5, confuse_rounds=5, confuse_steps=40, ntga_steps=5, ntga_block=512, cl_rounds=5,
+                # tue_noise_steps: 5 rounds x 160 = the script's 800 noise steps; changed after the first cpu run, where
+                # 2 a round (10 in all, as UCL's) left TUE without effect (the notebook says so)
+                cl_train_steps=20, cl_noise_steps=2, tue_noise_steps=160, transfer_per_class=500,
+                victim_seeds=3),
     "paper": dict(_COMMON, model="resnet18", encoder="resnet18", recipe="tue", train_per_class=4900,
                   val_per_class=100, test_per_class=1000, epochs=200, surrogate_epochs=40,
                   ssl_learners=SSL_LEARNERS, ssl_epochs=1000, craft_batch=512, noise_steps=20, max_rounds=50,
                   emax_steps=250, clog_steps=250, align_steps=250, confuse_rounds=50, confuse_steps=100,
-                  ntga_steps=10, ntga_block=512, cl_rounds=40, cl_train_steps=20, cl_noise_steps=20,
+                  ntga_steps=10, ntga_block=512, cl_rounds=40, cl_train_steps=20, cl_noise_steps=20, tue_noise_steps=20,
                   transfer_per_class=5000, victim_seeds=3,
                   _sources={
                       "model/recipe/epochs": "the notes on Ren et al. 2023: supervised evaluation ResNet-18 200 "
@@ -173,6 +185,7 @@ PROFILES = {
                       "ssl_learners/ssl_epochs": "TUE-TT: SimCLR, MoCo, SimSiam; the evaluation's pre-training "
                                                  "epochs UNCONFIRMED (1,000, the usual CIFAR-10 length)",
                       "eps/step_size": "demo.sh: --epsilon 8 --step_size 0.8 (of 255)",
+                      "tue_noise_steps": "demo.sh for SimCLR: --num_steps 20 per epoch, 40 epochs (800 noise steps)",
                       "cl_rounds/cl_train_steps/cl_noise_steps": "demo.sh for SimCLR: --epochs 40 --train_step 20 "
                                                                  "--num_steps 20",
                       "tue_ssl_weight/tue_csd_weight": "demo.sh for SimCLR: --ssl_weight 0 "

@@ -272,13 +272,13 @@ class _Contrastive(RandomFeatureLearner):
         encoder.train()
         nets.train()
         step = 0
+        draw = two_views if self.views == "per_image" else batched_views
         with progress(total=total, desc=f"{type(self).__name__} {self.arch}", leave=False) as bar:
             while step < total:
                 perm = torch.randperm(n, generator=gen)
                 for i in range(steps_per_epoch):
                     if step == total:
                         break
-                    draw = two_views if self.views == "per_image" else batched_views
                     v1, v2_ = draw(x[perm[i * batch:(i + 1) * batch]], gen, self.crop_scale)
                     with PR.autocast(device) if self.autocast else contextlib.nullcontext():
                         loss = self.loss(encoder, nets, v1.to(device), v2_.to(device), gen).float()
@@ -358,7 +358,7 @@ class MoCoV2Learner(_Contrastive):
         momentum_update(nets["key_projector"], nets["projector"], self.key_momentum)
         k = nets.pending[: self.queue_size]
         slots = (nets.pointer + torch.arange(len(k), device=k.device)) % self.queue_size
-        nets.queue[slots] = k
+        nets.queue[slots] = k.to(nets.queue.dtype)  # under autocast the keys are bf16, the queue fp32
         nets.pointer.copy_((nets.pointer + len(k)) % self.queue_size)
 
 

@@ -55,6 +55,7 @@ from ...attacks import tue as TUE
 from ...cache import ArtifactCache
 from ...config.tue import METHODS
 from ...executor import Trial, run_trials, trial_key
+from ...seedwise import run_arms
 from ...surrogates import Autocast, build
 from . import correspondence as CO
 from . import separability as SEP
@@ -108,14 +109,16 @@ def surrogate_trials(cfg) -> list[Trial]:
                    "per_class": cfg.train_per_class, "seed": cfg.seed + 50})]
 
 
-def load_surrogate(model: str, key: str) -> nn.Module:
+def load_surrogate(model: str, key: str, *, trainable: bool = False) -> nn.Module:
+    """The clean surrogate of ``key`` in eval mode; its parameters require gradients only where
+    ``trainable`` (TensorClog's and Alignment's objectives are gradients of its parameters)."""
     def missing():
         raise FileNotFoundError("the clean surrogate is not in the artifact cache: run experiments.surrogate first, "
                                 "with the same POISONREPRO_ARTIFACTS")
     state = ArtifactCache().tensors("surrogate", key, missing)
     net = build(model, 0)
     net.load_state_dict({k[len("state."):]: v for k, v in state.items() if k.startswith("state.")})
-    return net.eval().requires_grad_(False)
+    return net.eval().requires_grad_(trainable)
 
 
 # --------------------------------------------------------------------------- the protections
@@ -149,12 +152,12 @@ def protection_trial(*, kind: str, per_class: int, seed: int, eps: float, step_s
         art = EMAX.craft_error_maximizing(Autocast(load_surrogate(model, surrogate_key)), x, y, eps=eps, steps=steps,
                                           step_size=step_size, batch_size=batch_size, seed=seed, desc=name)
     elif kind == "tensorclog":
-        art = TC.craft_tensorclog(load_surrogate(model, surrogate_key).requires_grad_(True), x, y, eps=eps, steps=steps,
+        art = TC.craft_tensorclog(load_surrogate(model, surrogate_key, trainable=True), x, y, eps=eps, steps=steps,
                                   step_size=step_size, batch_size=min(batch_size, 256), seed=seed, desc=name)
     elif kind == "alignment":
         x_val, y_val = validation_set(per_class, val_per_class)
         # the target gradient is over the surrogate's trainable parameters
-        art = AL.craft_alignment(load_surrogate(model, surrogate_key).requires_grad_(True), x, y, x_val, y_val, eps=eps, steps=steps,
+        art = AL.craft_alignment(load_surrogate(model, surrogate_key, trainable=True), x, y, x_val, y_val, eps=eps, steps=steps,
                                  batch_size=batch_size, seed=seed, desc=name)
     elif kind == "deepconfuse":
         art = DC.craft_deepconfuse(Autocast(build(model, seed)), x, y, eps=eps, rounds=rounds,
@@ -180,7 +183,7 @@ def protection_spec(cfg, kind: str, surrogate_key: str) -> dict:
         spec.update(encoder=cfg.encoder, noise_steps=cfg.cl_noise_steps, train_steps=cfg.cl_train_steps,
                     rounds=cfg.cl_rounds, batch_size=cfg.craft_batch)
         if kind == "tue":
-            spec.update(ssl_weight=cfg.tue_ssl_weight, csd_weight=cfg.tue_csd_weight)
+            spec.update(noise_steps=cfg.tue_noise_steps, ssl_weight=cfg.tue_ssl_weight, csd_weight=cfg.tue_csd_weight)
     elif kind in ("emaxn", "tensorclog", "alignment"):
         steps = {"emaxn": cfg.emax_steps, "tensorclog": cfg.clog_steps, "alignment": cfg.align_steps}[kind]
         spec.update(model=cfg.model, surrogate_key=surrogate_key, steps=steps, batch_size=cfg.craft_batch)
@@ -310,12 +313,6 @@ def arms(cfg, keys: dict) -> dict[str, list[Trial]]:
     return out
 
 
-def _run_arms(grid: dict[str, list[Trial]], cache, desc: str) -> dict[str, list[dict]]:
-    flat = [t for trials in grid.values() for t in trials]
-    results = iter(run_trials(flat, cache, desc=desc))
-    return {arm: [next(results) for _ in trials] for arm, trials in grid.items()}
-
-
 def run(cfg, cache) -> dict:
     """Everything the report needs: ``surrogate`` (its result), ``protections`` ({name: artifact}),
     ``separability`` ({(set, model): training accuracy}), ``victims`` ({arm: [the result of each
@@ -328,7 +325,7 @@ def run(cfg, cache) -> dict:
     sep = separability_trials(cfg, keys)
     separable = {k: float(r["train_accuracy"])
                  for k, r in zip(sep, run_trials(list(sep.values()), cache, desc="the separability test"))}
-    victims = _run_arms(arms(cfg, keys), cache, "victims")
+    victims = run_arms(arms(cfg, keys), cache, "victims")
     return {"surrogate": surrogate, "protections": protections, "separability": separable, "victims": victims}
 
 
