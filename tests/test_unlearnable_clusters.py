@@ -150,7 +150,7 @@ def test_every_protection_keeps_its_budget_on_the_protectors_set(kind, monkeypat
     monkeypatch.setattr(E.EV, "cifar10_training_set", lambda per_class: (x, g))
     key = ""
     if kind in ("uc", "emaxn", "advpoison"):  # they load the protector's network from the cache
-        net = E._build("convnet_bn", 0)
+        net = E.build("convnet_bn", 0)
         monkeypatch.setattr(E, "load_protector", lambda model, k: net.eval().requires_grad_(False))
     eps = 16 / 255 if kind == "uc" else 8 / 255
     art = E.protection_trial(kind=kind, per_class=10, seed=3, eps=eps, model="convnet_bn", protector_key=key,
@@ -197,7 +197,9 @@ def test_the_cpu_grid_is_the_one_the_estimate_and_the_plan_count():
     assert grid["relabel:2:uc"][0].spec["dataset"]["name"] == RL.dataset_name(2)
     assert grid["clusters:20"][0].spec["poisons"]["args"]["key"] == "key-uc:p20"
     at = grid["at:2:uc"][0].spec["learner"]
-    assert at["rho"] == 2.0 and at["steps"] == 2 and math.isclose(at["step_size"], 1 / 255)
+    assert at["rho"] == 2.0 and at["steps"] == 1 and math.isclose(at["step_size"], 2 / 255)
+    simclr = grid["simclr:uc"][0].spec["learner"]
+    assert simclr["views"] == "batched" and simclr["autocast"] is True
     assert grid["defence:gaussian_blur"][0].spec["learner"]["augmentation"] == "gaussian_blur"
     assert grid["simclr:uc"][0].spec["learner"]["kind"].endswith("SimCLRLearner")
 

@@ -39,7 +39,6 @@ from torch import nn
 from ... import evaluation as EV
 from ... import learners as L
 from ... import models as M
-from ... import precision as PR
 from ... import train as T
 from ...attacks import availability as AV
 from ...attacks import deepconfuse as DC
@@ -47,10 +46,11 @@ from ...attacks import error_maximizing as EMAX
 from ...attacks import error_minimizing as EMIN
 from ...attacks import synthetic_noise as SN
 from ...attacks import unlearnable_clusters as UC
-from ...cache import ArtifactCache
 from ...config.unlearnable_clusters import BASELINES, CIFAR10_CLASSES, METHODS
+from ... import trained as TR
 from ...executor import Trial, run_trials, trial_key
-from ...rng import seeded
+from ...seedwise import run_arms
+from ...surrogates import Autocast, build
 from . import relabelled as RL
 
 PRODUCER = "poisonrepro.attacks.availability:poison_training_set"
@@ -68,39 +68,15 @@ def recipe_fields(cfg, epochs: float | None = None) -> dict:
     return {**RECIPES[cfg.recipe], "epochs": float(cfg.epochs if epochs is None else epochs)}
 
 
-class Autocast(nn.Module):
-    """``net`` under the precision in force (bf16 autocast where the processor has it, as the
-    victims train), its outputs (logits, or ``features``) in fp32: crafting then costs what a
-    victim's step costs."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        with PR.autocast(x.device):
-            return self.net(x).float()
-
-    def features(self, x):
-        with PR.autocast(x.device):
-            return self.net.features(x).float()
-
-
-def _build(arch: str, seed: int) -> nn.Module:
-    with seeded(seed):  # initial weights from the seed alone; the caller's generators untouched
-        return M.build_model(arch).to(T.default_device())
-
-
 # --------------------------------------------------------------------------- the protector's network
 def protector_trial(*, model: str, recipe: dict, per_class: int, test_per_class: int, seed: int) -> dict:
     """The protector's network on its clean 10-class set: its weights and clean test accuracy."""
     x, y = EV.cifar10_training_set(per_class)
-    net = _build(model, seed)
+    net = build(model, seed)
     T.train_victim(net, x, y, EV.recipe_from(recipe), seed=seed, desc="the protector's network")
     test_x, test_y = EV.cifar10_test_set(10 * test_per_class)
     acc = T.victim_accuracy(net, test_x, test_y, flip_tta=False)
-    net = net.cpu().to(memory_format=torch.contiguous_format)
-    return {**{f"state.{k}": v.contiguous() for k, v in net.state_dict().items()}, "test_accuracy": torch.tensor(acc)}
+    return TR.state_artifact(net, test_accuracy=acc)
 
 
 def protector_trials(cfg) -> list[Trial]:
@@ -110,13 +86,7 @@ def protector_trials(cfg) -> list[Trial]:
 
 
 def load_protector(model: str, key: str) -> nn.Module:
-    def missing():
-        raise FileNotFoundError("the protector's network is not in the artifact cache: run experiments.protector "
-                                "first, with the same POISONREPRO_ARTIFACTS")
-    state = ArtifactCache().tensors("protector", key, missing)
-    net = _build(model, 0)
-    net.load_state_dict({k[len("state."):]: v for k, v in state.items() if k.startswith("state.")})
-    return net.eval().requires_grad_(False)
+    return TR.load(model, "protector", key, what="the protector's network")
 
 
 def protector(cfg, cache) -> tuple[dict, str]:
@@ -148,11 +118,11 @@ def protection_trial(*, kind: str, per_class: int, seed: int, eps: float, model:
                                           targeted=kind == "advpoison", num_classes=CIFAR10_CLASSES, seed=seed,
                                           desc=METHOD_NAME[kind])
     elif kind == "eminn":
-        art = EMIN.craft_error_minimizing(Autocast(_build(model, seed)), x, y, eps=eps, step_size=step_size,
+        art = EMIN.craft_error_minimizing(Autocast(build(model, seed)), x, y, eps=eps, step_size=step_size,
                                           noise_steps=noise_steps, train_steps=train_steps, max_rounds=max_rounds,
                                           stop_error=stop_error, batch_size=batch_size, seed=seed)
     else:  # deepconfuse
-        art = DC.craft_deepconfuse(Autocast(_build(model, seed)), x, y, eps=eps, rounds=rounds,
+        art = DC.craft_deepconfuse(Autocast(build(model, seed)), x, y, eps=eps, rounds=rounds,
                                    classifier_steps=steps, generator_steps=steps, batch_size=min(batch_size, 256),
                                    seed=seed)
     spoiled = AV.apply_noise(x, y, art)[0]
@@ -236,7 +206,11 @@ def at_learner(cfg, rho: float) -> dict:
 
 
 def simclr_learner(cfg) -> dict:
-    return {"kind": L.kind_path("simclr"), "arch": cfg.model, "epochs": float(cfg.simclr_epochs)}
+    # batched views under autocast, as notebook 14's contrastive learners (``learners.contrastive``):
+    # about 4 times faster on a CPU than torchvision's per-image views in fp32; changed after the first
+    # cpu run, for time (the notebook says so)
+    return {"kind": L.kind_path("simclr"), "arch": cfg.model, "epochs": float(cfg.simclr_epochs), "views": "batched",
+            "autocast": True}
 
 
 def screening_arms(cfg, keys: dict) -> dict[str, list[Trial]]:
@@ -283,21 +257,15 @@ def arms(cfg, keys: dict, strongest: str) -> dict[str, list[Trial]]:
     return out
 
 
-def _run_arms(grid: dict[str, list[Trial]], cache, desc: str) -> dict[str, list[dict]]:
-    flat = [t for trials in grid.values() for t in trials]
-    results = iter(run_trials(flat, cache, desc=desc))
-    return {arm: [next(results) for _ in trials] for arm, trials in grid.items()}
-
-
 def run(cfg, cache) -> dict:
     """Everything the report needs: ``protector`` (its result), ``protections`` ({name: artifact}),
     ``strongest`` (the screened baseline), ``victims`` ({arm: [the result of each seed]}), trained
     or loaded from the cache."""
     net, key = protector(cfg, cache)
     made, keys = protections(cfg, cache, key)
-    screened = _run_arms(screening_arms(cfg, keys), cache, "screening the baselines")
+    screened = run_arms(screening_arms(cfg, keys), cache, "screening the baselines")
     strongest = strongest_baseline(screened)
-    victims = {**screened, **_run_arms(arms(cfg, keys, strongest), cache, "victims")}
+    victims = {**screened, **run_arms(arms(cfg, keys, strongest), cache, "victims")}
     return {"protector": net, "protections": made, "strongest": strongest, "victims": victims}
 
 

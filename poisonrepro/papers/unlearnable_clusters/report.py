@@ -19,6 +19,7 @@ from ...data import CIFAR10_CLASSES
 from ...evaluation import cifar10_training_set
 from ...reference import get
 from ...results import Results
+from ...seedwise import per_seed, seed_row
 from .experiments import METHOD_NAME
 
 plt = P.plt
@@ -36,32 +37,8 @@ def standin_label(cfg) -> str:
             f"protector's {M.display_name(cfg.surrogate)} trained on its 10 labels (paper: ImageNet ResNet-50)")
 
 
-def per_seed(rs, key: str = "test_accuracy") -> np.ndarray:
-    """Each victim's (seed's) score ``key``, in seed order."""
-    return np.array([float(r[key]) for r in rs])
-
-
-def seed_interval(values) -> tuple[float, float]:
-    """The two-sided 95% t interval of the mean over seeds (NaN with fewer than two seeds)."""
-    from statsmodels.stats.weightstats import DescrStatsW
-    v = np.asarray(values, float)
-    if len(v) < 2:
-        return (np.nan, np.nan)
-    if np.ptp(v) == 0:
-        return (float(v[0]), float(v[0]))
-    lo, hi = DescrStatsW(v).tconfint_mean(alpha=0.05)
-    return float(lo), float(hi)
-
-
 def paper_value(key: str) -> float:
     return get(PAPER, key).value
-
-
-def _row(label: dict, rs, paper: float) -> dict:
-    acc = per_seed(rs)
-    lo, hi = seed_interval(acc)
-    return {**label, "seeds": len(acc), "test_accuracy": float(acc.mean()), "ci_low": lo, "ci_high": hi,
-            "paper": paper}
 
 
 # --------------------------------------------------------------------------- the protections
@@ -127,19 +104,19 @@ def outcome_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     each protection, beside the paper's ResNet-18 on Pets: the clean and UC victims and the strongest
     baseline on the headline seeds, every baseline on its screening seed(s)."""
     vic = run["victims"]
-    rows = [_row({"protection": "clean", "seeds used": "headline"}, vic["clean"], paper_value("t1.rn18.pets.clean"))
+    rows = [seed_row({"protection": "clean", "seeds used": "headline"}, vic["clean"], paper_value("t1.rn18.pets.clean"))
             | {"method": "clean"},
-            _row({"protection": METHOD_NAME["uc"], "seeds used": "headline"}, vic["uc"],
+            seed_row({"protection": METHOD_NAME["uc"], "seeds used": "headline"}, vic["uc"],
                  paper_value("t1.rn18.pets.uc")) | {"method": METHOD_NAME["uc"]}]
     strongest = run["strongest"]
     # the row's label is the same at every profile (the notebook's regenerated list is compared by nbval);
     # which baseline it is, is the data's choice: its own column
-    rows.append(_row({"protection": "the strongest baseline", "seeds used": "headline"},
+    rows.append(seed_row({"protection": "the strongest baseline", "seeds used": "headline"},
                      vic[f"baseline:{strongest}"], paper_value(f"t1.rn18.pets.{strongest}")) | {"method": METHOD_NAME[strongest]})
     for arm, rs in vic.items():
         if arm.startswith("screen:"):
             kind = arm.split(":")[1]
-            rows.append(_row({"protection": METHOD_NAME[kind], "seeds used": "screening"}, rs,
+            rows.append(seed_row({"protection": METHOD_NAME[kind], "seeds used": "screening"}, rs,
                              paper_value(f"t1.rn18.pets.{kind}")) | {"method": METHOD_NAME[kind]})
     table = pd.DataFrame(rows).set_index(["protection", "seeds used"])
     res.save_table(table, "UC-T1")
@@ -172,10 +149,10 @@ def defence_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     """UC-T3 (saved): UC's victims under each defence of the data user (no defence: the headline's
     flip-and-crop victims), beside Table 3."""
     vic = run["victims"]
-    rows = [_row({"defence": "none (flip and crop)"}, vic["uc"], paper_value("t3.uc.none"))]
+    rows = [seed_row({"defence": "none (flip and crop)"}, vic["uc"], paper_value("t3.uc.none"))]
     for d in cfg.defences:
         paper = paper_value(f"t3.uc.{DEFENCE_PAPER[d]}") if d in DEFENCE_PAPER else np.nan
-        rows.append(_row({"defence": d.replace("_", " ")}, vic[f"defence:{d}"], paper))
+        rows.append(seed_row({"defence": d.replace("_", " ")}, vic[f"defence:{d}"], paper))
     table = pd.DataFrame(rows).set_index("defence")
     res.save_table(table, "UC-T3")
     return table
@@ -188,7 +165,7 @@ def at_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     for rho in cfg.at_rhos:
         for m in cfg.at_methods:
             key = f"at.rho{rho:g}.{m}"
-            rows.append(_row({"rho (/255)": rho, "training set": METHOD_NAME[m]}, run["victims"][f"at:{rho:g}:{m}"],
+            rows.append(seed_row({"rho (/255)": rho, "training set": METHOD_NAME[m]}, run["victims"][f"at:{rho:g}:{m}"],
                              paper_value(key) if rho in (1, 2) else np.nan))
     table = pd.DataFrame(rows).set_index(["rho (/255)", "training set"])
     res.save_table(table, "UC-AT")
@@ -204,7 +181,7 @@ def relabel_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     for n in sorted((cfg.hacker_classes,) + cfg.relabel_grid):
         for m in ("clean", "uc"):
             rs = vic[m] if n == cfg.hacker_classes else vic[f"relabel:{n}:{m}"]
-            rows.append(_row({"hacker classes": n, "training set": METHOD_NAME[m]}, rs, np.nan) | {"chance": 1 / n})
+            rows.append(seed_row({"hacker classes": n, "training set": METHOD_NAME[m]}, rs, np.nan) | {"chance": 1 / n})
     table = pd.DataFrame(rows).set_index(["hacker classes", "training set"]).drop(columns="paper")
     res.save_table(table, "UC-F4a")
     return table
@@ -212,7 +189,7 @@ def relabel_table(cfg, run: dict, res: Results) -> pd.DataFrame:
 
 def simclr_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     """UC-F4b (saved): SimCLR pre-training and a linear probe on each protected set."""
-    rows = [_row({"training set": METHOD_NAME[m]}, run["victims"][f"simclr:{m}"], np.nan)
+    rows = [seed_row({"training set": METHOD_NAME[m]}, run["victims"][f"simclr:{m}"], np.nan)
             for m in cfg.simclr_methods]
     table = pd.DataFrame(rows).set_index("training set").drop(columns="paper")
     res.save_table(table, "UC-F4b")
@@ -246,7 +223,7 @@ def fig_f4(cfg, relabel: pd.DataFrame, simclr: pd.DataFrame, res: Results):
 def clusters_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     """UC-P (saved): UC's victims' accuracy for each number of clusters p."""
     vic = run["victims"]
-    rows = [_row({"clusters p": p}, vic["uc"] if p == cfg.clusters else vic[f"clusters:{p}"], np.nan)
+    rows = [seed_row({"clusters p": p}, vic["uc"] if p == cfg.clusters else vic[f"clusters:{p}"], np.nan)
             for p in sorted((cfg.clusters,) + cfg.cluster_grid)]
     table = pd.DataFrame(rows).set_index("clusters p").drop(columns="paper")
     res.save_table(table, "UC-P")
