@@ -1,8 +1,8 @@
 """Per-seed summaries of victim trials, for the reports whose claims' unit is a victim training (a
 seed): each victim's score, the t interval of the mean over seeds, and a table row beside the paper's
 number, and ``run_arms``, which runs a grid of arms (each a list of trials, one per seed) in one
-batch. Notebook 14 uses them; 12's and 13's still hold their own copies, to be moved here with their
-next full rerun (a change to their code stales their committed runs)."""
+batch. Notebooks 13 and 14 use them; 12 still holds its own copies, to be moved here with its next
+full rerun (a change to its code stales its committed run)."""
 from __future__ import annotations
 
 import numpy as np

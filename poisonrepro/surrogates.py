@@ -1,9 +1,9 @@
 """Networks for crafting, built the way victims are: ``build`` draws a ``models`` network's initial
 weights from a seed alone, and ``Autocast`` runs a network under the precision in force (bf16
 autocast where the processor has it, as ``train.train_victim`` trains), its outputs in fp32, so that a
-crafting step costs what a victim's step costs. Notebook 14's experiments use them; 12's and 13's
-experiments still hold their own copies, to be moved here with their next full rerun (a change to
-their code stales their committed runs)."""
+crafting step costs what a victim's step costs. Notebooks 13 and 14 use them; 12's experiments still
+hold their own copies, to be moved here with its next full rerun (a change to its code stales its
+committed run)."""
 from __future__ import annotations
 
 from torch import nn

@@ -2,6 +2,8 @@
 papers/tue/datasets.py): each loader decodes a miniature archive in its dataset's real layout into
 images and labels, a file whose sha256 is not the published one is refused, and offline the
 registry hands out the labelled stand-in. (The real files are not on this machine.)"""
+import copy
+import importlib
 import io
 import tarfile
 import urllib.request
@@ -13,14 +15,23 @@ from PIL import Image
 from scipy.io import savemat
 
 from poisonrepro import data as D
-from poisonrepro.papers.tue import datasets as TD
-from poisonrepro.papers.unlearnable_clusters import datasets as UD
+from poisonrepro import registration as R
 
 COLORS = [(250, 10, 10), (10, 250, 10), (10, 10, 250)]
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
+    """The modules register into copies of the registries (restored after each test, so that no
+    other test sees these datasets), the decoded arrays go to a temporary cache, and nothing is
+    downloaded."""
+    monkeypatch.setattr(D, "DATASETS", dict(D.DATASETS))
+    monkeypatch.setattr(D, "KNOWN_SHA256", copy.deepcopy(D.KNOWN_SHA256))
+    monkeypatch.setattr(R, "_REGISTERED", {})
+    monkeypatch.setattr(R, "STANDINS", {})
+    global TD, UD
+    TD, UD = (importlib.reload(importlib.import_module(f"poisonrepro.papers.{m}.datasets"))
+              for m in ("tue", "unlearnable_clusters"))
     monkeypatch.setenv("POISONREPRO_DERIVED", str(tmp_path / "derived"))  # the decoded arrays' cache
     monkeypatch.setenv("POISONREPRO_RAW", str(tmp_path / "raw"))
     monkeypatch.delenv("POISONREPRO_DATA", raising=False)
