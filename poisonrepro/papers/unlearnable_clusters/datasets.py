@@ -100,19 +100,28 @@ def _images(tar_path, wanted: dict[str, int], size: int, what: str) -> tuple[np.
     return np.stack([found[k] for k in keys]), np.array([wanted[k] for k in keys], dtype=np.int64)
 
 
-def _member_text(archive, suffix: str) -> str:
-    """The text of the one member of a tar or zip archive whose name ends in ``suffix``."""
+def _member_texts(archive, *suffixes: str) -> tuple[str, ...]:
+    """The texts of the members of a tar or zip archive whose names end in each of ``suffixes`` (one
+    pass over the archive: Food-101's is 5 GB)."""
+    found = {}
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            name = next((n for n in z.namelist() if n.endswith(suffix)), None)
-            if name is not None:
-                return z.read(name).decode()
+            for suffix in suffixes:
+                name = next((n for n in z.namelist() if n.endswith(suffix)), None)
+                if name is not None:
+                    found[suffix] = z.read(name).decode()
     else:
         with tarfile.open(archive) as tar:
             for member in tar:
-                if member.name.endswith(suffix):
-                    return tar.extractfile(member).read().decode()
-    raise D.ChecksumError(f"{archive}: no member ending in {suffix!r}")
+                suffix = next((x for x in suffixes if x not in found and member.name.endswith(x)), None)
+                if suffix is not None:
+                    found[suffix] = tar.extractfile(member).read().decode()
+                    if len(found) == len(suffixes):
+                        break
+    missing = [x for x in suffixes if x not in found]
+    if missing:
+        raise D.ChecksumError(f"{archive}: no member ending in {missing[0]!r}")
+    return tuple(found[x] for x in suffixes)
 
 
 def _cached(name: str, split: str, size: int, files: list, decode) -> D.ArrayDataset:
@@ -137,7 +146,7 @@ def load_pets(split: str = "train", data_dir=None, *, size: int = 32, verify: bo
     the lists' class-id order."""
     _check(split, size)
     images, notes = (D.fetch("pets", f, data_dir, verify=verify) for f in ("images.tar.gz", "annotations.tar.gz"))
-    lines = [line.split() for line in _member_text(notes, "trainval.txt" if split == "train" else "test.txt")
+    lines = [line.split() for line in _member_texts(notes, "trainval.txt" if split == "train" else "test.txt")[0]
              .splitlines() if line.strip() and not line.startswith("#")]
     wanted = {f"{name}.jpg": int(cls) - 1 for name, cls, *_ in lines}
     breeds = {int(cls) - 1: name.rsplit("_", 1)[0] for name, cls, *_ in lines}
@@ -211,9 +220,9 @@ def load_food101(split: str = "train", data_dir=None, *, size: int = 32, verify:
     archive = D.fetch("food101", "food-101.tar.gz", data_dir, verify=verify)
 
     def decode():  # the meta files are read here: a cached load does not scan the 5 GB archive
-        classes = _member_text(archive, "meta/classes.txt").split()
+        classes, names = (text.split() for text in _member_texts(archive, "meta/classes.txt", f"meta/{split}.txt"))
         index = {c: i for i, c in enumerate(classes)}
-        wanted = {f"images/{n}.jpg": index[n.split("/")[0]] for n in _member_text(archive, f"meta/{split}.txt").split()}
+        wanted = {f"images/{n}.jpg": index[n.split("/")[0]] for n in names}
         x, y = _images(archive, wanted, size, f"Food-101 {split}")
         return x, y, f"Food-101 {split} ({size}x{size})", classes
     return _cached("food101", split, size, [archive], decode)
@@ -226,9 +235,9 @@ def load_sun397(split: str = "train", data_dir=None, *, size: int = 32, verify: 
     _check(split, size)
     archive = D.fetch("sun397", "SUN397.tar.gz", data_dir, verify=verify)
     partitions = D.fetch("sun397", "Partitions.zip", data_dir, verify=verify)
-    classes = _member_text(partitions, "ClassName.txt").split()
+    classes, names = (text.split() for text in _member_texts(
+        partitions, "ClassName.txt", "Training_01.txt" if split == "train" else "Testing_01.txt"))
     index = {c: i for i, c in enumerate(classes)}
-    names = _member_text(partitions, "Training_01.txt" if split == "train" else "Testing_01.txt").split()
     # "/a/abbey/sun_x.jpg": the class is the path's folders, the archive holds it under SUN397/
     wanted = {n.lstrip("/"): index[n.rsplit("/", 1)[0]] for n in names}
 

@@ -107,17 +107,17 @@ def outcome_table(cfg, run: dict, res: Results) -> pd.DataFrame:
     rows = [seed_row({"protection": "clean", "seeds used": "headline"}, vic["clean"], paper_value("t1.rn18.pets.clean"))
             | {"method": "clean"},
             seed_row({"protection": METHOD_NAME["uc"], "seeds used": "headline"}, vic["uc"],
-                 paper_value("t1.rn18.pets.uc")) | {"method": METHOD_NAME["uc"]}]
+                     paper_value("t1.rn18.pets.uc")) | {"method": METHOD_NAME["uc"]}]
     strongest = run["strongest"]
     # the row's label is the same at every profile (the notebook's regenerated list is compared by nbval);
     # which baseline it is, is the data's choice: its own column
     rows.append(seed_row({"protection": "the strongest baseline", "seeds used": "headline"},
-                     vic[f"baseline:{strongest}"], paper_value(f"t1.rn18.pets.{strongest}")) | {"method": METHOD_NAME[strongest]})
+                         vic[f"baseline:{strongest}"], paper_value(f"t1.rn18.pets.{strongest}")) | {"method": METHOD_NAME[strongest]})
     for arm, rs in vic.items():
         if arm.startswith("screen:"):
             kind = arm.split(":")[1]
             rows.append(seed_row({"protection": METHOD_NAME[kind], "seeds used": "screening"}, rs,
-                             paper_value(f"t1.rn18.pets.{kind}")) | {"method": METHOD_NAME[kind]})
+                                 paper_value(f"t1.rn18.pets.{kind}")) | {"method": METHOD_NAME[kind]})
     table = pd.DataFrame(rows).set_index(["protection", "seeds used"])
     res.save_table(table, "UC-T1")
     return table
@@ -166,7 +166,7 @@ def at_table(cfg, run: dict, res: Results) -> pd.DataFrame:
         for m in cfg.at_methods:
             key = f"at.rho{rho:g}.{m}"
             rows.append(seed_row({"rho (/255)": rho, "training set": METHOD_NAME[m]}, run["victims"][f"at:{rho:g}:{m}"],
-                             paper_value(key) if rho in (1, 2) else np.nan))
+                                 paper_value(key) if rho in (1, 2) else np.nan))
     table = pd.DataFrame(rows).set_index(["rho (/255)", "training set"])
     res.save_table(table, "UC-AT")
     return table
