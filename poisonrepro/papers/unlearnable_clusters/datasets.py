@@ -106,8 +106,9 @@ def _member_texts(archive, *suffixes: str) -> tuple[str, ...]:
     found = {}
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
+            names = z.namelist()
             for suffix in suffixes:
-                name = next((n for n in z.namelist() if n.endswith(suffix)), None)
+                name = next((n for n in names if n.endswith(suffix)), None)
                 if name is not None:
                     found[suffix] = z.read(name).decode()
     else:
